@@ -1,0 +1,16 @@
+"""mlbuild: a declarative, DVC-compatible build tool for reproducible machine learning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "stage_params"]
+
+
+def stage_params(stage: str | None = None) -> Any:
+    """Return the current stage's declared params as a read-only OmegaConf config."""
+    from mlbuild.stageparams import stage_params as _impl
+
+    return _impl(stage)

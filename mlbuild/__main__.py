@@ -1,0 +1,5 @@
+"""`python -m mlbuild`."""
+
+from mlbuild.cli import main
+
+main()

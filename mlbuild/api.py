@@ -1,0 +1,102 @@
+"""The programmatic entry points: run(), status(), dag(). No printing, no exiting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlbuild.build import Builder, BuildOptions
+from mlbuild.compose import sync_params
+from mlbuild.declare import sync_dvcyaml
+from mlbuild.events import FAILED, Emit, StageResult, ignore
+from mlbuild.executor import execute
+from mlbuild.graph import select, topo_order
+from mlbuild.project import Workspace, open_workspace, project_lock
+
+
+@dataclass
+class RunRequest:
+    """Everything `mlbuild run` can be asked."""
+
+    targets: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
+    jobs: int = 1
+    force: bool = False
+    dry_run: bool = False
+    keep_going: bool = False
+    pull: bool = True
+    wait: bool = True
+
+
+@dataclass
+class StageStatus:
+    """One stage's verdict for `mlbuild status`."""
+
+    stage: str
+    stale: bool
+    frozen: bool
+    reasons: list[str]
+
+
+def prepare(root: Path, overrides: list[str] | None = None) -> Workspace:
+    """Recompose params.yaml, recompile dvc.yaml, and load the workspace."""
+    sync_params(root, overrides or [])
+    sync_dvcyaml(root)
+    return open_workspace(root)
+
+
+def ensure_tracked_data(ws: Workspace) -> None:
+    """Restore missing .dvc-tracked inputs from the cache, or pull them from the remote."""
+    from mlbuild.tracked import restore_missing
+
+    need_pull = restore_missing(ws.root, ws.tracked, ws.cache)
+    if need_pull:
+        from mlbuild import dvcbridge
+
+        dvcbridge.pull(ws.root, need_pull)
+
+
+def run(root: Path, request: RunRequest, emit: Emit = ignore) -> dict[str, StageResult]:
+    """Bring the requested stages (and their upstream) up to date."""
+    with project_lock(root, wait=request.wait):
+        ws = prepare(root, request.overrides)
+        try:
+            if request.pull and not request.dry_run:
+                ensure_tracked_data(ws)
+            order = select(ws.graph, request.targets) if request.targets else topo_order(ws.graph)
+            builder = Builder(
+                root=root, graph=ws.graph, lock=ws.lock, hasher=ws.hasher, checker=ws.checker,
+                cache=ws.cache, runcache=ws.runcache, emit=emit,
+                options=BuildOptions(force=request.force, dry_run=request.dry_run),
+            )
+            return execute(order, ws.graph.upstream, builder.build_stage, emit,
+                           jobs=1 if request.dry_run else request.jobs,
+                           keep_going=request.keep_going, on_abort=builder.procs.terminate_all)
+        finally:
+            ws.save_state()
+
+
+def failed(results: dict[str, StageResult]) -> list[StageResult]:
+    """The stages that failed."""
+    return [r for r in results.values() if r.outcome == FAILED]
+
+
+def status(root: Path, targets: list[str] | None = None) -> list[StageStatus]:
+    """Each stage's staleness and reasons, in topological order."""
+    ws = prepare(root)
+    try:
+        order = select(ws.graph, targets) if targets else topo_order(ws.graph)
+        out = []
+        for name in order:
+            stage = ws.graph.stages[name]
+            reasons, _ = ws.checker.check(stage, ws.lock.get(name))
+            out.append(StageStatus(name, bool(reasons), stage.frozen, [str(r) for r in reasons]))
+        return out
+    finally:
+        ws.save_state()
+
+
+def dag(root: Path) -> tuple[list[str], dict[str, tuple[str, ...]]]:
+    """Stages in topological order and their upstream edges."""
+    ws = prepare(root)
+    return topo_order(ws.graph), ws.graph.upstream

@@ -1,0 +1,144 @@
+"""Bringing one stage up to date: check, restore from the run-cache, or run and commit."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlbuild import gitignore
+from mlbuild.cache import Cache
+from mlbuild.errors import MlbuildError, StageFailedError
+from mlbuild.events import (
+    FAILED, FROZEN, RAN, RESTORED, UP_TO_DATE, WOULD_RUN, Emit, Event, StageResult,
+)
+from mlbuild.fingerprint import Hasher, HashInfo
+from mlbuild.graph import Graph
+from mlbuild.lockfile import LockFile, stage_entry
+from mlbuild.runcache import RunCache, can_cache, run_key
+from mlbuild.runner import ProcessTable, backed_up_outputs, run_command
+from mlbuild.status import Reason, Snapshot, StatusChecker
+
+
+@dataclass
+class BuildOptions:
+    """What the user asked of this build."""
+
+    force: bool = False
+    dry_run: bool = False
+    use_run_cache: bool = True
+
+
+@dataclass
+class Builder:
+    """Holds the build's shared state; build_stage is the executor's per-stage function."""
+
+    root: Path
+    graph: Graph
+    lock: LockFile
+    hasher: Hasher
+    checker: StatusChecker
+    cache: Cache
+    runcache: RunCache
+    emit: Emit
+    options: BuildOptions = field(default_factory=BuildOptions)
+    procs: ProcessTable = field(default_factory=ProcessTable)
+    outcomes: dict[str, str] = field(default_factory=dict)
+    _mutex: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def scratch(self) -> Path:
+        """mlbuild's temporary area inside .dvc/tmp."""
+        return self.root / ".dvc" / "tmp" / "mlbuild"
+
+    def build_stage(self, name: str) -> StageResult:
+        """Bring one stage up to date and report how."""
+        start = time.monotonic()
+        try:
+            outcome, reasons = self._build(name)
+            result = StageResult(name, outcome, reasons=[str(r) for r in reasons])
+        except MlbuildError as exc:
+            log = str(self.scratch / "logs" / f"{name.replace('/', '_')}.err")
+            result = StageResult(name, FAILED, message=str(exc), log=log)
+        result.seconds = time.monotonic() - start
+        with self._mutex:
+            self.outcomes[name] = result.outcome
+        self.emit(Event("done", name, result.outcome, result.seconds, tuple(result.reasons),
+                        result.message, result.log))
+        return result
+
+    def _build(self, name: str) -> tuple[str, list[Reason]]:
+        stage = self.graph.stages[name]
+        if stage.frozen:
+            return FROZEN, []
+        reasons, snap = self.checker.check(stage, self.lock.get(name))
+        if self.options.force:
+            reasons = [Reason("force", "forced"), *reasons]
+        if self.options.dry_run:
+            ups = [u for u in self.graph.upstream[name] if self.outcomes.get(u) == WOULD_RUN]
+            reasons += [Reason("upstream", f"upstream stage '{u}' will run") for u in ups]
+            return (WOULD_RUN if reasons else UP_TO_DATE), reasons
+        if not reasons:
+            return UP_TO_DATE, []
+        if self.options.use_run_cache and not self.options.force and self._restore(stage, snap):
+            return RESTORED, reasons
+        self._run(stage, snap)
+        return RAN, reasons
+
+    def _partial_entry(self, stage: Any, snap: Snapshot) -> dict[str, Any]:
+        entry = stage_entry(stage, snap.deps, snap.params, {})
+        entry["outs"] = [{"path": o.def_path} for o in sorted(stage.outs, key=lambda o: o.def_path)]
+        return entry
+
+    def _restore(self, stage: Any, snap: Snapshot) -> bool:
+        if not can_cache(stage) or len(snap.deps) != len(stage.deps):
+            return False
+        cached = self.runcache.lookup(run_key(self._partial_entry(stage, snap)))
+        if cached is None:
+            return False
+        infos = {}
+        for item in cached.get("outs") or []:
+            info = HashInfo(md5=str(item.get("md5")), size=int(item.get("size") or 0),
+                            nfiles=item.get("nfiles"), isexec=bool(item.get("isexec")))
+            if not self.cache.complete(info):
+                return False
+            infos[str(item["path"])] = info
+        if set(infos) != {o.def_path for o in stage.outs}:
+            return False
+        for out in stage.outs:
+            self.cache.checkout(infos[out.def_path], self.root / out.path)
+            if out.cache:
+                gitignore.ignore(self.root, out.path)
+        self.lock.update(stage.name, stage_entry(stage, snap.deps, snap.params, infos))
+        return True
+
+    def _run(self, stage: Any, snap: Snapshot) -> None:
+        with backed_up_outputs(self.root, stage, self.scratch / "backup"):
+            run_command(self.root, stage, self.scratch / "logs", self.procs)
+            outs = self._commit_outputs(stage)
+        entry = stage_entry(stage, snap.deps, snap.params, outs)
+        self.lock.update(stage.name, entry)
+        if can_cache(stage):
+            self.runcache.save(entry)
+
+    def _commit_outputs(self, stage: Any) -> dict[str, HashInfo]:
+        outs: dict[str, HashInfo] = {}
+        runcached = can_cache(stage)
+        for out in stage.outs:
+            path = self.root / out.path
+            if not path.exists():
+                raise StageFailedError(
+                    f"stage '{stage.name}' did not create its declared output '{out.path}'"
+                )
+            if path.is_dir():
+                info, entries = self.hasher.directory(path)
+            else:
+                info, entries = self.hasher.file(path), None
+            if out.cache or runcached:
+                self.cache.commit(path, info, entries)
+            if out.cache:
+                gitignore.ignore(self.root, out.path)
+            outs[out.def_path] = info
+        return outs

@@ -1,0 +1,155 @@
+"""DVC's content-addressed cache (.dvc/cache/files/md5): commit, check and checkout."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from mlbuild.dvcconfig import cache_dir, cache_types
+from mlbuild.fingerprint import HashInfo
+
+FICLONE = 0x40049409  # Linux ioctl that makes a copy-on-write clone (reflink)
+
+
+def _reflink(src: Path, dst: Path) -> None:
+    import fcntl
+
+    with open(src, "rb") as fsrc, open(dst, "wb") as fdst:
+        try:
+            fcntl.ioctl(fdst.fileno(), FICLONE, fsrc.fileno())
+        except OSError:
+            fdst.close()
+            dst.unlink(missing_ok=True)
+            raise
+
+
+def _place(src: Path, dst: Path, kind: str) -> None:
+    if kind == "reflink":
+        _reflink(src, dst)
+    elif kind == "hardlink":
+        os.link(src, dst)
+    elif kind == "symlink":
+        os.symlink(src, dst)
+    elif kind == "copy":
+        shutil.copyfile(src, dst)
+    else:
+        raise OSError(errno.EINVAL, f"unknown cache type {kind}")
+
+
+class Cache:
+    """The project's local DVC cache."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.dir = cache_dir(root)
+        self.files = self.dir / "files" / "md5"
+        self.types = cache_types(root)
+
+    def object_path(self, md5: str) -> Path:
+        """Where an object with this hash lives."""
+        return self.files / md5[:2] / md5[2:]
+
+    def has(self, info: HashInfo) -> bool:
+        """True when the object (and, for a directory, its manifest) is in the cache."""
+        return self.object_path(info.md5).is_file()
+
+    def _tmp(self, obj: Path) -> Path:
+        obj.parent.mkdir(parents=True, exist_ok=True)
+        return obj.parent / f".{obj.name}.{uuid.uuid4().hex}.tmp"
+
+    def add_file(self, src: Path, md5: str) -> None:
+        """Store a file's content under its hash (reflink when possible, else copy)."""
+        obj = self.object_path(md5)
+        if obj.exists():
+            return
+        tmp = self._tmp(obj)
+        try:
+            try:
+                _reflink(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+            tmp.chmod(0o444)
+            os.replace(tmp, obj)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def add_bytes(self, body: bytes, md5: str) -> None:
+        """Store an in-memory object (a .dir manifest)."""
+        obj = self.object_path(md5)
+        if obj.exists():
+            return
+        tmp = self._tmp(obj)
+        try:
+            tmp.write_bytes(body)
+            tmp.chmod(0o444)
+            os.replace(tmp, obj)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def manifest(self, md5: str) -> list[tuple[str, str]]:
+        """(relpath, md5) entries of a .dir object."""
+        items = json.loads(self.object_path(md5).read_bytes())
+        return [(str(item["relpath"]), str(item["md5"])) for item in items]
+
+    def commit(self, path: Path, info: HashInfo, entries: list[tuple[str, str]] | None) -> None:
+        """Commit a workspace file or directory that was just hashed."""
+        if not info.isdir:
+            self.add_file(path, info.md5)
+            return
+        from mlbuild.fingerprint import tree_manifest
+
+        for rel, md5 in entries or []:
+            self.add_file(path / rel, md5)
+        self.add_bytes(tree_manifest(entries or []), info.md5)
+
+    def complete(self, info: HashInfo) -> bool:
+        """The object and, for a directory, every file it lists are present."""
+        if not self.has(info):
+            return False
+        if not info.isdir:
+            return True
+        try:
+            return all(self.object_path(md5).is_file() for _, md5 in self.manifest(info.md5))
+        except (OSError, ValueError, KeyError):
+            return False
+
+    def _checkout_file(self, md5: str, dst: Path) -> None:
+        src = self.object_path(md5)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.parent / f".{dst.name}.{uuid.uuid4().hex}.tmp"
+        for kind in self.types:
+            try:
+                _place(src, tmp, kind)
+                break
+            except OSError:
+                tmp.unlink(missing_ok=True)
+        else:
+            shutil.copyfile(src, tmp)
+        if self.types[:1] in (["copy"], ["reflink"]) or not tmp.is_symlink():
+            with contextlib.suppress(OSError):
+                if tmp.stat().st_nlink == 1:
+                    tmp.chmod(0o644)
+        os.replace(tmp, dst)
+
+    def checkout(self, info: HashInfo, dst: Path) -> None:
+        """Materialise an object at *dst*, replacing what is there."""
+        remove(dst)
+        if not info.isdir:
+            self._checkout_file(info.md5, dst)
+            return
+        dst.mkdir(parents=True, exist_ok=True)
+        for rel, md5 in self.manifest(info.md5):
+            self._checkout_file(md5, dst / rel)
+
+
+def remove(path: Path) -> None:
+    """Remove a file, link or directory tree if it exists."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)

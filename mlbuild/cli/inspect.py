@@ -1,0 +1,82 @@
+"""`mlbuild status`, `mlbuild dag` and `mlbuild compile`: look without building."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from mlbuild.errors import CheckFailedError
+
+
+def status(
+    targets: Annotated[list[str] | None, typer.Argument(metavar="[STAGE]...",
+                                                       help="Limit to these stages.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List stale stages and why (dependency, param, command or output changes)."""
+    from mlbuild import api
+    from mlbuild.project import find_root
+
+    verdicts = api.status(find_root(), targets or [])
+    stale = [v for v in verdicts if v.stale]
+    if json_out:
+        typer.echo(json.dumps({
+            "up_to_date": not stale,
+            "stages": [{"stage": v.stage, "stale": v.stale, "frozen": v.frozen,
+                        "reasons": v.reasons} for v in verdicts],
+        }, indent=2))
+        return
+    if not stale:
+        typer.echo(f"Pipeline is up to date ({len(verdicts)} stages).")
+        return
+    for v in stale:
+        typer.echo(f"{v.stage}:")
+        for reason in v.reasons:
+            typer.echo(f"    {reason}")
+    typer.echo(f"{len(stale)} of {len(verdicts)} stages stale.")
+
+
+def dag(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Show the pipeline graph: each stage with the stages it depends on."""
+    from mlbuild import api
+    from mlbuild.project import find_root
+
+    order, upstream = api.dag(find_root())
+    if json_out:
+        typer.echo(json.dumps({"stages": [{"stage": n, "upstream": list(upstream[n])}
+                                          for n in order]}, indent=2))
+        return
+    for name in order:
+        ups = upstream[name]
+        typer.echo(f"{name}" + (f"  <- {', '.join(ups)}" if ups else ""))
+
+
+def compile_(
+    check: Annotated[bool, typer.Option("--check",
+                                        help="Fail (exit 1) if dvc.yaml is out of date.")] = False,
+) -> None:
+    """Regenerate dvc.yaml from stages/*.yaml (and params.yaml from configs/)."""
+    from mlbuild.compose import sync_params
+    from mlbuild.declare import sync_dvcyaml
+    from mlbuild.project import find_root
+
+    root = find_root()
+    if check:
+        if sync_dvcyaml(root, check=True):
+            raise CheckFailedError(
+                "dvc.yaml is out of date with stages/*.yaml; run 'mlbuild compile' and commit it"
+            )
+        typer.echo("dvc.yaml is up to date.")
+        return
+    sync_params(root, [])
+    changed = sync_dvcyaml(root)
+    typer.echo("dvc.yaml regenerated." if changed else "dvc.yaml is up to date.")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the inspection commands to the app."""
+    app.command("status")(status)
+    app.command("dag")(dag)
+    app.command("compile")(compile_)

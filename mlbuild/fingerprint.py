@@ -1,0 +1,105 @@
+"""Hashing files and directories exactly as DVC 3 does (md5; directories via .dir manifests)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlbuild.state import StatCache, stat_key
+
+BLOCK = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class HashInfo:
+    """The lock-file identity of a file or directory."""
+
+    md5: str
+    size: int
+    nfiles: int | None = None  # set for directories
+    isexec: bool = False
+
+    @property
+    def isdir(self) -> bool:
+        """Directories hash to '<md5>.dir'."""
+        return self.md5.endswith(".dir")
+
+    def to_lock(self) -> dict[str, object]:
+        """The fields dvc.lock records after 'path' and 'hash'."""
+        entry: dict[str, object] = {"md5": self.md5, "size": self.size}
+        if self.isexec:
+            entry["isexec"] = True
+        if self.nfiles is not None:
+            entry["nfiles"] = self.nfiles
+        return entry
+
+
+def md5_file(path: Path) -> str:
+    """md5 of a file's bytes, read in large blocks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb", buffering=0) as fobj:
+        while chunk := fobj.read(BLOCK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tree_manifest(entries: list[tuple[str, str]]) -> bytes:
+    """The .dir object body: JSON list of {md5, relpath} sorted by relpath (DVC's layout)."""
+    items = [{"md5": md5, "relpath": rel} for rel, md5 in sorted(entries)]
+    return json.dumps(items, sort_keys=True).encode("utf-8")
+
+
+def walk_files(top: Path) -> list[tuple[str, Path]]:
+    """All files under *top* as (posix relpath, path), skipping nothing but symlinked dirs."""
+    found: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames.sort()
+        base = Path(dirpath)
+        rel = base.relative_to(top).as_posix()
+        for name in filenames:
+            found.append((name if rel == "." else f"{rel}/{name}", base / name))
+    return found
+
+
+class Hasher:
+    """Hashes workspace paths, answering from the stat cache when the stat is unchanged."""
+
+    def __init__(self, root: Path, cache: StatCache) -> None:
+        self.root = root
+        self.cache = cache
+
+    def file(self, path: Path) -> HashInfo:
+        """Hash one file."""
+        st = path.stat()
+        key = stat_key(st)
+        rel = os.path.relpath(path, self.root)
+        md5 = self.cache.get(rel, key)
+        if md5 is None:
+            md5 = md5_file(path)
+            self.cache.put(rel, key, md5)
+        return HashInfo(md5=md5, size=st.st_size, isexec=bool(st.st_mode & stat.S_IXUSR))
+
+    def directory(self, path: Path) -> tuple[HashInfo, list[tuple[str, str]]]:
+        """Hash a directory; also returns its (relpath, md5) entries."""
+        entries: list[tuple[str, str]] = []
+        size = 0
+        for rel, fpath in walk_files(path):
+            info = self.file(fpath)
+            entries.append((rel, info.md5))
+            size += info.size
+        body = tree_manifest(entries)
+        md5 = hashlib.md5(body, usedforsecurity=False).hexdigest() + ".dir"
+        return HashInfo(md5=md5, size=size, nfiles=len(entries)), entries
+
+    def path(self, relpath: str) -> HashInfo | None:
+        """Hash a project-relative path; None when it does not exist."""
+        full = self.root / relpath
+        if full.is_dir():
+            return self.directory(full)[0]
+        if full.is_file():
+            return self.file(full)
+        return None

@@ -1,0 +1,81 @@
+"""dvc.lock in DVC's schema 2.0: reading, building stage entries, atomic writing."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from mlbuild.errors import ConfigError
+from mlbuild.fingerprint import HashInfo
+from mlbuild.pipeline import DEFAULT_PARAMS_FILE, Stage
+from mlbuild.yamlio import dump_yaml, load_yaml, write_atomic
+
+LOCKFILE = "dvc.lock"
+SCHEMA = "2.0"
+
+
+def path_entry(def_path: str, info: HashInfo) -> dict[str, Any]:
+    """One deps/outs item as DVC writes it."""
+    return {"path": def_path, "hash": "md5", **info.to_lock()}
+
+
+def params_entry(values: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Params grouped by file: params.yaml first, then the others sorted; keys sorted."""
+    order = sorted(values, key=lambda f: (f != DEFAULT_PARAMS_FILE, f))
+    return {f: {k: values[f][k] for k in sorted(values[f])} for f in order}
+
+
+def stage_entry(
+    stage: Stage,
+    deps: dict[str, HashInfo],
+    params: dict[str, dict[str, Any]],
+    outs: dict[str, HashInfo],
+) -> dict[str, Any]:
+    """The lock entry for a built stage, keyed by def_path, sorted as DVC sorts."""
+    entry: dict[str, Any] = {"cmd": stage.cmd_raw}
+    if deps:
+        entry["deps"] = [path_entry(p, deps[p]) for p in sorted(deps)]
+    if params:
+        entry["params"] = params_entry(params)
+    if outs:
+        entry["outs"] = [path_entry(p, outs[p]) for p in sorted(outs)]
+    return entry
+
+
+class LockFile:
+    """dvc.lock, loaded once; entries updated one stage at a time, each write atomic."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / LOCKFILE
+        self._mutex = threading.Lock()
+        self.stages: dict[str, dict[str, Any]] = self._read()
+
+    def _read(self) -> dict[str, dict[str, Any]]:
+        if not self.path.exists():
+            return {}
+        data = load_yaml(self.path, LOCKFILE) or {}
+        if not isinstance(data, dict) or not isinstance(data.get("stages", {}), dict):
+            raise ConfigError(f"{LOCKFILE}: not a DVC lock file (expected 'schema' and 'stages')")
+        if data.get("schema") != SCHEMA:
+            raise ConfigError(
+                f"{LOCKFILE}: unsupported schema {data.get('schema')!r}; expected '{SCHEMA}' "
+                "(run 'dvc repro' once with DVC 2+ to upgrade it)"
+            )
+        return dict(data.get("stages") or {})
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        """The recorded entry for a stage."""
+        return self.stages.get(name)
+
+    def update(self, name: str, entry: dict[str, Any]) -> None:
+        """Record one stage's entry and rewrite dvc.lock atomically."""
+        with self._mutex:
+            self.stages[name] = entry
+            text = dump_yaml({"schema": SCHEMA, "stages": self.stages})
+            write_atomic(self.path, text)
+
+
+def recorded(entries: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """A lock deps/outs list indexed by path."""
+    return {str(item.get("path")): item for item in entries or [] if isinstance(item, dict)}

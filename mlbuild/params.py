@@ -1,0 +1,84 @@
+"""Reading param values from params files (YAML, JSON, TOML) as DVC records them."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from mlbuild.errors import ConfigError
+from mlbuild.pipeline import ParamsDep
+from mlbuild.yamlio import parse_yaml
+
+_MISSING = object()
+
+
+class ParamsReader:
+    """Reads each params file once per build."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._files: dict[str, dict[str, Any]] = {}
+
+    def file(self, relpath: str) -> dict[str, Any]:
+        """The parsed mapping of a params file."""
+        if relpath not in self._files:
+            self._files[relpath] = self._load(relpath)
+        return self._files[relpath]
+
+    def forget(self, relpath: str) -> None:
+        """Drop a cached file (it was rewritten)."""
+        self._files.pop(relpath, None)
+
+    def _load(self, relpath: str) -> dict[str, Any]:
+        path = self.root / relpath
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError as exc:
+            raise ConfigError(f"params file '{relpath}' does not exist") from exc
+        suffix = path.suffix.lower()
+        try:
+            if suffix == ".json":
+                data = json.loads(text)
+            elif suffix == ".toml":
+                data = tomllib.loads(text)
+            else:
+                data = parse_yaml(text, relpath)
+        except (ValueError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{relpath}: malformed params file: {exc}") from exc
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{relpath}: a params file must hold a mapping")
+        return data
+
+    def values(self, dep: ParamsDep, stage: str) -> dict[str, Any]:
+        """Current values of the dep's keys (whole file when it names none)."""
+        data = self.file(dep.path)
+        if not dep.keys:
+            return dict(data)
+        out: dict[str, Any] = {}
+        for key in sorted(dep.keys):
+            value = lookup(data, key)
+            if value is _MISSING:
+                raise ConfigError(
+                    f"stage '{stage}': param '{key}' is missing from '{dep.def_path}'"
+                )
+            out[key] = value
+        return out
+
+
+def lookup(data: dict[str, Any], dotted: str) -> Any:
+    """A dotted key's value, or the module's missing marker."""
+    if dotted in data:
+        return data[dotted]
+    node: Any = data
+    for part in dotted.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _MISSING
+    return node

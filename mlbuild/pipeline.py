@@ -1,0 +1,181 @@
+"""Typed pipeline model loaded from a (resolved) dvc.yaml, validated on construction."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlbuild.errors import ConfigError, check_keys
+
+DEFAULT_PARAMS_FILE = "params.yaml"
+STAGE_KEYS = (
+    "cmd", "wdir", "deps", "params", "outs", "metrics", "plots", "frozen",
+    "always_changed", "meta", "desc",
+)
+OUT_OPTIONS = ("cache", "persist", "remote", "push", "desc", "type", "labels", "meta",
+               "checkpoint", "x", "y", "template", "title", "x_label", "y_label", "header")
+TOP_KEYS = ("stages", "vars", "artifacts", "metrics", "plots", "params", "datasets")
+
+
+@dataclass(frozen=True)
+class Dep:
+    """A file or directory dependency."""
+
+    def_path: str  # as written, relative to the stage's wdir
+    path: str  # relative to the project root, normalised, posix
+
+
+@dataclass(frozen=True)
+class ParamsDep:
+    """Values read from a params file; no keys means the whole file."""
+
+    def_path: str
+    path: str
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Out:
+    """A declared output (outs, metrics or plots)."""
+
+    def_path: str
+    path: str
+    cache: bool = True
+    persist: bool = False
+    kind: str = "outs"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage, with every path resolved against the project root."""
+
+    name: str
+    cmd: tuple[str, ...]
+    cmd_raw: str | list[str]
+    wdir: str = "."
+    deps: tuple[Dep, ...] = ()
+    params: tuple[ParamsDep, ...] = ()
+    outs: tuple[Out, ...] = ()
+    frozen: bool = False
+    always_changed: bool = False
+
+    @property
+    def is_callback(self) -> bool:
+        """A stage without deps and outs always runs, as in DVC."""
+        return not self.deps and not self.outs
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """All stages of a project, in dvc.yaml order."""
+
+    root: Path
+    stages: dict[str, Stage] = field(default_factory=dict)
+
+
+def normpath(wdir: str, path: str, where: str) -> str:
+    """Resolve *path* against *wdir*; refuse paths that leave the project."""
+    if posixpath.isabs(path) or (len(path) > 1 and path[1] == ":"):
+        raise ConfigError(f"{where}: path '{path}' is absolute; use a path inside the project")
+    joined = posixpath.normpath(posixpath.join(wdir, path))
+    if joined == ".." or joined.startswith("../"):
+        raise ConfigError(f"{where}: path '{path}' is outside the project")
+    return joined
+
+
+def _as_list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def _parse_outs(entries: Any, kind: str, wdir: str, where: str) -> list[Out]:
+    outs = []
+    for item in _as_list(entries, f"{where}.{kind}"):
+        opts: dict[str, Any] = {}
+        if isinstance(item, dict) and len(item) == 1:
+            path, raw = next(iter(item.items()))
+            opts = raw or {}
+            if not isinstance(opts, dict):
+                raise ConfigError(f"{where}.{kind}.{path}: options must be a mapping")
+            check_keys(opts, OUT_OPTIONS, f"{where}.{kind}.{path}")
+        elif isinstance(item, str):
+            path = item
+        else:
+            raise ConfigError(f"{where}.{kind}: entries must be paths or {{path: options}}")
+        outs.append(Out(
+            def_path=str(path), path=normpath(wdir, str(path), f"{where}.{kind}"),
+            cache=bool(opts.get("cache", True)), persist=bool(opts.get("persist", False)),
+            kind=kind,
+        ))
+    return outs
+
+
+def _parse_params(entries: Any, wdir: str, where: str) -> list[ParamsDep]:
+    by_file: dict[str, list[str] | None] = {}
+    for item in _as_list(entries, f"{where}.params"):
+        if isinstance(item, str):
+            keys = by_file.setdefault(DEFAULT_PARAMS_FILE, [])
+            if keys is not None:
+                keys.append(item)
+        elif isinstance(item, dict):
+            for fname, keys in item.items():
+                if keys is None or keys == []:
+                    by_file[str(fname)] = None
+                elif isinstance(keys, list) and by_file.get(str(fname), []) is not None:
+                    by_file.setdefault(str(fname), []).extend(str(k) for k in keys)  # type: ignore[union-attr]
+                elif not isinstance(keys, list):
+                    raise ConfigError(f"{where}.params.{fname}: expected a list of keys")
+        else:
+            raise ConfigError(f"{where}.params: entries must be keys or {{file: [keys]}}")
+    return [
+        ParamsDep(def_path=f, path=normpath(wdir, f, f"{where}.params"),
+                  keys=tuple(dict.fromkeys(keys or ())))
+        for f, keys in by_file.items()
+    ]
+
+
+def parse_stage(name: str, data: Any, where: str) -> Stage:
+    """Build a Stage from its resolved dvc.yaml definition."""
+    loc = f"{where}: stage '{name}'"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{loc}: expected a mapping")
+    check_keys(data, STAGE_KEYS, loc)
+    cmd = data.get("cmd")
+    if isinstance(cmd, str) and cmd.strip():
+        cmds: tuple[str, ...] = (cmd,)
+    elif isinstance(cmd, list) and cmd and all(isinstance(c, str) for c in cmd):
+        cmds = tuple(cmd)
+    else:
+        raise ConfigError(f"{loc}: 'cmd' is required and must be a command or a list of them")
+    wdir = normpath(".", str(data.get("wdir", ".")), loc)
+    deps = []
+    for dep in _as_list(data.get("deps"), f"{loc}.deps"):
+        if not isinstance(dep, str):
+            raise ConfigError(f"{loc}.deps: entries must be paths")
+        deps.append(Dep(def_path=dep, path=normpath(wdir, dep, f"{loc}.deps")))
+    outs = [
+        out for kind in ("outs", "metrics", "plots")
+        for out in _parse_outs(data.get(kind), kind, wdir, loc)
+    ]
+    return Stage(
+        name=name, cmd=cmds, cmd_raw=cmd, wdir=wdir, deps=tuple(deps),
+        params=tuple(_parse_params(data.get("params"), wdir, loc)), outs=tuple(outs),
+        frozen=bool(data.get("frozen", False)),
+        always_changed=bool(data.get("always_changed", False)),
+    )
+
+
+def build_pipeline(root: Path, resolved: dict[str, Any], where: str = "dvc.yaml") -> Pipeline:
+    """Turn a resolved dvc.yaml mapping into a Pipeline."""
+    check_keys(resolved, TOP_KEYS, where)
+    stages = resolved.get("stages") or {}
+    if not isinstance(stages, dict):
+        raise ConfigError(f"{where}: 'stages' must be a mapping of stage names")
+    return Pipeline(root=root, stages={
+        str(name): parse_stage(str(name), data, where) for name, data in stages.items()
+    })

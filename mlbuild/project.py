@@ -1,0 +1,103 @@
+"""Finding the project root and holding the per-build state objects."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlbuild.cache import Cache
+from mlbuild.errors import BusyError, UsageError
+from mlbuild.fingerprint import Hasher
+from mlbuild.graph import Graph, build_graph
+from mlbuild.lockfile import LockFile
+from mlbuild.params import ParamsReader
+from mlbuild.pipeline import Pipeline
+from mlbuild.resolve import load_pipeline, state_dir
+from mlbuild.runcache import RunCache
+from mlbuild.state import StatCache
+from mlbuild.status import StatusChecker
+from mlbuild.tracked import TrackedOut, covers, find_pointers
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The nearest directory holding dvc.yaml, stages/ declarations or .dvc/."""
+    here = (start or Path.cwd()).resolve()
+    for cand in (here, *here.parents):
+        if (cand / ".dvc").is_dir() or (cand / "dvc.yaml").is_file():
+            return cand
+    raise UsageError(
+        f"no mlbuild/DVC project found in {here} or its parents "
+        "(expected dvc.yaml or a .dvc directory)"
+    )
+
+
+@dataclass
+class Workspace:
+    """The loaded project: pipeline, graph, lock, cache and hashing state."""
+
+    root: Path
+    pipeline: Pipeline
+    graph: Graph
+    tracked: list[TrackedOut]
+    lock: LockFile
+    stat_cache: StatCache
+    hasher: Hasher
+    cache: Cache
+    runcache: RunCache
+    checker: StatusChecker
+
+    def save_state(self) -> None:
+        """Persist the stat cache."""
+        self.stat_cache.save()
+
+
+def open_workspace(root: Path) -> Workspace:
+    """Load and validate everything a build or status needs."""
+    pipeline = load_pipeline(root)
+    dep_paths = [d.path for s in pipeline.stages.values() for d in s.deps]
+    tracked = find_pointers(root, dep_paths)
+
+    def exists(path: str) -> bool:
+        return os.path.lexists(root / path) or covers(tracked, path) is not None
+
+    graph = build_graph(pipeline, exists)
+    stat_cache = StatCache(state_dir(root) / "stat-cache.json")
+    hasher = Hasher(root, stat_cache)
+    cache = Cache(root)
+    return Workspace(
+        root=root, pipeline=pipeline, graph=graph, tracked=tracked, lock=LockFile(root),
+        stat_cache=stat_cache, hasher=hasher, cache=cache, runcache=RunCache(cache.dir),
+        checker=StatusChecker(hasher, ParamsReader(root), cache),
+    )
+
+
+@contextmanager
+def project_lock(root: Path, wait: bool = True) -> Iterator[None]:
+    """Serialise builds in one project: a second run waits (or fails with a clear message)."""
+    path = state_dir(root) / "build.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fobj:
+        try:
+            fcntl.flock(fobj.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            fobj.seek(0)
+            holder = fobj.read().strip() or "another process"
+            if not wait:
+                raise BusyError(
+                    f"another mlbuild run is in progress in this project (pid {holder}); "
+                    "wait for it to finish or run again without --no-wait"
+                ) from exc
+            fcntl.flock(fobj.fileno(), fcntl.LOCK_EX)
+        fobj.seek(0)
+        fobj.truncate()
+        fobj.write(str(os.getpid()))
+        fobj.flush()
+        try:
+            yield
+        finally:
+            fobj.truncate(0)
+            fcntl.flock(fobj.fileno(), fcntl.LOCK_UN)

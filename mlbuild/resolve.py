@@ -1,0 +1,99 @@
+"""Load dvc.yaml; templated files (vars, ${}, foreach, matrix) are resolved by DVC's own parser.
+
+The resolution is cached under .dvc/tmp/mlbuild keyed on the bytes of dvc.yaml and the
+files its variables come from, so a no-op build does not import DVC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from mlbuild.errors import ConfigError
+from mlbuild.pipeline import DEFAULT_PARAMS_FILE, Pipeline, build_pipeline
+from mlbuild.yamlio import parse_yaml, write_json_atomic
+
+DVCFILE = "dvc.yaml"
+TEMPLATE_KEYS = ("vars", "foreach", "matrix")
+
+
+def state_dir(root: Path) -> Path:
+    """mlbuild's private state directory (inside .dvc/tmp, which DVC git-ignores)."""
+    return root / ".dvc" / "tmp" / "mlbuild"
+
+
+def _is_templated(node: Any) -> bool:
+    if isinstance(node, dict):
+        return any(k in TEMPLATE_KEYS or _is_templated(v) for k, v in node.items())
+    if isinstance(node, list):
+        return any(_is_templated(v) for v in node)
+    return isinstance(node, str) and "${" in node
+
+
+def _vars_files(node: Any) -> set[str]:
+    """Files named in any 'vars' section (top level or stage level)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "vars" and isinstance(value, list):
+                found.update(v.split(":", 1)[0] for v in value if isinstance(v, str))
+            else:
+                found |= _vars_files(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _vars_files(value)
+    return found
+
+
+def _cache_key(root: Path, text: str, raw: dict[str, Any]) -> str:
+    digest = hashlib.md5(text.encode(), usedforsecurity=False)
+    for name in sorted(_vars_files(raw) | {DEFAULT_PARAMS_FILE}):
+        path = root / name
+        digest.update(name.encode() + b"\0")
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _resolve_with_dvc(root: Path, raw: dict[str, Any]) -> dict[str, Any]:
+    from mlbuild import dvcbridge
+
+    return dvcbridge.resolve_dvcyaml(root, raw)
+
+
+def load_raw(root: Path) -> tuple[str, dict[str, Any]]:
+    """Read dvc.yaml as text and mapping."""
+    path = root / DVCFILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{DVCFILE}: not found in {root}") from exc
+    raw = parse_yaml(text, DVCFILE) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{DVCFILE}: expected a mapping with a 'stages' key")
+    return text, raw
+
+
+def resolved_dvcyaml(root: Path) -> dict[str, Any]:
+    """The dvc.yaml mapping with all templating expanded."""
+    text, raw = load_raw(root)
+    if not _is_templated(raw):
+        return raw
+    key = _cache_key(root, text, raw)
+    cache_file = state_dir(root) / "resolved.json"
+    try:
+        cached = json.loads(cache_file.read_text())
+        if cached.get("key") == key:
+            return dict(cached["data"])
+    except (OSError, ValueError):
+        pass
+    data = _resolve_with_dvc(root, raw)
+    write_json_atomic(cache_file, {"key": key, "data": data})
+    return data
+
+
+def load_pipeline(root: Path) -> Pipeline:
+    """Load and validate the project's pipeline."""
+    return build_pipeline(root, resolved_dvcyaml(root))

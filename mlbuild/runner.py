@@ -1,0 +1,124 @@
+"""Running one stage's command as a subprocess, with its outputs backed up until it succeeds."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from mlbuild.cache import remove
+from mlbuild.errors import StageFailedError
+from mlbuild.pipeline import Stage
+
+TAIL_LINES = 12
+
+
+class ProcessTable:
+    """Running child processes, so an interrupt can stop them all."""
+
+    def __init__(self) -> None:
+        self._procs: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+        self.interrupted = False
+
+    def add(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._procs.add(proc)
+
+    def discard(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._procs.discard(proc)
+
+    def terminate_all(self) -> None:
+        """Send SIGTERM to every running stage's process group."""
+        self.interrupted = True
+        with self._lock:
+            procs = list(self._procs)
+        for proc in procs:
+            with suppress(OSError):
+                os.killpg(proc.pid, signal.SIGTERM)
+
+
+def stage_env(root: Path, stage: Stage) -> dict[str, str]:
+    """The environment DVC gives a stage, with this interpreter's scripts first on PATH."""
+    env = dict(os.environ)
+    bindir = str(Path(sys.executable).parent)
+    path = env.get("PATH", "")
+    if bindir not in path.split(os.pathsep):
+        env["PATH"] = bindir + os.pathsep + path if path else bindir
+    env.setdefault("DVC_ROOT", str(root))
+    env["DVC_ROOT"] = str(root)
+    env["DVC_STAGE"] = stage.name
+    return env
+
+
+def tail(path: Path, lines: int = TAIL_LINES) -> str:
+    """The last lines of a log file."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+@contextmanager
+def backed_up_outputs(root: Path, stage: Stage, scratch: Path) -> Iterator[None]:
+    """Move existing non-persistent outputs aside; put them back if the body fails."""
+    moved: list[tuple[Path, Path]] = []
+    box = scratch / f"{stage.name.replace('/', '_')}-{uuid.uuid4().hex[:8]}"
+    for idx, out in enumerate(stage.outs):
+        path = root / out.path
+        if out.persist or not (path.exists() or path.is_symlink()):
+            continue
+        box.mkdir(parents=True, exist_ok=True)
+        aside = box / str(idx)
+        os.replace(path, aside)
+        moved.append((path, aside))
+    try:
+        yield
+    except BaseException:
+        for path, aside in moved:
+            remove(path)
+            os.replace(aside, path)
+        for out in stage.outs:
+            if not out.persist and all(out.path != str(p.relative_to(root)) for p, _ in moved):
+                remove(root / out.path)  # a half-written output nobody had before
+        raise
+    finally:
+        shutil.rmtree(box, ignore_errors=True)
+
+
+def run_command(root: Path, stage: Stage, logdir: Path, procs: ProcessTable) -> None:
+    """Run the stage's commands in its wdir; raise StageFailedError on a non-zero exit."""
+    shell = os.environ.get("SHELL") or "/bin/sh"
+    logdir.mkdir(parents=True, exist_ok=True)
+    safe = stage.name.replace("/", "_")
+    out_log, err_log = logdir / f"{safe}.out", logdir / f"{safe}.err"
+    env = stage_env(root, stage)
+    with open(out_log, "wb") as out, open(err_log, "wb") as err:
+        for cmd in stage.cmd:
+            proc = subprocess.Popen(
+                [shell, "-c", cmd], cwd=root / stage.wdir, env=env, stdout=out, stderr=err,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+            procs.add(proc)
+            try:
+                code = proc.wait()
+            finally:
+                procs.discard(proc)
+            if procs.interrupted:
+                raise StageFailedError(f"stage '{stage.name}': interrupted")
+            if code != 0:
+                text = tail(err_log) or tail(out_log)
+                detail = f"\n{text}" if text else ""
+                raise StageFailedError(
+                    f"stage '{stage.name}' failed: command exited with code {code}"
+                    f" (log: {err_log.relative_to(root)}){detail}"
+                )

@@ -1,0 +1,81 @@
+"""The helper stage code calls to get exactly its declared params as a config object."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from mlbuild.errors import ConfigError
+from mlbuild.yamlio import load_mapping
+
+DEFAULT_PARAMS_FILE = "params.yaml"
+
+
+def _project_root() -> Path:
+    root = os.environ.get("DVC_ROOT")
+    if root:
+        return Path(root)
+    here = Path.cwd().resolve()
+    for cand in (here, *here.parents):
+        if (cand / "dvc.yaml").exists() or (cand / ".dvc").is_dir():
+            return cand
+    return here
+
+
+def _declared_params(root: Path, stage: str) -> list[tuple[str, str]]:
+    """(file, key) pairs the stage declares in dvc.yaml; key '' means the whole file."""
+    base = stage.split("@", 1)[0]
+    stages = load_mapping(root / "dvc.yaml").get("stages") or {}
+    entry = stages.get(base)
+    if not isinstance(entry, dict):
+        raise ConfigError(f"dvc.yaml: no stage named '{stage}' to read params for")
+    pairs: list[tuple[str, str]] = []
+    for item in entry.get("params") or []:
+        if isinstance(item, str):
+            pairs.append((DEFAULT_PARAMS_FILE, item))
+        elif isinstance(item, dict):
+            for fname, keys in item.items():
+                pairs.extend((fname, k) for k in (keys or [""]))
+    return pairs
+
+
+def _lookup(data: dict[str, Any], dotted: str, where: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"{where}: param '{dotted}' not found")
+        node = node[part]
+    return node
+
+
+def _insert(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def stage_params(stage: str | None = None) -> Any:
+    """Return an OmegaConf config holding only the params the current stage declares.
+
+    The stage name comes from ``DVC_STAGE`` (set by mlbuild and by ``dvc repro``) unless
+    given. Keys keep their nesting: a declared ``train.lr`` is read as ``cfg.train.lr``.
+    """
+    from omegaconf import OmegaConf
+
+    name = stage or os.environ.get("DVC_STAGE")
+    if not name:
+        raise ConfigError("stage_params(): not running inside a stage (DVC_STAGE is unset)")
+    root = _project_root()
+    files: dict[str, dict[str, Any]] = {}
+    tree: dict[str, Any] = {}
+    for fname, key in _declared_params(root, name):
+        if fname not in files:
+            files[fname] = load_mapping(root / fname)
+        if key:
+            _insert(tree, key, _lookup(files[fname], key, fname))
+        else:
+            tree.update(files[fname])
+    return OmegaConf.create(tree, flags={"readonly": True})

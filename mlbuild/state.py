@@ -1,0 +1,52 @@
+"""The stat cache: (inode, mtime, size) -> md5, so unchanged files are never rehashed."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+from mlbuild.yamlio import write_atomic
+
+StatKey = tuple[int, int, int]
+
+
+def stat_key(st: os.stat_result) -> StatKey:
+    """The identity of a file's content as far as the filesystem tells."""
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class StatCache:
+    """A JSON-backed map from path to the md5 of the content last seen at that stat."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._dirty = False
+        try:
+            self._data: dict[str, list[object]] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            self._data = {}
+
+    def get(self, relpath: str, key: StatKey) -> str | None:
+        """The cached md5 if the file still has the same stat identity."""
+        entry = self._data.get(relpath)
+        if entry is not None and tuple(entry[:3]) == key:
+            return str(entry[3])
+        return None
+
+    def put(self, relpath: str, key: StatKey, md5: str) -> None:
+        """Remember the md5 for this stat identity."""
+        with self._lock:
+            self._data[relpath] = [*key, md5]
+            self._dirty = True
+
+    def save(self) -> None:
+        """Persist if anything changed (atomic write)."""
+        with self._lock:
+            if not self._dirty:
+                return
+            text = json.dumps(self._data, separators=(",", ":"))
+            self._dirty = False
+        write_atomic(self.path, text)

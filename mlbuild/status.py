@@ -1,0 +1,117 @@
+"""Staleness, decided as DVC decides it, with a reason for every verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mlbuild.cache import Cache
+from mlbuild.fingerprint import Hasher, HashInfo
+from mlbuild.lockfile import recorded
+from mlbuild.params import ParamsReader
+from mlbuild.pipeline import Stage
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a stage must run."""
+
+    kind: str  # new | always | cmd | dep | param | out
+    detail: str
+    path: str | None = None
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+@dataclass
+class Snapshot:
+    """Everything hashed while checking a stage, reused when building its lock entry."""
+
+    deps: dict[str, HashInfo]
+    params: dict[str, dict[str, Any]]
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _param_reasons(stage: Stage, lock: dict[str, Any], current: dict[str, dict[str, Any]]
+                   ) -> list[Reason]:
+    reasons = []
+    old_all = lock.get("params") or {}
+    for dep in stage.params:
+        old = old_all.get(dep.def_path) or {}
+        new = current[dep.def_path]
+        keys = list(dep.keys) or list(dict.fromkeys([*new, *old]))
+        for key in keys:
+            if key not in new:
+                reasons.append(Reason("param", f"param '{key}' deleted", dep.def_path))
+            elif key not in old:
+                reasons.append(Reason("param", f"param '{key}' new", dep.def_path))
+            elif old[key] != new[key]:
+                detail = f"param '{key}' changed: {_short(old[key])} -> {_short(new[key])}"
+                reasons.append(Reason("param", detail, dep.def_path))
+    return reasons
+
+
+class StatusChecker:
+    """Compares stages with dvc.lock, the workspace and the cache."""
+
+    def __init__(self, hasher: Hasher, params: ParamsReader, cache: Cache) -> None:
+        self.hasher = hasher
+        self.params = params
+        self.cache = cache
+
+    def snapshot(self, stage: Stage) -> Snapshot:
+        """Current hashes of deps and values of params."""
+        deps: dict[str, HashInfo] = {}
+        for dep in stage.deps:
+            info = self.hasher.path(dep.path)
+            if info is not None:
+                deps[dep.def_path] = info
+        params = {p.def_path: self.params.values(p, stage.name) for p in stage.params}
+        return Snapshot(deps=deps, params=params)
+
+    def check(self, stage: Stage, lock: dict[str, Any] | None) -> tuple[list[Reason], Snapshot]:
+        """All reasons the stage is stale (empty when up to date)."""
+        snap = self.snapshot(stage)
+        if stage.frozen:
+            return [], snap
+        if stage.always_changed or stage.is_callback:
+            return [Reason("always", "always changed")], snap
+        if lock is None:
+            return [Reason("new", "new stage: not in dvc.lock")], snap
+        reasons: list[Reason] = []
+        if lock.get("cmd") != stage.cmd_raw:
+            reasons.append(Reason("cmd", "command changed"))
+        old_deps = recorded(lock.get("deps"))
+        for dep in stage.deps:
+            old, new = old_deps.get(dep.def_path), snap.deps.get(dep.def_path)
+            if new is None:
+                reasons.append(Reason("dep", f"dependency '{dep.path}' deleted", dep.path))
+            elif old is None:
+                reasons.append(Reason("dep", f"dependency '{dep.path}' new", dep.path))
+            elif old.get("md5") != new.md5:
+                reasons.append(Reason("dep", f"dependency '{dep.path}' modified", dep.path))
+        reasons += _param_reasons(stage, lock, snap.params)
+        reasons += self.out_reasons(stage, lock)
+        return reasons, snap
+
+    def out_reasons(self, stage: Stage, lock: dict[str, Any]) -> list[Reason]:
+        """Outputs missing, modified, new or absent from the cache."""
+        reasons = []
+        old_outs = recorded(lock.get("outs"))
+        for out in stage.outs:
+            old = old_outs.get(out.def_path)
+            new = self.hasher.path(out.path)
+            if new is None:
+                reasons.append(Reason("out", f"output '{out.path}' deleted", out.path))
+            elif old is None:
+                reasons.append(Reason("out", f"output '{out.path}' new", out.path))
+            elif old.get("md5") != new.md5:
+                reasons.append(Reason("out", f"output '{out.path}' modified", out.path))
+            elif out.cache and not self.cache.has(new):
+                reasons.append(Reason("out", f"output '{out.path}' not in cache", out.path))
+        return reasons

@@ -1,0 +1,64 @@
+"""Data tracked by .dvc pointer files (like data.dvc): find it, and restore it when missing."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlbuild.cache import Cache
+from mlbuild.fingerprint import HashInfo
+from mlbuild.yamlio import load_mapping
+
+
+@dataclass(frozen=True)
+class TrackedOut:
+    """One output of a .dvc pointer file."""
+
+    dvcfile: str
+    path: str
+    info: HashInfo
+
+
+def find_pointers(root: Path, paths: list[str]) -> list[TrackedOut]:
+    """Outputs of root-level .dvc files and of '<path>.dvc' files next to *paths*."""
+    files = {p.name for p in root.glob("*.dvc") if p.is_file()}
+    for path in paths:
+        parts = path.split("/")
+        for i in range(1, len(parts) + 1):
+            cand = "/".join(parts[:i]) + ".dvc"
+            if (root / cand).is_file():
+                files.add(cand)
+    found = []
+    for name in sorted(files):
+        data = load_mapping(root / name, name)
+        base = posixpath.dirname(name)
+        for out in data.get("outs") or []:
+            if isinstance(out, dict) and out.get("path") and out.get("md5"):
+                info = HashInfo(md5=str(out["md5"]), size=int(out.get("size") or 0),
+                                nfiles=out.get("nfiles"))
+                rel = posixpath.normpath(posixpath.join(base, str(out["path"])))
+                found.append(TrackedOut(dvcfile=name, path=rel, info=info))
+    return found
+
+
+def covers(tracked: list[TrackedOut], path: str) -> TrackedOut | None:
+    """The tracked output that is *path* or contains it."""
+    for out in tracked:
+        if path == out.path or path.startswith(out.path + "/"):
+            return out
+    return None
+
+
+def restore_missing(root: Path, tracked: list[TrackedOut], cache: Cache) -> list[str]:
+    """Check out missing tracked data from the local cache; return pointers needing a pull."""
+    need_pull = []
+    for out in tracked:
+        dest = root / out.path
+        if dest.exists():
+            continue
+        if cache.complete(out.info):
+            cache.checkout(out.info, dest)
+        else:
+            need_pull.append(out.dvcfile)
+    return sorted(set(need_pull))

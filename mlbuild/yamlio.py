@@ -1,0 +1,81 @@
+"""YAML and JSON reading and atomic writing; YAML errors become one-line ConfigErrors."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlbuild.errors import ConfigError
+
+try:
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader
+    _Dumper: type[yaml.SafeDumper] = yaml.CSafeDumper
+except AttributeError:  # pragma: no cover - libyaml missing
+    _Loader = yaml.SafeLoader
+    _Dumper = yaml.SafeDumper
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """Parse YAML text; a syntax error names the file, line and column."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        loc = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{where}{loc}: malformed YAML: {problem}") from exc
+
+
+def load_yaml(path: Path, where: str | None = None) -> Any:
+    """Load a YAML file; missing or malformed files raise ConfigError."""
+    label = where or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{label}: file not found") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{label}: not a UTF-8 text file") from exc
+    return parse_yaml(text, label)
+
+
+def load_mapping(path: Path, where: str | None = None) -> dict[str, Any]:
+    """Load a YAML file that must hold a mapping (an empty file is an empty mapping)."""
+    data = load_yaml(path, where)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or path}: expected a mapping at the top level")
+    return data
+
+
+def dump_yaml(data: Any) -> str:
+    """Serialise to block-style YAML keeping key order."""
+    return yaml.dump(
+        data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
+        width=80,
+    )
+
+
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Write a file atomically: temp file in the same directory, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fobj:
+            fobj.write(text.encode("utf-8") if isinstance(text, str) else text)
+            fobj.flush()
+            os.fsync(fobj.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON atomically."""
+    write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
