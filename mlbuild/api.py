@@ -38,11 +38,14 @@ class StageStatus:
     reasons: list[str]
 
 
-def prepare(root: Path, overrides: list[str] | None = None) -> Workspace:
-    """Recompose params.yaml, recompile dvc.yaml, and load the workspace."""
-    sync_params(root, overrides or [])
-    sync_dvcyaml(root)
-    return open_workspace(root)
+def prepare(root: Path, overrides: list[str] | None = None, dry: bool = False) -> Workspace:
+    """Recompose params.yaml, recompile dvc.yaml, and load the workspace.
+
+    With *dry*, nothing is written: the would-be files are used from memory.
+    """
+    params = sync_params(root, overrides or [], dry=dry)
+    dvcyaml = sync_dvcyaml(root, check=dry)
+    return open_workspace(root, dvcyaml if dry else None, params if dry else None)
 
 
 def ensure_tracked_data(ws: Workspace) -> None:
@@ -59,7 +62,7 @@ def ensure_tracked_data(ws: Workspace) -> None:
 def run(root: Path, request: RunRequest, emit: Emit = ignore) -> dict[str, StageResult]:
     """Bring the requested stages (and their upstream) up to date."""
     with project_lock(root, wait=request.wait):
-        ws = prepare(root, request.overrides)
+        ws = prepare(root, request.overrides, dry=request.dry_run)
         try:
             if request.pull and not request.dry_run:
                 ensure_tracked_data(ws)
@@ -83,7 +86,7 @@ def failed(results: dict[str, StageResult]) -> list[StageResult]:
 
 def status(root: Path, targets: list[str] | None = None) -> list[StageStatus]:
     """Each stage's staleness and reasons, in topological order."""
-    ws = prepare(root)
+    ws = prepare(root, dry=True)
     try:
         order = select(ws.graph, targets) if targets else topo_order(ws.graph)
         out = []
@@ -98,5 +101,5 @@ def status(root: Path, targets: list[str] | None = None) -> list[StageStatus]:
 
 def dag(root: Path) -> tuple[list[str], dict[str, tuple[str, ...]]]:
     """Stages in topological order and their upstream edges."""
-    ws = prepare(root)
+    ws = prepare(root, dry=True)
     return topo_order(ws.graph), ws.graph.upstream

@@ -12,7 +12,15 @@ from mlbuild import gitignore
 from mlbuild.cache import Cache
 from mlbuild.errors import MlbuildError, StageFailedError
 from mlbuild.events import (
-    FAILED, FROZEN, RAN, RESTORED, UP_TO_DATE, WOULD_RUN, Emit, Event, StageResult,
+    FAILED,
+    FROZEN,
+    RAN,
+    RESTORED,
+    UP_TO_DATE,
+    WOULD_RUN,
+    Emit,
+    Event,
+    StageResult,
 )
 from mlbuild.fingerprint import Hasher, HashInfo
 from mlbuild.graph import Graph

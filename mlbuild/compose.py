@@ -61,15 +61,19 @@ def compose(root: Path, overrides: list[str]) -> dict[str, Any]:
     return {str(k): v for k, v in data.items()}
 
 
-def sync_params(root: Path, overrides: list[str]) -> bool:
-    """Recompose params.yaml when configs/ or overrides changed; True if it was rewritten."""
+def sync_params(root: Path, overrides: list[str], dry: bool = False) -> str | None:
+    """Recompose params.yaml when configs/ or overrides changed.
+
+    Returns the new text when params.yaml changed (with dry, when it would change; the
+    file is then left alone), else None.
+    """
     if not has_configs(root):
         if overrides:
             raise ConfigError(
                 f"overrides {' '.join(overrides)} given but {CONFIG_DIR}/{CONFIG_NAME}.yaml "
                 "does not exist"
             )
-        return False
+        return None
     params = root / PARAMS_FILE
     memo = state_dir(root) / "compose.json"
     key = _configs_digest(root, overrides)
@@ -78,10 +82,12 @@ def sync_params(root: Path, overrides: list[str]) -> bool:
     except (OSError, ValueError):
         last = {}
     if last.get("key") == key and last.get("params_md5") == _md5(params):
-        return False
+        return None
     text = HEADER + dump_yaml(compose(root, overrides))
     changed = not params.is_file() or params.read_text(encoding="utf-8") != text
+    if dry:
+        return text if changed else None
     if changed:
         write_atomic(params, text)
     write_json_atomic(memo, {"key": key, "params_md5": _md5(params)})
-    return changed
+    return text if changed else None

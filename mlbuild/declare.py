@@ -116,12 +116,12 @@ def is_generated(root: Path) -> bool:
         return fobj.readline().startswith(GENERATED_MARK)
 
 
-def sync_dvcyaml(root: Path, check: bool = False) -> bool:
-    """Regenerate dvc.yaml from the declarations; True when it was (or, with check, would be)
-    rewritten. A project without declarations is left alone."""
+def sync_dvcyaml(root: Path, check: bool = False) -> str | None:
+    """Regenerate dvc.yaml from the declarations; the new text when it was (or, with check,
+    would be) rewritten, else None. A project without declarations is left alone."""
     decls = declarations(root)
     if not decls:
-        return False
+        return None
     if not is_generated(root):
         raise ConfigError(
             "dvc.yaml is hand-written but stages/*.yaml declarations exist; remove one of them "
@@ -131,7 +131,7 @@ def sync_dvcyaml(root: Path, check: bool = False) -> bool:
     path = root / "dvc.yaml"
     current = path.read_text(encoding="utf-8") if path.exists() else None
     if current == text:
-        return False
+        return None
     if not check:
         write_atomic(path, text)
-    return True
+    return text

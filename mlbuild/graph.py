@@ -94,13 +94,14 @@ def build_graph(pipeline: Pipeline, exists: Callable[[str], bool]) -> Graph:
     upstream: dict[str, tuple[str, ...]] = {}
     for stage in pipeline.stages.values():
         ups: set[str] = set()
-        for dep in (*stage.deps, *stage.params):
+        for param in stage.params:
+            ups |= _find_upstream(param.path, producers, below)
+        for dep in stage.deps:
             found = _find_upstream(dep.path, producers, below)
-            if not found and dep in stage.deps and not exists(dep.path):
+            if not found and not exists(dep.path):
                 raise GraphError(
                     f"stage '{stage.name}': dependency '{dep.def_path}' does not exist and no "
-                    "stage produces it; create it, track it with 'mlbuild data add', or fix "
-                    "the path"
+                    "stage produces it; create it, track it with 'dvc add', or fix the path"
                 )
             ups |= found
         if stage.name in ups:

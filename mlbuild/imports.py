@@ -12,7 +12,7 @@ EXCLUDED_TOP = ("mlbuild",)  # the tool itself is environment, not the stage's c
 def entry_point(root: Path, cmd: str, wdir: Path) -> Path | None:
     """The Python file a command runs: 'python x.py' or 'python -m pkg.mod'."""
     try:
-        words = shlex.split(cmd.split("&&")[0].split(";")[0])
+        words = shlex.split(cmd.split("&&", maxsplit=1)[0].split(";", maxsplit=1)[0])
     except ValueError:
         return None
     for i, word in enumerate(words):

@@ -17,8 +17,9 @@ _MISSING = object()
 class ParamsReader:
     """Reads each params file once per build."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, pending: dict[str, str] | None = None) -> None:
         self.root = root
+        self.pending = pending or {}  # relpath -> text not yet written (dry runs)
         self._files: dict[str, dict[str, Any]] = {}
 
     def file(self, relpath: str) -> dict[str, Any]:
@@ -34,7 +35,7 @@ class ParamsReader:
     def _load(self, relpath: str) -> dict[str, Any]:
         path = self.root / relpath
         try:
-            text = path.read_text(encoding="utf-8")
+            text = self.pending.get(relpath) or path.read_text(encoding="utf-8")
         except FileNotFoundError as exc:
             raise ConfigError(f"params file '{relpath}' does not exist") from exc
         suffix = path.suffix.lower()

@@ -55,9 +55,14 @@ class Workspace:
         self.stat_cache.save()
 
 
-def open_workspace(root: Path) -> Workspace:
-    """Load and validate everything a build or status needs."""
-    pipeline = load_pipeline(root)
+def open_workspace(
+    root: Path, dvcyaml: str | None = None, params: str | None = None,
+) -> Workspace:
+    """Load and validate everything a build or status needs.
+
+    *dvcyaml* and *params* are texts not yet written (a dry run's would-be files).
+    """
+    pipeline = load_pipeline(root, dvcyaml)
     dep_paths = [d.path for s in pipeline.stages.values() for d in s.deps]
     tracked = find_pointers(root, dep_paths)
 
@@ -71,7 +76,8 @@ def open_workspace(root: Path) -> Workspace:
     return Workspace(
         root=root, pipeline=pipeline, graph=graph, tracked=tracked, lock=LockFile(root),
         stat_cache=stat_cache, hasher=hasher, cache=cache, runcache=RunCache(cache.dir),
-        checker=StatusChecker(hasher, ParamsReader(root), cache),
+        checker=StatusChecker(
+            hasher, ParamsReader(root, {"params.yaml": params} if params else None), cache),
     )
 
 

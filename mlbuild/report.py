@@ -13,7 +13,15 @@ from rich.table import Table
 from rich.text import Text
 
 from mlbuild.events import (
-    FAILED, FROZEN, RAN, RESTORED, SKIPPED, UP_TO_DATE, WOULD_RUN, Event, StageResult,
+    FAILED,
+    FROZEN,
+    RAN,
+    RESTORED,
+    SKIPPED,
+    UP_TO_DATE,
+    WOULD_RUN,
+    Event,
+    StageResult,
 )
 
 STYLES = {

@@ -63,22 +63,25 @@ def _resolve_with_dvc(root: Path, raw: dict[str, Any]) -> dict[str, Any]:
     return dvcbridge.resolve_dvcyaml(root, raw)
 
 
-def load_raw(root: Path) -> tuple[str, dict[str, Any]]:
-    """Read dvc.yaml as text and mapping."""
+def load_raw(root: Path, text: str | None = None) -> tuple[str, dict[str, Any]]:
+    """Read dvc.yaml (or the given text for it) as text and mapping."""
     path = root / DVCFILE
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8") if text is None else text
     except FileNotFoundError as exc:
-        raise ConfigError(f"{DVCFILE}: not found in {root}") from exc
+        raise ConfigError(
+            f"{DVCFILE}: not found in {root}; declare stages in stages/<name>.yaml or write "
+            "a dvc.yaml"
+        ) from exc
     raw = parse_yaml(text, DVCFILE) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{DVCFILE}: expected a mapping with a 'stages' key")
     return text, raw
 
 
-def resolved_dvcyaml(root: Path) -> dict[str, Any]:
+def resolved_dvcyaml(root: Path, text: str | None = None) -> dict[str, Any]:
     """The dvc.yaml mapping with all templating expanded."""
-    text, raw = load_raw(root)
+    text, raw = load_raw(root, text)
     if not _is_templated(raw):
         return raw
     key = _cache_key(root, text, raw)
@@ -94,6 +97,6 @@ def resolved_dvcyaml(root: Path) -> dict[str, Any]:
     return data
 
 
-def load_pipeline(root: Path) -> Pipeline:
-    """Load and validate the project's pipeline."""
-    return build_pipeline(root, resolved_dvcyaml(root))
+def load_pipeline(root: Path, text: str | None = None) -> Pipeline:
+    """Load and validate the project's pipeline (from *text* instead of dvc.yaml if given)."""
+    return build_pipeline(root, resolved_dvcyaml(root, text))

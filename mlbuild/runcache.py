@@ -61,7 +61,7 @@ class RunCache:
                 continue
             try:
                 data = parse_yaml(path.read_text(encoding="utf-8"), str(path))
-            except Exception:  # noqa: BLE001 - a corrupt entry is skipped, like DVC does
+            except Exception:
                 continue
             if isinstance(data, dict) and data.get("outs"):
                 return data

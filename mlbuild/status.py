@@ -37,6 +37,22 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _diff(key: str, old: Any, new: Any, path: str) -> list[Reason]:
+    """Reasons for a changed value; nested mappings are compared key by key."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[Reason] = []
+        for sub in dict.fromkeys([*new, *old]):
+            name = f"{key}.{sub}"
+            if sub not in new:
+                out.append(Reason("param", f"param '{name}' deleted", path))
+            elif sub not in old:
+                out.append(Reason("param", f"param '{name}' new: {_short(new[sub])}", path))
+            elif old[sub] != new[sub]:
+                out += _diff(name, old[sub], new[sub], path)
+        return out
+    return [Reason("param", f"param '{key}' changed: {_short(old)} -> {_short(new)}", path)]
+
+
 def _param_reasons(stage: Stage, lock: dict[str, Any], current: dict[str, dict[str, Any]]
                    ) -> list[Reason]:
     reasons = []
@@ -51,8 +67,7 @@ def _param_reasons(stage: Stage, lock: dict[str, Any], current: dict[str, dict[s
             elif key not in old:
                 reasons.append(Reason("param", f"param '{key}' new", dep.def_path))
             elif old[key] != new[key]:
-                detail = f"param '{key}' changed: {_short(old[key])} -> {_short(new[key])}"
-                reasons.append(Reason("param", detail, dep.def_path))
+                reasons += _diff(key, old[key], new[key], dep.def_path)
     return reasons
 
 

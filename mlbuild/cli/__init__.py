@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("mlbuild: interrupted; outputs, cache and dvc.lock left consistent\n")
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence prints a report
+    except Exception as exc:
         if verbose:
             traceback.print_exc()
         sys.stderr.write(

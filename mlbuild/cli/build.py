@@ -23,8 +23,9 @@ def run(
         metavar="[STAGE|OVERRIDE]...",
         help="Stages to build (with their upstream) and Hydra overrides like model=logreg.",
     )] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=0,
-                                      help="Stages to run at once (0, the default: CPU count).")] = 0,
+    jobs: Annotated[int, typer.Option(
+        "--jobs", "-j", min=0, help="Stages to run at once (0, the default: CPU count).",
+    )] = 0,
     force: Annotated[bool, typer.Option("--force", "-f",
                                         help="Run the stages even if up to date.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n",
