@@ -6,7 +6,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "stage_params"]
+__all__ = ["__version__", "stage_params", "stage_seed", "stage_threads"]
 
 
 def stage_params(stage: str | None = None) -> Any:
@@ -14,3 +14,17 @@ def stage_params(stage: str | None = None) -> Any:
     from mlbuild.stageparams import stage_params as _impl
 
     return _impl(stage)
+
+
+def stage_seed() -> int:
+    """The seed mlbuild hands the running stage (its hermetic ``seed`` setting)."""
+    from mlbuild.stageparams import stage_seed as _impl
+
+    return _impl()
+
+
+def stage_threads() -> int:
+    """The number of threads the running stage is pinned to (its hermetic ``threads``)."""
+    from mlbuild.stageparams import stage_threads as _impl
+
+    return _impl()

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mlbuild.build import Builder, BuildOptions
 from mlbuild.compose import sync_params
-from mlbuild.declare import sync_dvcyaml
+from mlbuild.declare import ENV_FILE, sync_dvcyaml
 from mlbuild.events import FAILED, Emit, StageResult, ignore
 from mlbuild.executor import execute
 from mlbuild.graph import select, topo_order
+from mlbuild.params import check_declared
 from mlbuild.project import Workspace, open_workspace, project_lock
+from mlbuild.resolve import state_dir
+from mlbuild.sandbox.policy import Sandbox
+from mlbuild.settings import load_project_config
 
 
 @dataclass
@@ -26,6 +31,7 @@ class RunRequest:
     keep_going: bool = False
     pull: bool = True
     wait: bool = True
+    strict: bool = False
 
 
 @dataclass
@@ -44,8 +50,22 @@ def prepare(root: Path, overrides: list[str] | None = None, dry: bool = False) -
     With *dry*, nothing is written: the would-be files are used from memory.
     """
     params = sync_params(root, overrides or [], dry=dry)
-    dvcyaml = sync_dvcyaml(root, check=dry)
-    return open_workspace(root, dvcyaml if dry else None, params if dry else None)
+    compiled = sync_dvcyaml(root, check=dry)
+    if not dry:
+        return open_workspace(root)
+    pending = {"params.yaml": params, ENV_FILE: compiled.environment}
+    return open_workspace(root, compiled.dvcyaml,
+                          {k: v for k, v in pending.items() if v is not None})
+
+
+def make_sandbox(ws: Workspace, strict: bool) -> Sandbox:
+    """The sandbox policy for this build."""
+    environment: dict[str, Any] = {}
+    if (ws.root / ENV_FILE).is_file():
+        environment = ws.checker.params.file(ENV_FILE)
+    outs = [o.path for s in ws.graph.stages.values() for o in s.outs]
+    return Sandbox(root=ws.root, scratch=state_dir(ws.root), environment=environment,
+                   project=load_project_config(ws.root), all_outs=outs, strict=strict)
 
 
 def ensure_tracked_data(ws: Workspace) -> None:
@@ -67,9 +87,12 @@ def run(root: Path, request: RunRequest, emit: Emit = ignore) -> dict[str, Stage
             if request.pull and not request.dry_run:
                 ensure_tracked_data(ws)
             order = select(ws.graph, request.targets) if request.targets else topo_order(ws.graph)
+            check_declared(ws.checker.params, (ws.graph.stages[n] for n in order),
+                           ws.graph.producers)
             builder = Builder(
                 root=root, graph=ws.graph, lock=ws.lock, hasher=ws.hasher, checker=ws.checker,
                 cache=ws.cache, runcache=ws.runcache, emit=emit,
+                sandbox=make_sandbox(ws, request.strict),
                 options=BuildOptions(force=request.force, dry_run=request.dry_run),
             )
             return execute(order, ws.graph.upstream, builder.build_stage, emit,

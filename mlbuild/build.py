@@ -25,8 +25,9 @@ from mlbuild.events import (
 from mlbuild.fingerprint import Hasher, HashInfo
 from mlbuild.graph import Graph
 from mlbuild.lockfile import LockFile, stage_entry
-from mlbuild.runcache import RunCache, can_cache, run_key
+from mlbuild.runcache import RunCache, can_cache, run_key, saves_run_cache
 from mlbuild.runner import ProcessTable, backed_up_outputs, run_command
+from mlbuild.sandbox.policy import Sandbox
 from mlbuild.status import Reason, Snapshot, StatusChecker
 
 
@@ -51,8 +52,10 @@ class Builder:
     cache: Cache
     runcache: RunCache
     emit: Emit
+    sandbox: Sandbox
     options: BuildOptions = field(default_factory=BuildOptions)
     procs: ProcessTable = field(default_factory=ProcessTable)
+    warnings: dict[str, list[str]] = field(default_factory=dict)
     outcomes: dict[str, str] = field(default_factory=dict)
     _mutex: threading.Lock = field(default_factory=threading.Lock)
 
@@ -73,15 +76,16 @@ class Builder:
         result.seconds = time.monotonic() - start
         with self._mutex:
             self.outcomes[name] = result.outcome
+            result.warnings = self.warnings.get(name, [])
         self.emit(Event("done", name, result.outcome, result.seconds, tuple(result.reasons),
-                        result.message, result.log))
+                        result.message, result.log, tuple(result.warnings)))
         return result
 
     def _build(self, name: str) -> tuple[str, list[Reason]]:
         stage = self.graph.stages[name]
-        if stage.frozen:
-            return FROZEN, []
         reasons, snap = self.checker.check(stage, self.lock.get(name))
+        if stage.frozen:
+            return self._frozen(stage, reasons, snap), reasons
         if self.options.force:
             reasons = [Reason("force", "forced"), *reasons]
         if self.options.dry_run:
@@ -90,7 +94,7 @@ class Builder:
             return (WOULD_RUN if reasons else UP_TO_DATE), reasons
         if not reasons:
             return UP_TO_DATE, []
-        if self.options.use_run_cache and not self.options.force and self._restore(stage, snap):
+        if not self.options.force and self._restore(stage, snap, reasons):
             return RESTORED, reasons
         self._run(stage, snap)
         return RAN, reasons
@@ -100,10 +104,36 @@ class Builder:
         entry["outs"] = [{"path": o.def_path} for o in sorted(stage.outs, key=lambda o: o.def_path)]
         return entry
 
-    def _restore(self, stage: Any, snap: Snapshot) -> bool:
+    def _frozen(self, stage: Any, reasons: list[Reason], snap: Snapshot) -> str:
+        """DVC never runs a frozen stage: it verifies its outputs exist and re-records them."""
+        if not reasons or self.options.dry_run:
+            return FROZEN
+        for out in stage.outs:
+            if not (self.root / out.path).exists():
+                raise StageFailedError(
+                    f"stage '{stage.name}' is frozen and its output '{out.path}' is missing; "
+                    "restore it with 'dvc checkout', or unfreeze the stage"
+                )
+        entry = stage_entry(stage, snap.deps, snap.params, self._commit_outputs(stage))
+        self.lock.update(stage.name, entry)
+        if saves_run_cache(stage):
+            self.runcache.save(entry)
+        return FROZEN
+
+    def _restore(self, stage: Any, snap: Snapshot, reasons: list[Reason]) -> bool:
+        """Check outputs out of the cache instead of running, as DVC's run-cache does.
+
+        When only outputs changed, dvc.lock itself is the record (DVC does the same).
+        """
         if not can_cache(stage) or len(snap.deps) != len(stage.deps):
             return False
-        cached = self.runcache.lookup(run_key(self._partial_entry(stage, snap)))
+        lock = self.lock.get(stage.name)
+        if lock and all(r.kind == "out" for r in reasons):
+            cached: dict[str, Any] | None = lock
+        elif self.options.use_run_cache:
+            cached = self.runcache.lookup(run_key(self._partial_entry(stage, snap)))
+        else:
+            return False
         if cached is None:
             return False
         infos = {}
@@ -124,22 +154,40 @@ class Builder:
 
     def _run(self, stage: Any, snap: Snapshot) -> None:
         with backed_up_outputs(self.root, stage, self.scratch / "backup"):
-            run_command(self.root, stage, self.scratch / "logs", self.procs)
+            self._sandboxed(stage)
             outs = self._commit_outputs(stage)
         entry = stage_entry(stage, snap.deps, snap.params, outs)
         self.lock.update(stage.name, entry)
-        if can_cache(stage):
+        if saves_run_cache(stage):
             self.runcache.save(entry)
+
+    def _sandboxed(self, stage: Any) -> None:
+        """Run the command in the sandbox; hermetic violations fail the stage."""
+        failure: StageFailedError | None = None
+        with self.sandbox.session(stage) as box:
+            try:
+                run_command(self.root, stage, self.scratch / "logs", self.procs, env=box.env)
+            except StageFailedError as exc:
+                failure = exc
+        if failure is not None and not box.findings.network:
+            raise failure
+        warnings = self.sandbox.judge(stage, box.findings)
+        if failure is not None:
+            raise failure
+        with self._mutex:
+            self.warnings[stage.name] = warnings
 
     def _commit_outputs(self, stage: Any) -> dict[str, HashInfo]:
         outs: dict[str, HashInfo] = {}
-        runcached = can_cache(stage)
+        runcached = saves_run_cache(stage)
+        missing = [o.path for o in stage.outs if not (self.root / o.path).exists()]
+        if missing:  # checked before committing anything: a failed stage adds nothing to the cache
+            raise StageFailedError(
+                f"stage '{stage.name}' did not create its declared output(s) "
+                + ", ".join(f"'{m}'" for m in missing)
+            )
         for out in stage.outs:
             path = self.root / out.path
-            if not path.exists():
-                raise StageFailedError(
-                    f"stage '{stage.name}' did not create its declared output '{out.path}'"
-                )
             if path.is_dir():
                 info, entries = self.hasher.directory(path)
             else:

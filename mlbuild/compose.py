@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
-from mlbuild.errors import ConfigError
+from mlbuild.errors import ConfigError, did_you_mean_key
+from mlbuild.params import flat_keys
 from mlbuild.resolve import state_dir
 from mlbuild.yamlio import dump_yaml, write_atomic, write_json_atomic
 
@@ -41,6 +43,38 @@ def _md5(path: Path) -> str | None:
         return None
 
 
+def _one_line(exc: BaseException) -> str:
+    """Hydra's multi-line message (and its cause) as one line, without the search path."""
+    parts: list[str] = []
+    for raw in str(exc).splitlines():
+        line = raw.strip().rstrip(".")
+        if raw.startswith("Config search path"):
+            break
+        if not line or line.startswith("See https://"):
+            continue
+        if raw[:1] in ("\t", " ") and parts:  # an item listed under the line above
+            parts[-1] += (" " if parts[-1].endswith(":") else ", ") + line
+        else:
+            parts.append(line)
+    cause = str(exc.__cause__ or "").strip()
+    if cause:
+        parts.insert(1, cause.splitlines()[0].rstrip("."))
+    return "; ".join(parts) or type(exc).__name__
+
+
+def _suggest_key(root: Path, overrides: list[str], message: str) -> str:
+    """' (did you mean ...)' for an override of a key the composed config does not have."""
+    match = re.match(r"Could not override '([^']+)'", message)
+    if match is None:
+        return ""
+    key = match.group(1)
+    others = [o for o in overrides if o.split("=", 1)[0] != key]
+    try:
+        return did_you_mean_key(key, flat_keys(compose(root, others)))
+    except ConfigError:
+        return ""
+
+
 def compose(root: Path, overrides: list[str]) -> dict[str, Any]:
     """Run Hydra's compose() on configs/ and return the resolved plain mapping."""
     from hydra import compose as hydra_compose
@@ -54,8 +88,8 @@ def compose(root: Path, overrides: list[str]) -> dict[str, Any]:
             cfg = hydra_compose(CONFIG_NAME, overrides=overrides)
         data = OmegaConf.to_container(cfg, resolve=True)
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{CONFIG_DIR}/: {first}") from exc
+        hint = _suggest_key(root, overrides, str(exc))
+        raise ConfigError(f"{CONFIG_DIR}/: {_one_line(exc)}{hint}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{CONFIG_DIR}/{CONFIG_NAME}.yaml: must compose to a mapping")
     return {str(k): v for k, v in data.items()}

@@ -51,10 +51,37 @@ class CheckFailedError(MlbuildError):
     exit_code = EXIT_FAILED
 
 
+def edit_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions and
+    transpositions of neighbours each cost one (so 'dpes' is one step from 'deps')."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, prev2[j - 2] + 1)
+            row.append(cost)
+        prev2, prev = prev, row
+    return prev[-1]
+
+
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The most likely intended choice: fewest typing slips first, then difflib's ratio."""
+    choices = [str(c) for c in choices]
+    limit = min(len(word), 9) // 3
+    near = sorted((edit_distance(word.lower(), c.lower()), i) for i, c in enumerate(choices))
+    if near and near[0][0] <= limit:
+        return choices[near[0][1]]
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ' (did you mean 'x'?)' for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    match = closest(word, choices)
+    return f" (did you mean '{match}'?)" if match is not None else ""
 
 
 def check_keys(data: dict[str, object], allowed: Iterable[str], where: str) -> None:
@@ -66,3 +93,15 @@ def check_keys(data: dict[str, object], allowed: Iterable[str], where: str) -> N
                 f"{where}: unknown key '{key}'{did_you_mean(str(key), allowed)}; "
                 f"allowed keys: {', '.join(allowed)}"
             )
+
+
+def did_you_mean_key(key: str, keys: Iterable[str]) -> str:
+    """did_you_mean for dotted keys: a slip in the last part is matched among its siblings
+    only, so 'model.nope' is not taken for 'model.name'."""
+    keys = list(keys)
+    parent, _, leaf = key.rpartition(".")
+    if parent and parent not in keys:
+        return did_you_mean(key, keys)
+    siblings = [k.rpartition(".")[2] for k in keys if k.rpartition(".")[0] == parent]
+    match = closest(leaf, siblings)
+    return f" (did you mean '{parent + '.' if parent else ''}{match}'?)" if match else ""

@@ -26,6 +26,7 @@ class Event:
     reasons: tuple[str, ...] = ()
     message: str = ""
     log: str = ""
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass
@@ -38,6 +39,7 @@ class StageResult:
     reasons: list[str] = field(default_factory=list)
     message: str = ""
     log: str = ""
+    warnings: list[str] = field(default_factory=list)
 
 
 Emit = Callable[[Event], None]

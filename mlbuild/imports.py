@@ -117,3 +117,19 @@ def code_deps(root: Path, cmd: str, wdir: Path) -> list[Path]:
         module = ""
     extra = _package_inits(root, module) if module else []
     return sorted({p for p in [*files, *extra] if p.is_relative_to(root)})
+
+
+def third_party(files: list[Path], root: Path) -> set[str]:
+    """Top-level names of absolute imports in *files* that are neither project modules nor
+    the standard library (the packages the stage code imports from the environment)."""
+    import sys
+
+    names: set[str] = set()
+    for path in files:
+        for module, level, _ in _imported_names(path):
+            top = module.split(".")[0]
+            if level or not top or top in sys.stdlib_module_names or top in EXCLUDED_TOP:
+                continue
+            if module_file(root, top) is None and module_file(path.parent, top) is None:
+                names.add(top)
+    return names

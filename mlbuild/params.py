@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import posixpath
 import tomllib
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
-from mlbuild.errors import ConfigError
-from mlbuild.pipeline import ParamsDep
+from mlbuild.errors import ConfigError, did_you_mean_key
+from mlbuild.pipeline import ParamsDep, Stage
 from mlbuild.yamlio import parse_yaml
 
 _MISSING = object()
@@ -38,6 +40,8 @@ class ParamsReader:
             text = self.pending.get(relpath) or path.read_text(encoding="utf-8")
         except FileNotFoundError as exc:
             raise ConfigError(f"params file '{relpath}' does not exist") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{relpath}: not a UTF-8 text file ({exc.reason})") from exc
         suffix = path.suffix.lower()
         try:
             if suffix == ".json":
@@ -63,11 +67,36 @@ class ParamsReader:
         for key in sorted(dep.keys):
             value = lookup(data, key)
             if value is _MISSING:
+                hint = did_you_mean_key(key, flat_keys(data))
                 raise ConfigError(
-                    f"stage '{stage}': param '{key}' is missing from '{dep.def_path}'"
+                    f"stage '{stage}': param '{key}' is missing from '{dep.def_path}'{hint}; "
+                    f"add it to {dep.def_path} or remove it from the stage's params"
                 )
             out[key] = value
         return out
+
+
+def check_declared(reader: ParamsReader, stages: Iterable[Stage], produced: Collection[str]
+                   ) -> None:
+    """Raise ConfigError before anything runs for a missing or malformed params file or a
+    declared key it lacks; files a stage produces are only read once that stage has run."""
+    for stage in stages:
+        for dep in stage.params:
+            path = dep.path
+            while path and path not in produced:
+                path = posixpath.dirname(path)
+            if not path:
+                reader.values(dep, stage.name)
+
+
+def flat_keys(data: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every dotted key of a nested mapping ('train', 'train.lr', ...)."""
+    keys: list[str] = []
+    for key, value in data.items():
+        keys.append(f"{prefix}{key}")
+        if isinstance(value, dict):
+            keys += flat_keys(value, f"{prefix}{key}.")
+    return keys
 
 
 def lookup(data: dict[str, Any], dotted: str) -> Any:

@@ -63,8 +63,8 @@ class Stage:
 
     @property
     def is_callback(self) -> bool:
-        """A stage without deps and outs always runs, as in DVC."""
-        return not self.deps and not self.outs
+        """A stage without deps, params and outs always runs, as in DVC."""
+        return not self.deps and not self.params and not self.outs
 
 
 @dataclass(frozen=True)

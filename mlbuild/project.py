@@ -56,11 +56,12 @@ class Workspace:
 
 
 def open_workspace(
-    root: Path, dvcyaml: str | None = None, params: str | None = None,
+    root: Path, dvcyaml: str | None = None, pending: dict[str, str] | None = None,
 ) -> Workspace:
     """Load and validate everything a build or status needs.
 
-    *dvcyaml* and *params* are texts not yet written (a dry run's would-be files).
+    *dvcyaml* and *pending* (params files by path) are texts not yet written: a dry run's
+    would-be files.
     """
     pipeline = load_pipeline(root, dvcyaml)
     dep_paths = [d.path for s in pipeline.stages.values() for d in s.deps]
@@ -76,8 +77,7 @@ def open_workspace(
     return Workspace(
         root=root, pipeline=pipeline, graph=graph, tracked=tracked, lock=LockFile(root),
         stat_cache=stat_cache, hasher=hasher, cache=cache, runcache=RunCache(cache.dir),
-        checker=StatusChecker(
-            hasher, ParamsReader(root, {"params.yaml": params} if params else None), cache),
+        checker=StatusChecker(hasher, ParamsReader(root, pending), cache),
     )
 
 

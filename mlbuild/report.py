@@ -84,6 +84,8 @@ class LiveReporter:
         if event.outcome == SKIPPED and event.message:
             text.append(f"  ({event.message})", style="dim")
         self.console.print(text, highlight=False)
+        for warning in event.warnings:
+            self.console.print(Text(f"  warning: {warning}", style="yellow"), highlight=False)
 
 
 def summary_table(results: dict[str, StageResult], elapsed: float) -> Table:
@@ -113,7 +115,7 @@ def results_json(results: dict[str, StageResult], elapsed: float) -> str:
         "counts": counts,
         "stages": [
             {"stage": r.stage, "outcome": r.outcome, "seconds": round(r.seconds, 3),
-             "reasons": r.reasons, "message": r.message}
+             "reasons": r.reasons, "message": r.message, "warnings": r.warnings}
             for r in results.values()
         ],
     }

@@ -13,7 +13,7 @@ from typing import Any
 
 from mlbuild.errors import ConfigError
 from mlbuild.pipeline import DEFAULT_PARAMS_FILE, Pipeline, build_pipeline
-from mlbuild.yamlio import parse_yaml, write_json_atomic
+from mlbuild.yamlio import parse_yaml, write_atomic
 
 DVCFILE = "dvc.yaml"
 TEMPLATE_KEYS = ("vars", "foreach", "matrix")
@@ -73,6 +73,8 @@ def load_raw(root: Path, text: str | None = None) -> tuple[str, dict[str, Any]]:
             f"{DVCFILE}: not found in {root}; declare stages in stages/<name>.yaml or write "
             "a dvc.yaml"
         ) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{DVCFILE}: not a UTF-8 text file ({exc.reason})") from exc
     raw = parse_yaml(text, DVCFILE) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{DVCFILE}: expected a mapping with a 'stages' key")
@@ -93,7 +95,8 @@ def resolved_dvcyaml(root: Path, text: str | None = None) -> dict[str, Any]:
     except (OSError, ValueError):
         pass
     data = _resolve_with_dvc(root, raw)
-    write_json_atomic(cache_file, {"key": key, "data": data})
+    # not sorted: stage order is dvc.yaml order, the planner's tie-break
+    write_atomic(cache_file, json.dumps({"key": key, "data": data}))
     return data
 
 

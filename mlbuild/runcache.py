@@ -36,6 +36,11 @@ def can_cache(stage: Stage) -> bool:
     )
 
 
+def saves_run_cache(stage: Stage) -> bool:
+    """DVC records a run only when every output but metrics and plots is cached."""
+    return can_cache(stage) and all(o.cache or o.kind != "outs" for o in stage.outs)
+
+
 def run_key(entry: dict[str, Any]) -> str:
     """The key of a build: its lock entry with outputs reduced to their paths."""
     keyed = copy.deepcopy(entry)

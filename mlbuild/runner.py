@@ -17,7 +17,9 @@ from mlbuild.cache import remove
 from mlbuild.errors import StageFailedError
 from mlbuild.pipeline import Stage
 
-TAIL_LINES = 12
+TAIL_LINES = 3  # of the command's stderr, quoted in the one-line failure message
+TAIL_CHARS = 300
+KILL_GRACE = 5.0  # seconds a stopped stage gets after SIGTERM before SIGKILL
 
 
 class ProcessTable:
@@ -37,13 +39,20 @@ class ProcessTable:
             self._procs.discard(proc)
 
     def terminate_all(self) -> None:
-        """Send SIGTERM to every running stage's process group."""
+        """Send SIGTERM to every running stage's process group, SIGKILL to what survives it."""
         self.interrupted = True
+        self.signal_all(signal.SIGTERM)
+        timer = threading.Timer(KILL_GRACE, self.signal_all, (signal.SIGKILL,))
+        timer.daemon = True
+        timer.start()
+
+    def signal_all(self, signum: int) -> None:
+        """Send *signum* to the process group of every running stage."""
         with self._lock:
             procs = list(self._procs)
         for proc in procs:
             with suppress(OSError):
-                os.killpg(proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, signum)
 
 
 def stage_env(root: Path, stage: Stage) -> dict[str, str]:
@@ -60,12 +69,21 @@ def stage_env(root: Path, stage: Stage) -> dict[str, str]:
 
 
 def tail(path: Path, lines: int = TAIL_LINES) -> str:
-    """The last lines of a log file."""
+    """The last non-blank lines of a log file, joined with ' | ' into one line."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
-    return "\n".join(text.rstrip().splitlines()[-lines:])
+    kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
+    joined = " | ".join(kept)
+    return joined if len(joined) <= TAIL_CHARS else "..." + joined[-TAIL_CHARS:]
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        with suppress(ValueError):
+            return f"command was killed by {signal.Signals(-code).name}"
+    return f"command exited with code {code}"
 
 
 @contextmanager
@@ -95,13 +113,14 @@ def backed_up_outputs(root: Path, stage: Stage, scratch: Path) -> Iterator[None]
         shutil.rmtree(box, ignore_errors=True)
 
 
-def run_command(root: Path, stage: Stage, logdir: Path, procs: ProcessTable) -> None:
+def run_command(root: Path, stage: Stage, logdir: Path, procs: ProcessTable,
+                env: dict[str, str] | None = None) -> None:
     """Run the stage's commands in its wdir; raise StageFailedError on a non-zero exit."""
     shell = os.environ.get("SHELL") or "/bin/sh"
     logdir.mkdir(parents=True, exist_ok=True)
     safe = stage.name.replace("/", "_")
     out_log, err_log = logdir / f"{safe}.out", logdir / f"{safe}.err"
-    env = stage_env(root, stage)
+    env = env if env is not None else stage_env(root, stage)
     with open(out_log, "wb") as out, open(err_log, "wb") as err:
         for cmd in stage.cmd:
             proc = subprocess.Popen(
@@ -114,11 +133,12 @@ def run_command(root: Path, stage: Stage, logdir: Path, procs: ProcessTable) -> 
             finally:
                 procs.discard(proc)
             if procs.interrupted:
+                with suppress(OSError):  # children that outlived the shell
+                    os.killpg(proc.pid, signal.SIGKILL)
                 raise StageFailedError(f"stage '{stage.name}': interrupted")
             if code != 0:
                 text = tail(err_log) or tail(out_log)
-                detail = f"\n{text}" if text else ""
                 raise StageFailedError(
-                    f"stage '{stage.name}' failed: command exited with code {code}"
-                    f" (log: {err_log.relative_to(root)}){detail}"
+                    f"stage '{stage.name}' failed: {_exit_reason(code)}"
+                    + (f": {text}" if text else "") + f" (full log: {err_log.relative_to(root)})"
                 )

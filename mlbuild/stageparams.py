@@ -79,3 +79,27 @@ def stage_params(stage: str | None = None) -> Any:
         else:
             tree.update(files[fname])
     return OmegaConf.create(tree, flags={"readonly": True})
+
+
+def _hermetic_setting(key: str, env_var: str, default: int) -> int:
+    value = os.environ.get(env_var)
+    if value:
+        return int(value)
+    name = os.environ.get("DVC_STAGE", "")
+    env_file = _project_root() / ".mlbuild" / "environment.yaml"
+    if name and env_file.is_file():
+        stages = load_mapping(env_file).get("stages") or {}
+        block = (stages.get(name) or {}).get("hermetic") or {}
+        if isinstance(block.get(key), int):
+            return int(block[key])
+    return default
+
+
+def stage_seed() -> int:
+    """The seed mlbuild hands the stage (hermetic.seed; the same under plain dvc repro)."""
+    return _hermetic_setting("seed", "MLBUILD_SEED", 42)
+
+
+def stage_threads() -> int:
+    """The thread count the stage is pinned to (hermetic.threads)."""
+    return _hermetic_setting("threads", "MLBUILD_THREADS", 1)

@@ -53,6 +53,25 @@ def _diff(key: str, old: Any, new: Any, path: str) -> list[Reason]:
     return [Reason("param", f"param '{key}' changed: {_short(old)} -> {_short(new)}", path)]
 
 
+ENV_FILE = ".mlbuild/environment.yaml"
+
+
+def _env_reason(reason: Reason) -> Reason:
+    """Say 'environment changed: lightgbm 4.6.0 -> 4.7.0' for the environment file's params."""
+    detail = reason.detail.removeprefix("param '")
+    key, _, rest = detail.partition("'")
+    parts = key.split(".")
+    if len(parts) >= 4 and parts[0] == "stages" and parts[2] in ("packages", "hermetic"):
+        name = ".".join(parts[3:])
+        what = "environment" if parts[2] == "packages" else "hermetic settings"
+    elif len(parts) == 3 and parts[0] == "stages":
+        name, what = parts[2], "environment"
+    else:
+        name, what = key, "environment"
+    rest = rest.strip().removeprefix("changed:").strip().replace("'", "")
+    return Reason("env", f"{what} changed: {name} {rest}".rstrip(), reason.path)
+
+
 def _param_reasons(stage: Stage, lock: dict[str, Any], current: dict[str, dict[str, Any]]
                    ) -> list[Reason]:
     reasons = []
@@ -68,7 +87,7 @@ def _param_reasons(stage: Stage, lock: dict[str, Any], current: dict[str, dict[s
                 reasons.append(Reason("param", f"param '{key}' new", dep.def_path))
             elif old[key] != new[key]:
                 reasons += _diff(key, old[key], new[key], dep.def_path)
-    return reasons
+    return [_env_reason(r) if r.path == ENV_FILE else r for r in reasons]
 
 
 class StatusChecker:
@@ -93,7 +112,10 @@ class StatusChecker:
         """All reasons the stage is stale (empty when up to date)."""
         snap = self.snapshot(stage)
         if stage.frozen:
-            return [], snap
+            # DVC ignores a frozen stage's deps and params but still checks cmd and outputs
+            changed = lock is not None and lock.get("cmd") != stage.cmd_raw
+            cmd = [Reason("cmd", "command changed")] if changed else []
+            return cmd + self.out_reasons(stage, lock or {}), snap
         if stage.always_changed or stage.is_callback:
             return [Reason("always", "always changed")], snap
         if lock is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from mlbuild import stage_params
+from mlbuild import stage_params, stage_seed, stage_threads
 from stages.common import MODEL_PATH, load_split, set_seeds
 
 
@@ -18,7 +18,7 @@ def build_model(model: Any, seed: int) -> Any:
             learning_rate=model.learning_rate,
             num_leaves=model.num_leaves,
             n_estimators=model.n_estimators,
-            num_threads=model.num_threads,
+            num_threads=stage_threads(),
             random_state=seed,
             deterministic=True,
             force_row_wise=True,
@@ -34,9 +34,10 @@ def build_model(model: Any, seed: int) -> Any:
 def main() -> None:
     """Fit the model on data/prepared/train.csv and write models/model.pkl."""
     cfg = stage_params()
-    set_seeds(cfg.train.seed)
+    seed = stage_seed()
+    set_seeds(seed)
     features, labels = load_split("train")
-    model = build_model(cfg.model, cfg.train.seed).fit(features, labels)
+    model = build_model(cfg.model, seed).fit(features, labels)
     MODEL_PATH.parent.mkdir(parents=True, exist_ok=True)
     MODEL_PATH.write_bytes(pickle.dumps(model, protocol=5))
     print(f"train: fitted {cfg.model.name} on {len(labels)} rows")

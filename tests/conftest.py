@@ -43,6 +43,12 @@ class Project:
         return subprocess.run([sys.executable, "-m", "mlbuild", *args], cwd=self.path,
                               env=_env(env), capture_output=True, text=True, timeout=timeout)
 
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        """`python -m mlbuild ARGS` started in the background (stdout and stderr piped)."""
+        return subprocess.Popen([sys.executable, "-m", "mlbuild", *args], cwd=self.path,
+                                env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
     def run_json(self, *args: str) -> dict[str, object]:
         """`mlbuild ARGS --json`, parsed; asserts success."""
         proc = self.run(*args, "--json")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import traceback
-from typing import Annotated
+from types import FrameType
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -17,6 +20,11 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 STATE = {"verbose": False}
+_SIGNALS: list[int] = []  # signals that stopped this run (SIGTERM, SIGHUP)
+# Click's usage-error root; recent Typer vendors click as typer._click, so reach it through a
+# public subclass rather than importing either click.
+_CLICK_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
 def _version(value: bool) -> None:
@@ -43,20 +51,61 @@ def _register() -> None:
     inspect.register(app)
 
 
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM and SIGHUP stop a build the way Ctrl-C does: running stages are ended and
+    their previous outputs put back."""
+    _SIGNALS.append(signum)
+    raise KeyboardInterrupt
+
+
+def _interrupted() -> NoReturn:
+    signum = _SIGNALS[0] if _SIGNALS else signal.SIGINT
+    sys.stderr.write(
+        f"mlbuild: error: interrupted by {signal.Signals(signum).name}; running stages were "
+        "stopped and their previous outputs, the cache and dvc.lock left as they were\n"
+    )
+    sys.exit(128 + signum)
+
+
+def _usage_error(exc: Any) -> NoReturn:
+    """Click's usage errors as one line instead of a help box."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # bare `mlbuild`: the help text
+        exc.show()
+        sys.exit(exc.exit_code)
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    sys.stderr.write(f"mlbuild: error: {message}{hint}\n")
+    sys.exit(exc.exit_code)
+
+
+def _hoist_verbose(args: list[str]) -> tuple[list[str], bool]:
+    """Accept --verbose anywhere (`mlbuild run --verbose`), not only before the command."""
+    if "--verbose" not in args:
+        return args, args[:1] == ["-v"]
+    return ["--verbose", *(a for a in args if a != "--verbose")], True
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: map errors to one line and the documented exit code."""
     _register()
-    verbose = "--verbose" in (argv or sys.argv) or "-v" in (argv or sys.argv)[:2]
+    args, verbose = _hoist_verbose(list(sys.argv[1:] if argv is None else argv))
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _on_signal)
     try:
-        app(args=argv, prog_name="mlbuild", standalone_mode=True)
+        code = app(args=args, prog_name="mlbuild", standalone_mode=False)
+    except _CLICK_ERROR as exc:
+        _usage_error(exc)
+    except typer.Abort:
+        _interrupted()
     except MlbuildError as exc:
         if verbose:
             traceback.print_exc()
         sys.stderr.write(f"mlbuild: error: {exc}\n")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        sys.stderr.write("mlbuild: interrupted; outputs, cache and dvc.lock left consistent\n")
-        sys.exit(130)
+        _interrupted()
     except Exception as exc:
         if verbose:
             traceback.print_exc()
@@ -64,3 +113,6 @@ def main(argv: list[str] | None = None) -> None:
             f"mlbuild: internal error: {type(exc).__name__}: {exc} (rerun with --verbose)\n"
         )
         sys.exit(EXIT_INTERNAL)
+    if code == 130:  # Typer turns a KeyboardInterrupt inside a command into exit code 130
+        _interrupted()
+    sys.exit(code if isinstance(code, int) else 0)

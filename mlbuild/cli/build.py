@@ -34,6 +34,9 @@ def run(
                                              help="On failure, still build what does not "
                                              "depend on the failed stage.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Run hand-written dvc.yaml stages fully hermetic too.",
+    )] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait",
                                           help="Fail instead of waiting when another run "
                                           "holds the project.")] = False,
@@ -48,7 +51,7 @@ def run(
     targets, overrides = _split_args(args or [])
     request = api.RunRequest(
         targets=targets, overrides=overrides, jobs=jobs or os.cpu_count() or 1, force=force,
-        dry_run=dry_run, keep_going=keep_going, wait=not no_wait,
+        dry_run=dry_run, keep_going=keep_going, wait=not no_wait, strict=strict,
     )
     root = find_root()
     console = Console(stderr=json_out, highlight=False)

@@ -64,14 +64,14 @@ def compile_(
 
     root = find_root()
     if check:
-        if sync_dvcyaml(root, check=True):
+        if sync_dvcyaml(root, check=True).dvcyaml is not None:
             raise CheckFailedError(
                 "dvc.yaml is out of date with stages/*.yaml; run 'mlbuild compile' and commit it"
             )
         typer.echo("dvc.yaml is up to date.")
         return
     sync_params(root, [])
-    changed = sync_dvcyaml(root)
+    changed = sync_dvcyaml(root).dvcyaml is not None
     typer.echo("dvc.yaml regenerated." if changed else "dvc.yaml is up to date.")
 
 

@@ -1,0 +1,134 @@
+"""`python -m bench`: run the workloads with mlbuild and DVC side by side; write RESULTS.md."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from types import FrameType
+
+from bench import machine
+from bench.context import Ctx, Sizes
+from bench.measure import BenchError, Runner
+from bench.projects import Tools, bench_env, remove_tree
+from bench.report import Report, fmt, markdown, table, write
+from bench.workloads import WORKLOADS
+
+HERE = Path(__file__).resolve().parent
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__,
+        epilog="Workloads: " + "; ".join(f"{k}: {v[0]}" for k, v in WORKLOADS.items()),
+    )
+    parser.add_argument("--reps", type=int, default=None,
+                        help="repetitions per measurement (default 3; 1 with --quick)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke mode: smaller sizes (W3 128 MiB, W4 1,000 files, ...)")
+    parser.add_argument("--only", default="",
+                        help="comma-separated workloads to run, e.g. W1,W3 (default: all)")
+    parser.add_argument("--w6-dvc-reps", type=int, default=1,
+                        help="repetitions of DVC's no-op on W6 (default 1: it is slow)")
+    parser.add_argument("--timeout", type=float, default=1800,
+                        help="per-command timeout in seconds (default 1800)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results file (default bench/RESULTS.md; "
+                        "bench/out/RESULTS-quick.md with --quick)")
+    parser.add_argument("--tmpdir", type=Path, default=None,
+                        help="where to create the scratch directory (default: system temp)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print every command")
+    args = parser.parse_args(argv)
+    wanted = [w.strip().upper() for w in args.only.split(",") if w.strip()]
+    unknown = [w for w in wanted if w not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workload(s) {', '.join(unknown)}; choose from "
+                     f"{', '.join(WORKLOADS)}")
+    args.only = wanted or list(WORKLOADS)
+    if args.reps is None:
+        args.reps = 1 if args.quick else 3
+    if args.reps < 1 or args.w6_dvc_reps < 1:
+        parser.error("--reps and --w6-dvc-reps must be at least 1")
+    if args.out is None:
+        args.out = HERE / "out" / "RESULTS-quick.md" if args.quick else HERE / "RESULTS.md"
+    return args
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+NOTES = [
+    "Each measurement is a separate subprocess of the real CLI (`mlbuild ...` / `dvc ...`), "
+    "timed wall-clock with `time.perf_counter` around `Popen` + `os.wait4`; peak RSS is "
+    "`ru_maxrss` from `os.wait4` (the command and the stage commands it ran).",
+    "The machine is small and shared: other engineers run test suites concurrently, so "
+    "timings are noisy. Medians over repetitions damp this but do not remove it; compare "
+    "the ratio (both tools measured in the same run, interleaved) rather than absolute times.",
+    "Tools alternate which goes first in each repetition. Cold builds start from a fresh copy "
+    "of the generated project (fresh `git init` + `dvc init`, no cache, no dvc.lock).",
+    "mlbuild runs with its default `-j` (the CPU count) except in W2 (`-j 8`); DVC runs "
+    "stages serially (`dvc repro` has no parallelism).",
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected workloads; return the exit code."""
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    tools = Tools.find()
+    scratch = Path(tempfile.mkdtemp(prefix="mlbuild-bench-", dir=args.tmpdir))
+    runner = Runner(bench_env(scratch), timeout=args.timeout, verbose=args.verbose)
+    sizes = Sizes.quick() if args.quick else Sizes()
+    ctx = Ctx(runner=runner, tools=tools, scratch=scratch, reps=args.reps, sizes=sizes,
+              w6_dvc_reps=args.w6_dvc_reps,
+              log=lambda msg: print(msg, flush=True))
+    mode = "quick" if args.quick else "full"
+    report = Report(mode=mode, reps=args.reps, facts=machine.facts(tools, scratch))
+    print(f"bench: {mode} mode, {args.reps} rep(s), workloads {','.join(args.only)}; "
+          f"scratch {scratch}", flush=True)
+    started = time.monotonic()
+    try:
+        for name in args.only:
+            title, func = WORKLOADS[name]
+            print(f"{name}: {title}", flush=True)
+            t0 = time.monotonic()
+            try:
+                rows = func(ctx)
+            except BenchError as exc:
+                report.errors.append(f"{name}: {exc}")
+                print(f"{name}: FAILED: {exc}", file=sys.stderr, flush=True)
+                continue
+            except Exception:
+                report.errors.append(f"{name}: internal error\n{traceback.format_exc()}")
+                print(f"{name}: INTERNAL ERROR\n{traceback.format_exc()}", file=sys.stderr,
+                      flush=True)
+                continue
+            report.rows.extend(rows)
+            print(table(rows), flush=True)
+            print(f"{name}: done in {fmt(time.monotonic() - t0, 's')}", flush=True)
+    finally:
+        if args.keep:
+            print(f"bench: scratch kept in {scratch}")
+        else:
+            remove_tree(scratch)
+    report.facts["load average at end (1/5/15 min)"] = machine.load()
+    report.facts["benchmark wall time"] = fmt(time.monotonic() - started, "s")
+    quick = ["**Quick mode**: reduced sizes; targets are indicative only."] if args.quick else []
+    report.notes = [*quick, *NOTES, f"Sizes: {sizes}.", *ctx.notes]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write(report, args.out)
+    print(f"bench: wrote {args.out}", flush=True)
+    if report.errors:
+        print(markdown(report).split("## Errors", 1)[1], file=sys.stderr)
+    return 1 if report.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Scratch projects: fresh git + DVC repositories, template copies and cleanup."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.measure import BenchError, Runner
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+    "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid",
+}
+
+
+@dataclass(frozen=True)
+class Tools:
+    """Absolute paths of the two CLIs under test (from the interpreter's bin directory)."""
+
+    mlbuild: str
+    dvc: str
+
+    @classmethod
+    def find(cls) -> Tools:
+        """Locate mlbuild and dvc next to this Python, else on PATH."""
+        found = {}
+        for name in ("mlbuild", "dvc"):
+            local = Path(sys.executable).parent / name
+            path = str(local) if local.is_file() else shutil.which(name)
+            if not path:
+                raise BenchError(f"'{name}' not found next to {sys.executable} nor on PATH")
+            found[name] = path
+        return cls(mlbuild=found["mlbuild"], dvc=found["dvc"])
+
+
+def bench_env(scratch: Path) -> dict[str, str]:
+    """The environment of every timed command.
+
+    The interpreter's bin directory goes first on PATH (so `python` in a stage is the venv's
+    under both tools), DVC's analytics are off, and DVC's site cache (its hash state and
+    index) lives in the scratch directory so that it is removed with it.
+    """
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    env["DVC_SITE_CACHE_DIR"] = str(scratch / "dvc-site-cache")
+    env.update(GIT_IDENTITY)
+    for var in ("DVC_STAGE", "DVC_ROOT"):
+        env.pop(var, None)
+    return env
+
+
+def init_repo(runner: Runner, tools: Tools, path: Path, files: Mapping[str, str]) -> None:
+    """`git init` + `dvc init` in *path*, write *files*, and commit everything."""
+    path.mkdir(parents=True, exist_ok=True)
+    runner.run(["git", "init", "-q"], path)
+    runner.run([tools.dvc, "init", "-q"], path)
+    quiet_dvc(runner, tools, path)
+    for rel, text in files.items():
+        target = path / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    commit_all(runner, path, "bench: generated project")
+
+
+def quiet_dvc(runner: Runner, tools: Tools, path: Path) -> None:
+    """Turn off DVC's analytics and update check in this repository's config."""
+    runner.run([tools.dvc, "config", "core.analytics", "false"], path)
+    runner.run([tools.dvc, "config", "core.check_update", "false"], path)
+
+
+def commit_all(runner: Runner, path: Path, message: str) -> None:
+    """`git add -A && git commit` (no-op when nothing changed)."""
+    runner.run(["git", "add", "-A"], path)
+    runner.run(["git", "commit", "-q", "--allow-empty", "-m", message], path)
+
+
+def fresh_copy(template: Path, dest: Path) -> Path:
+    """A full copy of *template* (git repo, .dvc, data) at *dest*, replacing what was there."""
+    remove_tree(dest)
+    shutil.copytree(template, dest, symlinks=True)
+    return dest
+
+
+def _make_writable(_func: object, name: str, _exc: object) -> None:
+    """rmtree error handler: make the parent writable and retry once."""
+    path = Path(name)
+    parent = path.parent
+    parent.chmod(parent.stat().st_mode | stat.S_IWUSR | stat.S_IXUSR)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, onerror=_make_writable)
+    else:
+        path.unlink()
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a directory tree, including read-only cache objects."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path, onerror=_make_writable)

@@ -1,0 +1,22 @@
+"""The workload registry: name -> (description, function)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bench.context import Ctx
+from bench.datasets import w3, w4
+from bench.example import w5
+from bench.report import Row
+from bench.synthetic import w1, w2, w6
+
+Workload = Callable[[Ctx], list[Row]]
+
+WORKLOADS: dict[str, tuple[str, Workload]] = {
+    "W1": ("100 trivial stages, 10 layers of 10: cold, no-op build, no-op status", w1),
+    "W2": ("8 independent `sleep 1` stages: parallel cold build", w2),
+    "W3": ("one stage with a 1 GiB output: commit time vs md5sum", w3),
+    "W4": ("one stage writing 10,000 small files: commit time, no-op status", w4),
+    "W5": ("the embedded example pipeline: cold, no-op, one-param change", w5),
+    "W6": ("1,000 trivial stages: no-op build time and peak memory", w6),
+}

@@ -1,0 +1,1 @@
+"""Hermetic execution: scrubbed environments, network refusal and undeclared-I/O detection."""

@@ -1,0 +1,63 @@
+"""The environment a stage command gets: scrubbed and pinned when hermetic, DVC's otherwise."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from mlbuild.settings import Hermetic
+
+HOOK_DIR = Path(__file__).parent / "hook"
+# Passed through unchanged even in hermetic mode: machine settings that are not inputs
+# (OPENBLAS_* work around CPU-specific bugs in older OpenBLAS builds).
+PASS_THROUGH = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "SYSTEMROOT")
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+               "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS",
+               "MLBUILD_THREADS")
+PINNED = {"TZ": "UTC", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0"}
+# Read by almost every program from its terminal; not worth a finding.
+TERMINAL_NOISE = ("TERM", "COLUMNS", "LINES", "SHLVL", "PWD", "OLDPWD", "_", "LS_COLORS",
+                  "PS1", "SHELL", "TERM_PROGRAM", "COLORTERM", "NO_COLOR", "FORCE_COLOR")
+
+
+def _path_with_interpreter(path: str) -> str:
+    bindir = str(Path(sys.executable).parent)
+    parts = [p for p in path.split(os.pathsep) if p and p != bindir]
+    return os.pathsep.join([bindir, *parts])
+
+
+def allowed_names(hermetic: Hermetic) -> set[str]:
+    """Caller variables a hermetic stage may see."""
+    return {"PATH", *PASS_THROUGH, *hermetic.env}
+
+
+def stage_environment(
+    root: Path, stage: str, hermetic: Hermetic | None, home: Path, trace_dir: Path,
+    declaration: str,
+) -> dict[str, str]:
+    """The environment for one stage command. *hermetic* None means adoption mode: the
+    caller's environment passes through (as under dvc repro) and findings only warn."""
+    caller = dict(os.environ)
+    if hermetic is None:
+        env = caller
+        env["MLBUILD_NETWORK"] = "allow"
+    else:
+        env = {k: v for k, v in caller.items() if k in allowed_names(hermetic)}
+        env.update(PINNED)
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "tmp").mkdir(exist_ok=True)
+        env["HOME"] = str(home)
+        env["TMPDIR"] = str(home / "tmp")
+        env.update({var: str(hermetic.threads) for var in THREAD_VARS})
+        env["MLBUILD_SEED"] = str(hermetic.seed)
+        env["MLBUILD_NETWORK"] = "allow" if hermetic.network else "deny"
+    env["PATH"] = _path_with_interpreter(caller.get("PATH", ""))
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(HOOK_DIR), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
+    env["DVC_ROOT"] = str(root)
+    env["DVC_STAGE"] = stage
+    env["MLBUILD_ROOT"] = str(root) + os.sep
+    env["MLBUILD_TRACE_DIR"] = str(trace_dir)
+    env["MLBUILD_DECLARATION"] = declaration
+    return env

@@ -1,0 +1,112 @@
+"""After a stage ran: which project files it read or wrote without declaring them."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlbuild.pipeline import Stage
+
+# Tool metadata and interpreter files are never a stage's inputs or outputs.
+IGNORED_DIRS = {".git", ".dvc", ".mlbuild", "__pycache__", ".venv", "venv", ".mypy_cache",
+                ".pytest_cache", ".ruff_cache", "node_modules"}
+IGNORED_FILES = {"dvc.yaml", "dvc.lock", ".gitignore", ".dvcignore"}
+
+Snapshot = dict[str, tuple[int, int, int]]
+
+
+@dataclass
+class Findings:
+    """Hermeticity problems of one stage run."""
+
+    reads: list[str] = field(default_factory=list)
+    writes: list[str] = field(default_factory=list)  # traced: the stage's own processes
+    changed: list[str] = field(default_factory=list)  # seen changing while it ran
+    network: list[str] = field(default_factory=list)
+    env: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.reads or self.writes or self.changed or self.network or self.env)
+
+
+def _ignored(rel: str, prefixes: tuple[str, ...]) -> bool:
+    parts = rel.split("/")
+    return (bool(set(parts[:-1]) & IGNORED_DIRS) or parts[-1] in IGNORED_FILES
+            or any(p.endswith((".egg-info", ".dist-info")) for p in parts[:-1])
+            or rel.startswith(prefixes))
+
+
+def _covered(rel: str, paths: Iterable[str]) -> bool:
+    return any(rel == p or rel.startswith(p.rstrip("/") + "/") for p in paths)
+
+
+def snapshot(root: Path, skip: list[str]) -> Snapshot:
+    """stat identity of every project file outside tool metadata and *skip* (declared outs)."""
+    found: Snapshot = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        dirnames[:] = [d for d in dirnames if d not in IGNORED_DIRS
+                       and not (Path(dirpath, d) / "pyvenv.cfg").exists()
+                       and not _covered(rel_dir + d, skip)]
+        for name in filenames:
+            rel = rel_dir + name
+            if name in IGNORED_FILES or _covered(rel, skip):
+                continue
+            try:
+                st = os.stat(os.path.join(dirpath, name))  # noqa: PTH116, PTH118 - hot loop
+            except OSError:
+                continue
+            found[rel] = (st.st_ino, st.st_mtime_ns, st.st_size)
+    return found
+
+
+def _tool_prefixes(root: Path) -> tuple[str, ...]:
+    """The interpreter's and mlbuild's own files, when they live inside the project."""
+    import sys
+
+    import mlbuild
+
+    found = []
+    for path in (Path(sys.prefix), Path(mlbuild.__file__).parent):
+        try:
+            found.append(path.resolve().relative_to(root).as_posix() + "/")
+        except ValueError:
+            continue
+    return tuple(found)
+
+
+def analyse(root: Path, stage: Stage, trace_dir: Path, before: Snapshot, after: Snapshot,
+            allowed_env: set[str] | None) -> Findings:
+    """Compare what the stage did with what it declared."""
+    declared_in = [d.path for d in stage.deps] + [p.path for p in stage.params]
+    outs = [o.path for o in stage.outs]
+    venv = _tool_prefixes(root)
+    found = Findings()
+    reads: set[str] = set()
+    changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
+    writes: set[str] = set()
+    env_read: set[str] = set()
+    for record_file in sorted(trace_dir.glob("*.json")):
+        try:
+            record = json.loads(record_file.read_text())
+        except (OSError, ValueError):
+            continue
+        reads |= {os.path.relpath(p, root) for p in record.get("reads", [])}
+        writes |= {os.path.relpath(p, root) for p in record.get("writes", [])}
+        found.network += record.get("network", [])
+        env_read |= set(record.get("env", []))
+    found.reads = sorted(p for p in reads if not _ignored(p, venv)
+                         and not _covered(p, declared_in + outs))
+    found.writes = sorted(p for p in writes if not _ignored(p, venv) and not _covered(p, outs))
+    found.changed = sorted(p for p in changed - writes if not _ignored(p, venv)
+                           and not _covered(p, outs))
+    if allowed_env is not None:
+        from mlbuild.sandbox.environ import TERMINAL_NOISE
+
+        found.env = sorted(k for k in env_read if k in os.environ and k not in allowed_env
+                           and k not in TERMINAL_NOISE and not k.startswith(("DVC_", "MLBUILD_")))
+    return found

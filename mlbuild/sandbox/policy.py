@@ -1,0 +1,115 @@
+"""Which stages run hermetic, with what settings, and what their findings mean."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlbuild.errors import StageFailedError
+from mlbuild.pipeline import Stage
+from mlbuild.sandbox.environ import PINNED, THREAD_VARS, allowed_names, stage_environment
+from mlbuild.sandbox.findings import Findings, analyse, snapshot
+from mlbuild.settings import Hermetic, ProjectConfig
+
+MAX_LISTED = 5
+
+
+@dataclass
+class Box:
+    """One stage run inside the sandbox: its environment, then its findings."""
+
+    env: dict[str, str]
+    findings: Findings = field(default_factory=Findings)
+
+
+def _listed(paths: list[str]) -> str:
+    shown = ", ".join(f"'{p}'" for p in paths[:MAX_LISTED])
+    return shown + (f" and {len(paths) - MAX_LISTED} more" if len(paths) > MAX_LISTED else "")
+
+
+@dataclass
+class Sandbox:
+    """Runs stages hermetically (declared stages, or all with strict) and judges findings."""
+
+    root: Path
+    scratch: Path
+    environment: dict[str, Any]  # .mlbuild/environment.yaml
+    project: ProjectConfig
+    all_outs: list[str]
+    strict: bool = False
+
+    def hermetic_for(self, stage: Stage) -> Hermetic | None:
+        """The stage's settings, or None when it runs in adoption mode (as under DVC)."""
+        doc = (self.environment.get("stages") or {}).get(stage.name)
+        if isinstance(doc, dict) and isinstance(doc.get("hermetic"), dict):
+            return Hermetic.from_doc(doc["hermetic"])
+        if self.strict or self.project.strict:
+            return self.project.stage_settings(stage.name)
+        return None
+
+    def declaration(self, stage: Stage) -> str:
+        """Where the user changes this stage's declaration."""
+        if (self.root / "stages" / f"{stage.name}.yaml").is_file():
+            return f"stages/{stage.name}.yaml"
+        return "dvc.yaml"
+
+    @contextmanager
+    def session(self, stage: Stage) -> Iterator[Box]:
+        """Prepare the environment, watch the workspace, then collect findings."""
+        hermetic = self.hermetic_for(stage)
+        safe = stage.name.replace("/", "_")
+        trace = self.scratch / "trace" / f"{safe}-{uuid.uuid4().hex[:8]}"
+        trace.mkdir(parents=True)
+        where = self.declaration(stage)
+        settings_at = where if where != "dvc.yaml" else "mlbuild.yaml (stages.<name>)"
+        env = stage_environment(self.root, stage.name, hermetic, self.scratch / "home" / safe,
+                                trace, settings_at)
+        box = Box(env)
+        before = snapshot(self.root, self.all_outs)
+        try:
+            yield box
+        finally:
+            after = snapshot(self.root, self.all_outs)
+            allowed = None
+            if hermetic is None:
+                allowed = allowed_names(Hermetic()) | set(PINNED) | set(THREAD_VARS) | {
+                    "HOME", "TMPDIR", "PYTHONPATH"}
+            box.findings = analyse(self.root, stage, trace, before, after, allowed)
+            shutil.rmtree(trace, ignore_errors=True)
+
+    def judge(self, stage: Stage, findings: Findings) -> list[str]:
+        """Warnings to show; raises StageFailedError when a hermetic stage broke its rules."""
+        hermetic = self.hermetic_for(stage)
+        where = self.declaration(stage)
+        problems: list[tuple[bool, str]] = []
+        if findings.reads:
+            fatal = hermetic is not None and hermetic.undeclared_reads == "fail"
+            problems.append((fatal, f"read undeclared input(s) {_listed(findings.reads)}; "
+                                    f"add them to the stage's deps in {where}"))
+        if findings.writes:
+            problems.append((hermetic is not None,
+                             f"wrote undeclared output(s) {_listed(findings.writes)}; add them "
+                             f"to the stage's outs in {where}"))
+        if findings.changed:
+            problems.append((False, f"ran while undeclared file(s) {_listed(findings.changed)} "
+                                    "changed; if the stage wrote them, add them to its outs in "
+                                    f"{where}"))
+        if findings.network:
+            fix = where if where != "dvc.yaml" else f"mlbuild.yaml (stages: {{{stage.name}: ...}})"
+            problems.append((hermetic is not None and not hermetic.network,
+                             f"used the network ({findings.network[0]}); hermetic stages may "
+                             f"not: allow it with 'hermetic: {{network: true}}' in {fix}"))
+        if findings.env:
+            problems.append((False, f"read environment variable(s) {_listed(findings.env)}, "
+                                    "which hermetic mode scrubs; declare them with "
+                                    f"'hermetic: {{env: [...]}}' in mlbuild.yaml (stages: "
+                                    f"{{{stage.name}: ...}})"))
+        errors = [msg for is_fatal, msg in problems if is_fatal]
+        if errors:
+            raise StageFailedError(f"stage '{stage.name}' is hermetic and " + "; ".join(errors))
+        return [f"stage '{stage.name}' {msg}" for _, msg in problems]
