@@ -38,6 +38,17 @@ _DIGITS = list("-+0123456789")
 class _Loader(_FastLoader):
     """libyaml's parser with the YAML 1.2 core schema's implicit types, as DVC reads YAML."""
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """Refuse a repeated key, as DVC does, rather than silently keep the last one."""
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key '{key_node.value}'", key_node.start_mark)
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep)
+
 
 class _Dumper(_FastDumper):
     """Quotes every string that YAML 1.1 or 1.2 would read as another type."""

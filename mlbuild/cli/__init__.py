@@ -45,10 +45,11 @@ def _root(
 
 
 def _register() -> None:
-    from mlbuild.cli import build, inspect
+    from mlbuild.cli import build, check, inspect
 
     build.register(app)
     inspect.register(app)
+    check.register(app)
 
 
 def _on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -1,0 +1,155 @@
+"""`mlbuild verify`: rebuild in an isolated scratch workspace and compare with dvc.lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlbuild import scratch
+from mlbuild.errors import MlbuildError
+from mlbuild.lockfile import recorded
+from mlbuild.verify_hints import environment_diff, file_hints
+from mlbuild.yamlio import load_yaml
+
+IDENTICAL, DIFFERENT, FAILED, NOT_RECORDED = "identical", "different", "failed", "not-recorded"
+
+
+@dataclass
+class StageVerdict:
+    """One stage's verification result."""
+
+    stage: str
+    status: str
+    files: list[str] = field(default_factory=list)
+    caused_by: str | None = None  # the upstream root cause a difference is attributed to
+    hints: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VerifyReport:
+    """The whole check."""
+
+    revision: str
+    dirty: bool
+    mode: str  # "lock" or "twice"
+    stages: list[StageVerdict]
+    root_cause: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every stage reproduced."""
+        return all(v.status in (IDENTICAL, NOT_RECORDED) for v in self.stages)
+
+    def to_json(self) -> str:
+        """Machine-readable report."""
+        return json.dumps({
+            "ok": self.ok, "revision": self.revision, "dirty": self.dirty, "mode": self.mode,
+            "root_cause": self.root_cause,
+            "stages": [vars(v) for v in self.stages],
+        }, indent=2)
+
+
+def _lock_stages(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.is_file():
+        return {}
+    data = load_yaml(path, "dvc.lock") or {}
+    return dict(data.get("stages") or {})
+
+
+def _build(workdir: Path, targets: list[str], jobs: int) -> tuple[list[str], dict[str, Any]]:
+    """Run a forced build in *workdir*; return the topological order and the JSON report."""
+    env = dict(os.environ)
+    env.pop("DVC_ROOT", None)
+    env.pop("DVC_STAGE", None)
+    cmd = [sys.executable, "-m", "mlbuild"]
+    proc = subprocess.run([*cmd, "run", "--force", "--keep-going", "--json", "-j", str(jobs),
+                           *targets], cwd=workdir, env=env, capture_output=True, text=True)
+    try:
+        report = json.loads(proc.stdout)
+    except ValueError as exc:
+        line = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise MlbuildError(f"verify: the scratch build could not start: {line}") from exc
+    dag = subprocess.run([*cmd, "dag", "--json"], cwd=workdir, env=env, capture_output=True,
+                         text=True)
+    order = [s["stage"] for s in json.loads(dag.stdout)["stages"]] if dag.returncode == 0 else []
+    return order, report
+
+
+def _prepare(root: Path, dest: Path) -> None:
+    scratch.checkout(root, dest)
+    pulls = scratch.seed_data(root, dest)
+    if pulls:
+        from mlbuild import dvcbridge
+
+        dvcbridge.pull(dest, pulls)
+
+
+def _compare(order: list[str], expected: dict[str, dict[str, Any]],
+             actual: dict[str, dict[str, Any]], failed: set[str]) -> list[StageVerdict]:
+    verdicts: dict[str, StageVerdict] = {}
+    produced: dict[str, str] = {}  # output path -> stage whose difference it carries
+    for name in order:
+        exp, act = expected.get(name), actual.get(name)
+        if name in failed or act is None:
+            verdicts[name] = StageVerdict(name, FAILED if name in failed else NOT_RECORDED)
+            continue
+        if exp is None:
+            verdicts[name] = StageVerdict(name, NOT_RECORDED)
+            continue
+        exp_outs, act_outs = recorded(exp.get("outs")), recorded(act.get("outs"))
+        files = sorted(p for p in act_outs if exp_outs.get(p, {}).get("md5") != act_outs[p].get("md5"))
+        verdict = StageVerdict(name, DIFFERENT if files else IDENTICAL, files)
+        if files:
+            dep_diff = [d for d, item in recorded(act.get("deps")).items()
+                        if recorded(exp.get("deps")).get(d, {}).get("md5") != item.get("md5")]
+            upstream = sorted({produced[d] for d in dep_diff if d in produced})
+            verdict.caused_by = upstream[0] if upstream else None
+            for path in files:
+                produced[path] = verdict.caused_by or name
+        verdicts[name] = verdict
+    return list(verdicts.values())
+
+
+def verify(root: Path, targets: list[str], jobs: int, twice: bool = False,
+           keep: bool = False) -> VerifyReport:
+    """Rebuild from scratch in isolation and compare every output's hash."""
+    sha, dirty = scratch.revision(root)
+    first = scratch.make()
+    dirs = [first]
+    try:
+        _prepare(root, first / "ws")
+        expected = _lock_stages(first / "ws" / "dvc.lock")
+        if twice:
+            second = scratch.make()
+            dirs.append(second)
+            _prepare(root, second / "ws")
+            order, report = _build(second / "ws", targets, jobs)
+            expected = _lock_stages(second / "ws" / "dvc.lock")
+        order, report = _build(first / "ws", targets, jobs)
+        failed = {s["stage"] for s in report.get("stages", []) if s["outcome"] == "failed"}
+        actual = _lock_stages(first / "ws" / "dvc.lock")
+        verdicts = _compare(order, expected, actual, failed)
+        for verdict in verdicts:
+            if verdict.status == FAILED:
+                msg = next((s["message"] for s in report["stages"] if s["stage"] == verdict.stage),
+                           "")
+                verdict.hints.append(msg.splitlines()[0] if msg else "the stage failed")
+            elif verdict.status == DIFFERENT and verdict.caused_by is None:
+                verdict.hints += environment_diff(expected.get(verdict.stage, {}),
+                                                  actual.get(verdict.stage, {}))
+                verdict.hints += file_hints(first / "ws", verdict.files, [root, first])
+                if twice:
+                    verdict.hints.append("nondeterministic: two builds of the same inputs differ")
+        roots = [v.stage for v in verdicts if v.status == DIFFERENT and v.caused_by is None]
+        return VerifyReport(sha, dirty, "twice" if twice else "lock", verdicts,
+                            roots[0] if roots else None)
+    finally:
+        if not keep:
+            for path in dirs:
+                shutil.rmtree(path, ignore_errors=True)
