@@ -67,9 +67,9 @@ def w3(ctx: Ctx) -> list[Row]:
                 ctx.runner.run(["sync"], root)
         proj = fresh_copy(tpl, root / "proj")
         try:
-            shutil.copyfile(root / "data.bin", proj / "big")
+            shutil.copyfile(root / "data.bin", proj / "added.bin")
             ctx.runner.run(["sync"], root)
-            ctx.timed(ctx.dvc("add", "-q", "big"), proj, dvcadd)
+            ctx.timed(ctx.dvc("add", "added.bin"), proj, dvcadd)
         finally:
             remove_tree(proj)
             ctx.runner.run(["sync"], root)

@@ -11,7 +11,7 @@ from bench.projects import commit_all, fresh_copy, init_repo, quiet_dvc, remove_
 from bench.report import Row
 
 REPO = Path(__file__).resolve().parents[1]
-COPY_DIRS = ("configs", "stages", "dvc-storage")
+COPY_DIRS = ("configs", "stages", "dvc-storage", ".mlbuild")  # .mlbuild/: if it exists
 COPY_FILES = ("data.dvc", "params.yaml", "dvc.yaml", ".dvcignore")
 OLD_LR, NEW_LR = "learning_rate: 0.1\n", "learning_rate: 0.05\n"
 
@@ -22,6 +22,8 @@ def _template(ctx: Ctx) -> Path:
     init_repo(ctx.runner, ctx.tools, tpl, {})
     skip = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in COPY_DIRS:
+        if name == ".mlbuild" and not (REPO / name).is_dir():
+            continue
         shutil.copytree(REPO / name, tpl / name, ignore=skip)
     for name in (*COPY_FILES, ".dvc/config"):
         shutil.copyfile(REPO / name, tpl / name)

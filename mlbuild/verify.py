@@ -69,14 +69,15 @@ def _build(workdir: Path, targets: list[str], jobs: int) -> tuple[list[str], dic
     env.pop("DVC_STAGE", None)
     cmd = [sys.executable, "-m", "mlbuild"]
     proc = subprocess.run([*cmd, "run", "--force", "--keep-going", "--json", "-j", str(jobs),
-                           *targets], cwd=workdir, env=env, capture_output=True, text=True)
+                           *targets], cwd=workdir, env=env, capture_output=True, text=True,
+                          check=False)
     try:
         report = json.loads(proc.stdout)
     except ValueError as exc:
         line = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise MlbuildError(f"verify: the scratch build could not start: {line}") from exc
     dag = subprocess.run([*cmd, "dag", "--json"], cwd=workdir, env=env, capture_output=True,
-                         text=True)
+                         text=True, check=False)
     order = [s["stage"] for s in json.loads(dag.stdout)["stages"]] if dag.returncode == 0 else []
     return order, report
 
@@ -103,7 +104,8 @@ def _compare(order: list[str], expected: dict[str, dict[str, Any]],
             verdicts[name] = StageVerdict(name, NOT_RECORDED)
             continue
         exp_outs, act_outs = recorded(exp.get("outs")), recorded(act.get("outs"))
-        files = sorted(p for p in act_outs if exp_outs.get(p, {}).get("md5") != act_outs[p].get("md5"))
+        files = sorted(p for p, item in act_outs.items()
+                       if exp_outs.get(p, {}).get("md5") != item.get("md5"))
         verdict = StageVerdict(name, DIFFERENT if files else IDENTICAL, files)
         if files:
             dep_diff = [d for d, item in recorded(act.get("deps")).items()

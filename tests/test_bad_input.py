@@ -8,7 +8,14 @@ import pytest
 
 from tests.conftest import Project
 from tests.errcheck import (
-    CHAIN, CHAIN_OUTS, DECL, TRAIN_CMD, copy_project, error_line, make_chain, make_declared,
+    CHAIN,
+    CHAIN_OUTS,
+    DECL,
+    TRAIN_CMD,
+    copy_project,
+    error_line,
+    make_chain,
+    make_declared,
     snapshot,
 )
 

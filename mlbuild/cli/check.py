@@ -15,7 +15,8 @@ SYMBOLS = {"identical": "identical", "different": "DIFFERENT", "failed": "FAILED
 
 def verify(
     targets: Annotated[list[str] | None, typer.Argument(
-        metavar="[STAGE]...", help="Verify these stages (and their upstream); default all.")] = None,
+        metavar="[STAGE]...", help="Verify these stages (and their upstream); default all.",
+    )] = None,
     twice: Annotated[bool, typer.Option(
         "--twice", help="Build twice in isolation and compare the builds (no lock needed).",
     )] = False,
