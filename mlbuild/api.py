@@ -32,6 +32,7 @@ class RunRequest:
     pull: bool = True
     wait: bool = True
     strict: bool = False
+    pull_remote: bool = False  # --pull: fetch the run-cache and needed outputs from the remote
 
 
 @dataclass
@@ -86,6 +87,10 @@ def run(root: Path, request: RunRequest, emit: Emit = ignore) -> dict[str, Stage
         try:
             if request.pull and not request.dry_run:
                 ensure_tracked_data(ws)
+            if request.pull_remote and not request.dry_run:
+                from mlbuild import remote
+
+                remote.fetch_run_cache(root, None)
             order = select(ws.graph, request.targets) if request.targets else topo_order(ws.graph)
             check_declared(ws.checker.params, (ws.graph.stages[n] for n in order),
                            ws.graph.producers)
@@ -93,7 +98,8 @@ def run(root: Path, request: RunRequest, emit: Emit = ignore) -> dict[str, Stage
                 root=root, graph=ws.graph, lock=ws.lock, hasher=ws.hasher, checker=ws.checker,
                 cache=ws.cache, runcache=ws.runcache, emit=emit,
                 sandbox=make_sandbox(ws, request.strict),
-                options=BuildOptions(force=request.force, dry_run=request.dry_run),
+                options=BuildOptions(force=request.force, dry_run=request.dry_run,
+                                     pull=request.pull_remote),
             )
             return execute(order, ws.graph.upstream, builder.build_stage, emit,
                            jobs=1 if request.dry_run else request.jobs,

@@ -38,6 +38,7 @@ class BuildOptions:
     force: bool = False
     dry_run: bool = False
     use_run_cache: bool = True
+    pull: bool = False  # fetch what the plan needs from the DVC remote
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Builder:
     options: BuildOptions = field(default_factory=BuildOptions)
     procs: ProcessTable = field(default_factory=ProcessTable)
     warnings: dict[str, list[str]] = field(default_factory=dict)
+    _contracts_lock: threading.Lock = field(default_factory=threading.Lock)
     outcomes: dict[str, str] = field(default_factory=dict)
     _mutex: threading.Lock = field(default_factory=threading.Lock)
 
@@ -138,28 +140,50 @@ class Builder:
             return False
         infos = {}
         for item in cached.get("outs") or []:
-            info = HashInfo(md5=str(item.get("md5")), size=int(item.get("size") or 0),
-                            nfiles=item.get("nfiles"), isexec=bool(item.get("isexec")))
-            if not self.cache.complete(info):
-                return False
-            infos[str(item["path"])] = info
+            infos[str(item["path"])] = HashInfo(
+                md5=str(item.get("md5")), size=int(item.get("size") or 0),
+                nfiles=item.get("nfiles"), isexec=bool(item.get("isexec")))
         if set(infos) != {o.def_path for o in stage.outs}:
             return False
+        todo = [o for o in stage.outs  # outputs already in place need nothing from the cache
+                if (cur := self.hasher.path(o.path)) is None or cur.md5 != infos[o.def_path].md5]
+        missing = [infos[o.def_path].md5 for o in todo
+                   if not self.cache.complete(infos[o.def_path])]
+        if missing and self.options.pull:
+            from mlbuild import remote
+
+            remote.fetch_objects(self.root, missing, None)
+        if any(not self.cache.complete(infos[o.def_path]) for o in todo):
+            return False
         for out in stage.outs:
-            self.cache.checkout(infos[out.def_path], self.root / out.path)
+            if out in todo:
+                self.cache.checkout(infos[out.def_path], self.root / out.path)
             if out.cache:
                 gitignore.ignore(self.root, out.path)
         self.lock.update(stage.name, stage_entry(stage, snap.deps, snap.params, infos))
         return True
 
     def _run(self, stage: Any, snap: Snapshot) -> None:
+        self._check_contracts(stage, "input")
         with backed_up_outputs(self.root, stage, self.scratch / "backup"):
             self._sandboxed(stage)
+            self._check_contracts(stage, "output")
             outs = self._commit_outputs(stage)
         entry = stage_entry(stage, snap.deps, snap.params, outs)
         self.lock.update(stage.name, entry)
         if saves_run_cache(stage):
             self.runcache.save(entry)
+
+    def _check_contracts(self, stage: Any, side: str) -> None:
+        """Validate the stage's inputs (before it runs) or outputs (before any commit)."""
+        todo = [c for c in stage.contracts if c.side == side]
+        if not todo:
+            return
+        from mlbuild.contracts import validate
+
+        with self._contracts_lock:  # schema modules are imported into this process
+            for contract in todo:
+                validate(self.root, contract, stage.name)
 
     def _sandboxed(self, stage: Any) -> None:
         """Run the command in the sandbox; hermetic violations fail the stage."""

@@ -8,10 +8,12 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from mlbuild.dvcconfig import cache_dir, cache_types
-from mlbuild.fingerprint import HashInfo
+from mlbuild.errors import IntegrityError
+from mlbuild.fingerprint import HashInfo, md5_file
 
 FICLONE = 0x40049409  # Linux ioctl that makes a copy-on-write clone (reflink)
 
@@ -49,10 +51,17 @@ class Cache:
         self.dir = cache_dir(root)
         self.files = self.dir / "files" / "md5"
         self.types = cache_types(root)
+        # How an object's content is hashed before it is checked out (the workspace plugs in
+        # its stat-cached hasher so unchanged objects are not reread).
+        self.verifier: Callable[[Path], str] = md5_file
 
     def object_path(self, md5: str) -> Path:
         """Where an object with this hash lives."""
         return self.files / md5[:2] / md5[2:]
+
+    def has_md5(self, md5: str) -> bool:
+        """True when an object with this hash is in the cache."""
+        return self.object_path(md5).is_file()
 
     def has(self, info: HashInfo) -> bool:
         """True when the object (and, for a directory, its manifest) is in the cache."""
@@ -136,14 +145,36 @@ class Cache:
                     tmp.chmod(0o644)
         os.replace(tmp, dst)
 
+    def verify(self, info: HashInfo) -> list[tuple[str, str]]:
+        """Check that the object (and every file of a directory) matches its hash; return the
+        directory's entries. A mismatch raises IntegrityError naming the object."""
+        self._verify_one(info.md5)
+        if not info.isdir:
+            return []
+        entries = self.manifest(info.md5)
+        for _, md5 in entries:
+            self._verify_one(md5)
+        return entries
+
+    def _verify_one(self, md5: str) -> None:
+        path = self.object_path(md5)
+        actual = self.verifier(path)
+        if actual != md5.removesuffix(".dir"):
+            raise IntegrityError(
+                f"cache object {path} is corrupted: expected md5 {md5.removesuffix('.dir')}, "
+                f"found {actual}; it was not checked out (run 'mlbuild data fsck --repair', "
+                "then pull or rebuild)"
+            )
+
     def checkout(self, info: HashInfo, dst: Path) -> None:
-        """Materialise an object at *dst*, replacing what is there."""
+        """Materialise an object at *dst*, replacing what is there, after verifying it."""
+        entries = self.verify(info)
         remove(dst)
         if not info.isdir:
             self._checkout_file(info.md5, dst)
             return
         dst.mkdir(parents=True, exist_ok=True)
-        for rel, md5 in self.manifest(info.md5):
+        for rel, md5 in entries:
             self._checkout_file(md5, dst / rel)
 
 

@@ -45,6 +45,12 @@ class StageFailedError(MlbuildError):
     exit_code = EXIT_FAILED
 
 
+class IntegrityError(MlbuildError):
+    """A cache or remote object does not match its hash (exit 1); it is never checked out."""
+
+    exit_code = EXIT_FAILED
+
+
 class CheckFailedError(MlbuildError):
     """A check found a difference (out-of-date dvc.yaml, failed verification; exit 1)."""
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlbuild.contracts import Contract, check_ref
 from mlbuild.errors import ConfigError, check_keys
 
 DEFAULT_PARAMS_FILE = "params.yaml"
@@ -60,6 +61,7 @@ class Stage:
     outs: tuple[Out, ...] = ()
     frozen: bool = False
     always_changed: bool = False
+    contracts: tuple[Contract, ...] = ()
 
     @property
     def is_callback(self) -> bool:
@@ -139,6 +141,22 @@ def _parse_params(entries: Any, wdir: str, where: str) -> list[ParamsDep]:
     ]
 
 
+def _parse_contracts(meta: Any, wdir: str, where: str) -> tuple[Contract, ...]:
+    """Contracts live in the stage's meta (meta.mlbuild.contracts), which DVC ignores."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("mlbuild"), dict):
+        return ()
+    spec = meta["mlbuild"].get("contracts") or {}
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}.meta.mlbuild.contracts: expected a mapping")
+    found = []
+    for side, label in (("inputs", "input"), ("outputs", "output")):
+        for path, ref in (spec.get(side) or {}).items():
+            found.append(Contract(path=normpath(wdir, str(path), f"{where}.contracts"),
+                                  schema=check_ref(ref, f"{where}.contracts.{side}.{path}"),
+                                  side=label))
+    return tuple(found)
+
+
 def parse_stage(name: str, data: Any, where: str) -> Stage:
     """Build a Stage from its resolved dvc.yaml definition."""
     loc = f"{where}: stage '{name}'"
@@ -167,6 +185,7 @@ def parse_stage(name: str, data: Any, where: str) -> Stage:
         params=tuple(_parse_params(data.get("params"), wdir, loc)), outs=tuple(outs),
         frozen=bool(data.get("frozen", False)),
         always_changed=bool(data.get("always_changed", False)),
+        contracts=_parse_contracts(data.get("meta"), wdir, loc),
     )
 
 

@@ -74,6 +74,7 @@ def open_workspace(
     stat_cache = StatCache(state_dir(root) / "stat-cache.json")
     hasher = Hasher(root, stat_cache)
     cache = Cache(root)
+    cache.verifier = lambda path: hasher.file(path).md5
     return Workspace(
         root=root, pipeline=pipeline, graph=graph, tracked=tracked, lock=LockFile(root),
         stat_cache=stat_cache, hasher=hasher, cache=cache, runcache=RunCache(cache.dir),

@@ -11,7 +11,7 @@ from mlbuild.yamlio import load_mapping
 
 PROJECT_FILE = "mlbuild.yaml"
 HERMETIC_KEYS = ("env", "network", "threads", "undeclared_reads", "seed")
-PROJECT_KEYS = ("hermetic", "strict", "stages")
+PROJECT_KEYS = ("hermetic", "strict", "stages", "contracts")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class ProjectConfig:
     hermetic: Hermetic = Hermetic()
     strict: bool = False
     stages: tuple[tuple[str, Hermetic], ...] = ()  # per-stage settings for dvc.yaml stages
+    contracts: tuple[tuple[str, str], ...] = ()  # tracked data file -> schema reference
 
     def stage_settings(self, name: str) -> Hermetic:
         """Settings for a hand-written dvc.yaml stage run hermetically (strict mode)."""
@@ -100,4 +101,11 @@ def load_project_config(root: Path) -> ProjectConfig:
         (str(name), merge(defaults, block, f"{PROJECT_FILE}.stages.{name}"))
         for name, block in stages.items()
     )
-    return ProjectConfig(hermetic=defaults, strict=strict, stages=per_stage)
+    contracts = data.get("contracts") or {}
+    if not isinstance(contracts, dict):
+        raise ConfigError(f"{PROJECT_FILE}.contracts: expected a mapping of data file -> schema")
+    from mlbuild.contracts import check_ref
+
+    pairs = tuple((str(path), check_ref(ref, f"{PROJECT_FILE}.contracts.{path}"))
+                  for path, ref in contracts.items())
+    return ProjectConfig(hermetic=defaults, strict=strict, stages=per_stage, contracts=pairs)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mlbuild import scratch
-from mlbuild.errors import MlbuildError
+from mlbuild.errors import MlbuildError, UsageError
 from mlbuild.lockfile import recorded
 from mlbuild.verify_hints import environment_diff, file_hints
 from mlbuild.yamlio import load_yaml
@@ -40,6 +40,7 @@ class VerifyReport:
     mode: str  # "lock" or "twice"
     stages: list[StageVerdict]
     root_cause: str | None = None
+    workspace: str | None = None  # the scratch directory, when kept (--keep)
 
     @property
     def ok(self) -> bool:
@@ -50,7 +51,7 @@ class VerifyReport:
         """Machine-readable report."""
         return json.dumps({
             "ok": self.ok, "revision": self.revision, "dirty": self.dirty, "mode": self.mode,
-            "root_cause": self.root_cause,
+            "root_cause": self.root_cause, "workspace": self.workspace,
             "stages": [vars(v) for v in self.stages],
         }, indent=2)
 
@@ -80,6 +81,11 @@ def _build(workdir: Path, targets: list[str], jobs: int) -> tuple[list[str], dic
                          text=True, check=False)
     order = [s["stage"] for s in json.loads(dag.stdout)["stages"]] if dag.returncode == 0 else []
     return order, report
+
+
+def _unfinished(report: dict[str, Any]) -> set[str]:
+    """Stages the scratch build did not complete (failed, or skipped after a failure)."""
+    return {s["stage"] for s in report.get("stages", []) if s["outcome"] in ("failed", "skipped")}
 
 
 def _prepare(root: Path, dest: Path) -> None:
@@ -127,16 +133,23 @@ def verify(root: Path, targets: list[str], jobs: int, twice: bool = False,
     try:
         _prepare(root, first / "ws")
         expected = _lock_stages(first / "ws" / "dvc.lock")
+        if not twice and not expected:
+            raise UsageError(
+                f"verify: revision {sha[:12]} has no committed dvc.lock to compare with; build "
+                "with 'mlbuild run' and commit dvc.lock, or use 'mlbuild verify --twice'")
+        failed: set[str] = set()
         if twice:
             second = scratch.make()
             dirs.append(second)
             _prepare(root, second / "ws")
-            order, report = _build(second / "ws", targets, jobs)
+            _, report = _build(second / "ws", targets, jobs)
             expected = _lock_stages(second / "ws" / "dvc.lock")
+            failed = _unfinished(report)
         order, report = _build(first / "ws", targets, jobs)
-        failed = {s["stage"] for s in report.get("stages", []) if s["outcome"] == "failed"}
+        built = {s["stage"] for s in report.get("stages", [])}  # the targets and their upstream
+        failed |= _unfinished(report)
         actual = _lock_stages(first / "ws" / "dvc.lock")
-        verdicts = _compare(order, expected, actual, failed)
+        verdicts = _compare([n for n in order if n in built], expected, actual, failed)
         for verdict in verdicts:
             if verdict.status == FAILED:
                 msg = next((s["message"] for s in report["stages"] if s["stage"] == verdict.stage),
@@ -150,7 +163,8 @@ def verify(root: Path, targets: list[str], jobs: int, twice: bool = False,
                     verdict.hints.append("nondeterministic: two builds of the same inputs differ")
         roots = [v.stage for v in verdicts if v.status == DIFFERENT and v.caused_by is None]
         return VerifyReport(sha, dirty, "twice" if twice else "lock", verdicts,
-                            roots[0] if roots else None)
+                            roots[0] if roots else None,
+                            workspace=str(first / "ws") if keep else None)
     finally:
         if not keep:
             for path in dirs:

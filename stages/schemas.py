@@ -21,3 +21,8 @@ def prepared_schema(normalised: bool) -> pa.DataFrameSchema:
     pixel = pa.Column(float, pa.Check.in_range(0.0, 1.0 if normalised else 16.0), nullable=False)
     columns = {"label": LABEL, **dict.fromkeys(PIXEL_COLUMNS, pixel)}
     return pa.DataFrameSchema(columns, strict=True, ordered=True)
+
+
+def prepared_contract() -> pa.DataFrameSchema:
+    """The contract of data/prepared/*.csv, whatever the normalise setting: pixels in [0, 16]."""
+    return prepared_schema(normalised=False)

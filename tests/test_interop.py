@@ -91,16 +91,6 @@ def test_always_changed_is_the_only_change_either_tool_sees(tmp_path: Path) -> N
     assert stale(proj) == {"stamp": ["always changed"]}
 
 
-def test_yaml_1_2_params_agree_in_both_directions(tmp_path: Path) -> None:
-    ours = scenario(tmp_path / "ours", "params_files")
-    theirs = scenario(tmp_path / "theirs", "params_files")
-    outcomes(ours)
-    assert dvc_status(ours) == {}
-    _dvc_repro(theirs)
-    assert stale(theirs) == {}
-    assert (ours.path / "dvc.lock").read_text() == (theirs.path / "dvc.lock").read_text()
-
-
 # --- run-cache -------------------------------------------------------------------------------
 
 def test_revert_restores_from_run_cache_without_running(tmp_path: Path) -> None:

@@ -45,11 +45,12 @@ def _root(
 
 
 def _register() -> None:
-    from mlbuild.cli import build, check, inspect
+    from mlbuild.cli import build, check, data, inspect
 
     build.register(app)
     inspect.register(app)
     check.register(app)
+    data.register(app)
 
 
 def _on_signal(signum: int, _frame: FrameType | None) -> None:

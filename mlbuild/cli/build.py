@@ -34,6 +34,10 @@ def run(
                                              help="On failure, still build what does not "
                                              "depend on the failed stage.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+    pull: Annotated[bool, typer.Option(
+        "--pull", help="Fetch the run-cache and the outputs the plan needs from the DVC remote "
+        "instead of rebuilding them.",
+    )] = False,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Run hand-written dvc.yaml stages fully hermetic too.",
     )] = False,
@@ -52,6 +56,7 @@ def run(
     request = api.RunRequest(
         targets=targets, overrides=overrides, jobs=jobs or os.cpu_count() or 1, force=force,
         dry_run=dry_run, keep_going=keep_going, wait=not no_wait, strict=strict,
+        pull_remote=pull,
     )
     root = find_root()
     console = Console(stderr=json_out, highlight=False)

@@ -48,7 +48,12 @@ def verify(
                 typer.echo(f"{'':>20}likely cause: {hint}")
         if report.root_cause:
             typer.echo(f"first stage that differs: '{report.root_cause}'")
-        typer.echo("verify: OK, every output reproduced" if report.ok else "verify: FAILED")
+        if report.workspace:
+            typer.echo(f"scratch workspace kept at {report.workspace}")
+        unchecked = sum(v.status == "not-recorded" for v in report.stages)
+        typer.echo("verify: FAILED" if not report.ok else "verify: OK, every output reproduced"
+                   + (f" ({unchecked} stage(s) not in dvc.lock were not checked)"
+                      if unchecked else ""))
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)
 

@@ -10,8 +10,10 @@ from mlbuild.settings import Hermetic
 
 HOOK_DIR = Path(__file__).parent / "hook"
 # Passed through unchanged even in hermetic mode: machine settings that are not inputs
-# (OPENBLAS_* work around CPU-specific bugs in older OpenBLAS builds).
-PASS_THROUGH = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "SYSTEMROOT")
+# (OPENBLAS_* work around CPU-specific bugs in older OpenBLAS builds). PYTHONPATH is where
+# the interpreter finds packages, like PATH for programs: compile records the versions of
+# the packages each stage imports from this very path, so the stage must import them from it.
+PASS_THROUGH = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "SYSTEMROOT", "PYTHONPATH")
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS",
                "MLBUILD_THREADS")
@@ -34,10 +36,11 @@ def allowed_names(hermetic: Hermetic) -> set[str]:
 
 def stage_environment(
     root: Path, stage: str, hermetic: Hermetic | None, home: Path, trace_dir: Path,
-    declaration: str,
+    allow_network: str,
 ) -> dict[str, str]:
     """The environment for one stage command. *hermetic* None means adoption mode: the
-    caller's environment passes through (as under dvc repro) and findings only warn."""
+    caller's environment passes through (as under dvc repro) and findings only warn.
+    *allow_network* tells the refused stage how to allow the network."""
     caller = dict(os.environ)
     if hermetic is None:
         env = caller
@@ -59,5 +62,5 @@ def stage_environment(
     env["DVC_STAGE"] = stage
     env["MLBUILD_ROOT"] = str(root) + os.sep
     env["MLBUILD_TRACE_DIR"] = str(trace_dir)
-    env["MLBUILD_DECLARATION"] = declaration
+    env["MLBUILD_ALLOW_NETWORK"] = allow_network
     return env

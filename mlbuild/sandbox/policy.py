@@ -32,6 +32,26 @@ def _listed(paths: list[str]) -> str:
     return shown + (f" and {len(paths) - MAX_LISTED} more" if len(paths) > MAX_LISTED else "")
 
 
+def _lines_to_add(key: str, paths: list[str], stage: Stage, where: str) -> str:
+    """"add '- a.csv' under stages.train.deps in dvc.yaml": the exact lines that fix it."""
+    lines = ", ".join(f"'- {p}'" for p in paths[:MAX_LISTED])
+    base = stage.name.split("@", 1)[0]
+    if where != "dvc.yaml":
+        section = key
+    elif base == stage.name:
+        section = f"stages.{base}.{key}"
+    else:
+        section = f"the {key} of stage '{base}'"
+    return f"add {lines} under {section} in {where}"
+
+
+def _settings_hint(stage: Stage, where: str, setting: str) -> str:
+    """Where a hermetic setting goes: the declaration's block, or mlbuild.yaml's stages."""
+    if where != "dvc.yaml":
+        return f"'hermetic: {{{setting}}}' in {where}"
+    return f"'stages: {{{stage.name.split('@', 1)[0]}: {{{setting}}}}}' in mlbuild.yaml"
+
+
 @dataclass
 class Sandbox:
     """Runs stages hermetically (declared stages, or all with strict) and judges findings."""
@@ -65,10 +85,9 @@ class Sandbox:
         safe = stage.name.replace("/", "_")
         trace = self.scratch / "trace" / f"{safe}-{uuid.uuid4().hex[:8]}"
         trace.mkdir(parents=True)
-        where = self.declaration(stage)
-        settings_at = where if where != "dvc.yaml" else "mlbuild.yaml (stages.<name>)"
+        allow = _settings_hint(stage, self.declaration(stage), "network: true")
         env = stage_environment(self.root, stage.name, hermetic, self.scratch / "home" / safe,
-                                trace, settings_at)
+                                trace, allow)
         box = Box(env)
         before = snapshot(self.root, self.all_outs)
         try:
@@ -90,25 +109,25 @@ class Sandbox:
         if findings.reads:
             fatal = hermetic is not None and hermetic.undeclared_reads == "fail"
             problems.append((fatal, f"read undeclared input(s) {_listed(findings.reads)}; "
-                                    f"add them to the stage's deps in {where}"))
+                                    + _lines_to_add("deps", findings.reads, stage, where)))
         if findings.writes:
             problems.append((hermetic is not None,
-                             f"wrote undeclared output(s) {_listed(findings.writes)}; add them "
-                             f"to the stage's outs in {where}"))
+                             f"wrote undeclared output(s) {_listed(findings.writes)}; "
+                             + _lines_to_add("outs", findings.writes, stage, where)))
         if findings.changed:
             problems.append((False, f"ran while undeclared file(s) {_listed(findings.changed)} "
-                                    "changed; if the stage wrote them, add them to its outs in "
-                                    f"{where}"))
-        if findings.network:
-            fix = where if where != "dvc.yaml" else f"mlbuild.yaml (stages: {{{stage.name}: ...}})"
-            problems.append((hermetic is not None and not hermetic.network,
+                                    "changed; if the stage wrote them, "
+                                    + _lines_to_add("outs", findings.changed, stage, where)))
+        if findings.network and not (hermetic is not None and hermetic.network):
+            allow = _settings_hint(stage, where, "network: true")
+            problems.append((hermetic is not None,
                              f"used the network ({findings.network[0]}); hermetic stages may "
-                             f"not: allow it with 'hermetic: {{network: true}}' in {fix}"))
+                             f"not: allow it with {allow}"))
         if findings.env:
+            names = ", ".join(findings.env[:MAX_LISTED])
             problems.append((False, f"read environment variable(s) {_listed(findings.env)}, "
                                     "which hermetic mode scrubs; declare them with "
-                                    f"'hermetic: {{env: [...]}}' in mlbuild.yaml (stages: "
-                                    f"{{{stage.name}: ...}})"))
+                                    + _settings_hint(stage, where, f"env: [{names}]")))
         errors = [msg for is_fatal, msg in problems if is_fatal]
         if errors:
             raise StageFailedError(f"stage '{stage.name}' is hermetic and " + "; ".join(errors))

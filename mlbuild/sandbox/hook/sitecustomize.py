@@ -19,10 +19,22 @@ _NET_EVENTS = ("socket.connect", "socket.getaddrinfo", "socket.sendto", "socket.
                "socket.gethostbyname", "socket.gethostbyaddr")
 
 
+def _target(event: str, args: tuple[object, ...]) -> object:
+    """What a network event reaches: 'host:port' where the event says, else its address."""
+    if event == "socket.getaddrinfo":
+        host, port = args[0], args[1]
+        host = host.decode(errors="replace") if isinstance(host, bytes) else host
+        return f"{host}:{port}" if port is not None else f"{host}"
+    address = args[1] if len(args) > 1 else args[0]
+    if isinstance(address, tuple) and len(address) >= 2:  # (host, port, ...)
+        return f"{address[0]}:{address[1]}"
+    return address
+
+
 def _install(trace_dir: str) -> None:
     root = os.environ.get("MLBUILD_ROOT", "")
     network = os.environ.get("MLBUILD_NETWORK", "allow")
-    where = os.environ.get("MLBUILD_DECLARATION", "the stage's declaration")
+    allow = os.environ.get("MLBUILD_ALLOW_NETWORK", "'hermetic: {network: true}'")
     stage = os.environ.get("DVC_STAGE", "?")
     reads: set[str] = set()
     writes: set[str] = set()
@@ -41,15 +53,14 @@ def _install(trace_dir: str) -> None:
                 isinstance(flags, int) and flags & _WRITE_FLAGS)
             (writes if writing else reads).add(full)
         elif event in _NET_EVENTS:
-            target = args[1] if len(args) > 1 else args[0]
-            if isinstance(target, (str, bytes)) and event == "socket.connect":
+            if event == "socket.connect" and isinstance(args[1], (str, bytes)):
                 return  # AF_UNIX: local inter-process communication
-            net.append(f"{event.split('.', 1)[1]} {target!r}")
+            what = f"{event.split('.', 1)[1]} {_target(event, args)}"
+            net.append(what)
             if network == "deny":
                 raise PermissionError(
                     f"mlbuild: stage '{stage}' is hermetic: network access is refused "
-                    f"({event.split('.', 1)[1]} {target!r}); allow it with "
-                    f"'hermetic: {{network: true}}' in {where}"
+                    f"({what}); allow it with {allow}"
                 )
 
     class _Environ(type(os.environ)):  # type: ignore[misc]

@@ -1,0 +1,124 @@
+"""`mlbuild data ...`, `mlbuild pull`, `mlbuild push`, `mlbuild gc`: versioned data on DVC."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlbuild.errors import EXIT_FAILED
+
+data_app = typer.Typer(help="Track raw data and check the local cache.", no_args_is_help=True)
+RemoteOpt = Annotated[str | None, typer.Option("--remote", "-r",
+                                               help="DVC remote name (default: core.remote).")]
+TargetsArg = Annotated[list[str] | None, typer.Argument(
+    metavar="[TARGET]...", help="Outputs or .dvc files (default: everything).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _root() -> Path:
+    from mlbuild.project import find_root
+
+    return find_root()
+
+
+@data_app.command("add")
+def add(paths: Annotated[list[str], typer.Argument(help="Files or directories to track.")]
+        ) -> None:
+    """Track raw data like `dvc add` (writes PATH.dvc), after checking its contracts."""
+    from mlbuild import data
+
+    for dvcfile in data.add(_root(), paths):
+        typer.echo(f"tracked: {dvcfile} (commit it with git)")
+
+
+@data_app.command("status")
+def status(remote: RemoteOpt = None, json_out: JsonOpt = False) -> None:
+    """What is missing locally or not yet pushed to the remote."""
+    from mlbuild import data
+
+    result = data.status(_root(), remote)
+    if json_out:
+        typer.echo(json.dumps({"in_sync": not result, "paths": result}, indent=2))
+        return
+    labels = {"new": "not pushed", "deleted": "missing locally (pull it)",
+              "missing": "missing locally and on the remote"}
+    for path, state in sorted(result.items()):
+        typer.echo(f"{labels.get(state, state):>36}  {path}")
+    typer.echo("Data is in sync with the remote." if not result else
+               f"{len(result)} path(s) out of sync.")
+
+
+@data_app.command("fsck")
+def fsck(repair: Annotated[bool, typer.Option(
+    "--repair", help="Delete corrupted objects so a pull or build replaces them.")] = False,
+         json_out: JsonOpt = False) -> None:
+    """Verify every object in the local cache against its hash."""
+    from mlbuild.cache import Cache
+    from mlbuild.datacheck import fsck as run_fsck
+    from mlbuild.datacheck import objects
+
+    cache = Cache(_root())
+    total = len(objects(cache))
+    bad = run_fsck(cache, remove=repair)
+    if json_out:
+        typer.echo(json.dumps({"objects": total, "corrupt": [vars(b) for b in bad],
+                               "repaired": repair}, indent=2))
+    else:
+        for item in bad:
+            typer.echo(f"corrupted: {item.path} (expected md5 {item.expected}, found "
+                       f"{item.actual})" + (" - removed" if repair else ""))
+        typer.echo(f"{total} object(s) checked, {len(bad)} corrupted.")
+    if bad and not repair:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def pull(targets: TargetsArg = None, remote: RemoteOpt = None) -> None:
+    """Download data, stage outputs and the run-cache; verify them; check them out."""
+    from mlbuild import data
+
+    result = data.pull(_root(), targets or [], remote)
+    typer.echo(f"pulled: {result.fetched} object(s) fetched, every needed object verified"
+               + (f", {result.validated} contract(s) checked" if result.validated else ""))
+
+
+def push(targets: TargetsArg = None, remote: RemoteOpt = None) -> None:
+    """Upload data, stage outputs and the run-cache to the remote."""
+    from mlbuild import data
+
+    count = data.push(_root(), targets or [], remote)
+    typer.echo(f"pushed: {count} object(s)")
+
+
+def gc(
+    force: Annotated[bool, typer.Option("--force", "-f",
+                                        help="Really delete (default: dry run).")] = False,
+    all_commits: Annotated[bool, typer.Option("--all-commits",
+                                              help="Keep what any commit needs.")] = False,
+    all_branches: Annotated[bool, typer.Option("--all-branches",
+                                               help="Keep what any branch needs.")] = False,
+    all_tags: Annotated[bool, typer.Option("--all-tags", help="Keep what any tag needs.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove cache objects the workspace (and chosen revisions) do not use."""
+    from mlbuild import data
+
+    plan = data.gc(_root(), force, all_commits, all_branches, all_tags)
+    if json_out:
+        typer.echo(json.dumps({"removed" if force else "would_remove": len(plan.remove),
+                               "bytes": plan.size, "kept": plan.kept,
+                               "paths": [str(p) for p in plan.remove]}, indent=2))
+        return
+    verb = "removed" if force else "would remove"
+    typer.echo(f"gc: {verb} {len(plan.remove)} object(s), {plan.size:,} bytes; "
+               f"kept {plan.kept}" + ("" if force else " (dry run: pass --force to delete)"))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the data commands."""
+    app.add_typer(data_app, name="data")
+    app.command("pull")(pull)
+    app.command("push")(push)
+    app.command("gc")(gc)
