@@ -76,8 +76,10 @@ def ensure_tracked_data(ws: Workspace) -> None:
     need_pull = restore_missing(ws.root, ws.tracked, ws.cache)
     if need_pull:
         from mlbuild import dvcbridge
+        from mlbuild.data import check_contracts
 
         dvcbridge.pull(ws.root, need_pull)
+        check_contracts(ws.root, [t.path for t in ws.tracked if t.dvcfile in need_pull])
 
 
 def run(root: Path, request: RunRequest, emit: Emit = ignore) -> dict[str, StageResult]:

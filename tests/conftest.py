@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_FILES = ("configs", "stages", "data.dvc", "dvc-storage", "params.yaml", "dvc.yaml",
-                 ".dvcignore")
+                 ".dvcignore", "mlbuild.yaml")
 BIN = str(Path(sys.executable).parent)
 
 
