@@ -14,7 +14,7 @@ from types import FrameType
 from bench import machine
 from bench.context import Ctx, Sizes
 from bench.measure import BenchError, Runner
-from bench.projects import Tools, bench_env, remove_tree
+from bench.projects import Tools, bench_env, remove_tree, snapshot_mlbuild
 from bench.report import Report, fmt, markdown, table, write
 from bench.workloads import WORKLOADS
 
@@ -42,6 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "bench/out/RESULTS-quick.md with --quick)")
     parser.add_argument("--tmpdir", type=Path, default=None,
                         help="where to create the scratch directory (default: system temp)")
+    parser.add_argument("--live", action="store_true",
+                        help="run the installed mlbuild as it is, instead of a snapshot of "
+                        "mlbuild/ taken at the start (see README)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every command")
     args = parser.parse_args(argv)
@@ -78,50 +81,65 @@ NOTES = [
 ]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the selected workloads; return the exit code."""
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+def run_workloads(args: argparse.Namespace, scratch: Path) -> Report:
+    """Snapshot mlbuild, collect the machine facts, and run every selected workload."""
     tools = Tools.find()
-    scratch = Path(tempfile.mkdtemp(prefix="mlbuild-bench-", dir=args.tmpdir))
-    runner = Runner(bench_env(scratch), timeout=args.timeout, verbose=args.verbose)
+    snapshot, digest = None, ""
+    if not args.live:
+        tools, snapshot, digest = snapshot_mlbuild(tools, scratch)
+    env = bench_env(scratch, snapshot)
+    runner = Runner(env, timeout=args.timeout, verbose=args.verbose)
     sizes = Sizes.quick() if args.quick else Sizes()
     ctx = Ctx(runner=runner, tools=tools, scratch=scratch, reps=args.reps, sizes=sizes,
-              w6_dvc_reps=args.w6_dvc_reps,
-              log=lambda msg: print(msg, flush=True))
+              w6_dvc_reps=args.w6_dvc_reps, log=lambda msg: print(msg, flush=True))
     mode = "quick" if args.quick else "full"
-    report = Report(mode=mode, reps=args.reps, facts=machine.facts(tools, scratch))
+    report = Report(mode=mode, reps=args.reps, facts=machine.facts(tools, scratch, env))
+    report.facts["mlbuild code under test"] = (
+        "the installed package, live (--live)" if snapshot is None else
+        f"a snapshot of mlbuild/ taken at the start (sources md5 {digest})")
     print(f"bench: {mode} mode, {args.reps} rep(s), workloads {','.join(args.only)}; "
           f"scratch {scratch}", flush=True)
     started = time.monotonic()
+    for name in args.only:
+        title, func = WORKLOADS[name]
+        print(f"{name}: {title}", flush=True)
+        t0 = time.monotonic()
+        try:
+            rows = func(ctx)
+        except BenchError as exc:
+            report.errors.append(f"{name}: {exc}")
+            print(f"{name}: FAILED: {exc}", file=sys.stderr, flush=True)
+            continue
+        except Exception:
+            report.errors.append(f"{name}: internal error\n{traceback.format_exc()}")
+            print(f"{name}: INTERNAL ERROR\n{traceback.format_exc()}", file=sys.stderr,
+                  flush=True)
+            continue
+        report.rows.extend(rows)
+        print(table(rows), flush=True)
+        print(f"{name}: done in {fmt(time.monotonic() - t0, 's')}", flush=True)
+    report.facts["load average at end (1/5/15 min)"] = machine.load()
+    report.facts["benchmark wall time"] = fmt(time.monotonic() - started, "s")
+    quick = ["**Quick mode**: reduced sizes; targets are indicative only."] if args.quick else []
+    report.notes = [*quick, *NOTES, f"Sizes: {sizes}.", *ctx.notes]
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected workloads, write the results; return the exit code."""
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    scratch = Path(tempfile.mkdtemp(prefix="mlbuild-bench-", dir=args.tmpdir))
     try:
-        for name in args.only:
-            title, func = WORKLOADS[name]
-            print(f"{name}: {title}", flush=True)
-            t0 = time.monotonic()
-            try:
-                rows = func(ctx)
-            except BenchError as exc:
-                report.errors.append(f"{name}: {exc}")
-                print(f"{name}: FAILED: {exc}", file=sys.stderr, flush=True)
-                continue
-            except Exception:
-                report.errors.append(f"{name}: internal error\n{traceback.format_exc()}")
-                print(f"{name}: INTERNAL ERROR\n{traceback.format_exc()}", file=sys.stderr,
-                      flush=True)
-                continue
-            report.rows.extend(rows)
-            print(table(rows), flush=True)
-            print(f"{name}: done in {fmt(time.monotonic() - t0, 's')}", flush=True)
+        report = run_workloads(args, scratch)
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
     finally:
         if args.keep:
             print(f"bench: scratch kept in {scratch}")
         else:
             remove_tree(scratch)
-    report.facts["load average at end (1/5/15 min)"] = machine.load()
-    report.facts["benchmark wall time"] = fmt(time.monotonic() - started, "s")
-    quick = ["**Quick mode**: reduced sizes; targets are indicative only."] if args.quick else []
-    report.notes = [*quick, *NOTES, f"Sizes: {sizes}.", *ctx.notes]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write(report, args.out)
     print(f"bench: wrote {args.out}", flush=True)

@@ -14,10 +14,10 @@ from bench.projects import Tools
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _out(argv: list[str], cwd: Path | None = None) -> str:
+def _out(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
     try:
-        res = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=60,
-                             check=False)
+        res = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
+                             timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"unavailable ({exc})"
     if res.returncode != 0:
@@ -52,7 +52,7 @@ def load() -> str:
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
 
 
-def facts(tools: Tools, scratch: Path) -> dict[str, str]:
+def facts(tools: Tools, scratch: Path, env: dict[str, str]) -> dict[str, str]:
     """Machine and version facts, collected at the start of a run."""
     dirty = _out(["git", "status", "--porcelain", "--untracked-files=no"], REPO)
     commit = _out(["git", "rev-parse", "--short", "HEAD"], REPO)
@@ -63,8 +63,8 @@ def facts(tools: Tools, scratch: Path) -> dict[str, str]:
         "memory": _mem_total(),
         "OS": f"{platform.system()} {platform.release()}",
         "python": sys.version.split()[0] + f" ({sys.executable})",
-        "dvc": _out([tools.dvc, "--version"]),
-        "mlbuild": _out([tools.mlbuild, "--version"]) + f" (git {commit}"
+        "dvc": _out([tools.dvc, "--version"], env=env),
+        "mlbuild": _out([tools.mlbuild, "--version"], env=env) + f" (git {commit}"
                    + (", with uncommitted changes)" if dirty and dirty != "?" else ")"),
         "scratch filesystem": f"{_out(['stat', '-f', '-c', '%T', str(scratch)])} ({scratch})",
         "load average at start (1/5/15 min)": load(),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bench.measure import BenchError, Runner
 
+REPO = Path(__file__).resolve().parents[1]
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
     "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid",
@@ -38,14 +39,45 @@ class Tools:
         return cls(mlbuild=found["mlbuild"], dvc=found["dvc"])
 
 
-def bench_env(scratch: Path) -> dict[str, str]:
+def snapshot_mlbuild(tools: Tools, scratch: Path) -> tuple[Tools, Path, str]:
+    """Freeze the mlbuild sources as they are now, so that concurrent edits of the working
+    tree cannot change (or break) the code under test in the middle of a run.
+
+    Copies the package into *scratch*/snapshot, byte-compiles it, and writes an `mlbuild`
+    script equal to the console script. PYTHONPATH (see bench_env) puts the snapshot ahead
+    of the editable install. Returns the tools, the snapshot dir and a digest of the sources.
+    """
+    import compileall
+    import hashlib
+
+    src = REPO / "mlbuild"
+    snap = scratch / "snapshot"
+    shutil.copytree(src, snap / "mlbuild", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    compileall.compile_dir(snap / "mlbuild", quiet=1)
+    digest = hashlib.md5(usedforsecurity=False)
+    for path in sorted((snap / "mlbuild").rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(snap).as_posix().encode() + b"\0" + path.read_bytes())
+    script = scratch / "bin" / "mlbuild"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(
+        f"#!{sys.executable}\nimport sys\nfrom mlbuild.cli import main\n"
+        "if __name__ == '__main__':\n    sys.exit(main())\n", encoding="utf-8")
+    script.chmod(0o755)
+    return Tools(mlbuild=str(script), dvc=tools.dvc), snap, digest.hexdigest()[:12]
+
+
+def bench_env(scratch: Path, snapshot: Path | None = None) -> dict[str, str]:
     """The environment of every timed command.
 
     The interpreter's bin directory goes first on PATH (so `python` in a stage is the venv's
     under both tools), DVC's analytics are off, and DVC's site cache (its hash state and
-    index) lives in the scratch directory so that it is removed with it.
+    index) lives in the scratch directory so that it is removed with it. With a *snapshot*,
+    PYTHONPATH makes every Python process (mlbuild, and stage code importing mlbuild) use it.
     """
     env = dict(os.environ)
+    if snapshot is not None:
+        env["PYTHONPATH"] = str(snapshot)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["DVC_NO_ANALYTICS"] = "1"
     env["DVC_SITE_CACHE_DIR"] = str(scratch / "dvc-site-cache")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,9 +83,10 @@ def ensure_tracked_data(ws: Workspace) -> None:
         check_contracts(ws.root, [t.path for t in ws.tracked if t.dvcfile in need_pull])
 
 
-def run(root: Path, request: RunRequest, emit: Emit = ignore) -> dict[str, StageResult]:
+def run(root: Path, request: RunRequest, emit: Emit = ignore,
+        on_wait: Callable[[str], None] | None = None) -> dict[str, StageResult]:
     """Bring the requested stages (and their upstream) up to date."""
-    with project_lock(root, wait=request.wait):
+    with project_lock(root, wait=request.wait, on_wait=on_wait):
         ws = prepare(root, request.overrides, dry=request.dry_run)
         try:
             if request.pull and not request.dry_run:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mlbuild import gitignore
-from mlbuild.cache import Cache
+from mlbuild.cache import Cache, unprotect
 from mlbuild.errors import MlbuildError, StageFailedError
 from mlbuild.events import (
     FAILED,
@@ -165,6 +165,9 @@ class Builder:
 
     def _run(self, stage: Any, snap: Snapshot) -> None:
         self._check_contracts(stage, "input")
+        for out in stage.outs:
+            if out.persist:  # a persistent output is changed in place: never into the cache
+                unprotect(self.root / out.path)
         with backed_up_outputs(self.root, stage, self.scratch / "backup"):
             self._sandboxed(stage)
             self._check_contracts(stage, "output")

@@ -172,6 +172,8 @@ class Cache:
         remove(dst)
         if not info.isdir:
             self._checkout_file(info.md5, dst)
+            if info.isexec and not dst.is_symlink():  # dvc.lock's isexec, as DVC restores it
+                dst.chmod(dst.stat().st_mode | 0o111)
             return
         dst.mkdir(parents=True, exist_ok=True)
         for rel, md5 in entries:
@@ -184,3 +186,21 @@ def remove(path: Path) -> None:
         path.unlink()
     elif path.is_dir():
         shutil.rmtree(path)
+
+
+def unprotect(path: Path) -> None:
+    """Make an output safe to change in place, as DVC does before running a persistent one.
+
+    A symlink or hardlink into the cache becomes a private writable copy, so a command that
+    appends to the output cannot change the cached object.
+    """
+    if path.is_dir() and not path.is_symlink():
+        files = [p for p in path.rglob("*") if p.is_file() or p.is_symlink()]
+    else:
+        files = [path] if path.exists() else []
+    for file in files:
+        if file.is_symlink() or file.lstat().st_nlink > 1:
+            tmp = file.parent / f".{file.name}.{uuid.uuid4().hex}.tmp"
+            shutil.copyfile(file, tmp)
+            tmp.replace(file)
+        file.chmod(file.stat().st_mode | 0o200)

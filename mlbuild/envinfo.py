@@ -3,6 +3,7 @@ third-party distributions its code imports (with their installed requirements)."
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -30,9 +31,13 @@ def _canonical(name: str) -> str:
 
 
 def _path_fingerprint() -> str:
-    """Changes whenever a distribution is installed, removed or upgraded on sys.path."""
+    """Changes whenever a distribution is installed, removed or upgraded on sys.path.
+
+    sys.path[0] (the script's directory or the working directory, which changes with every
+    build) is left out: only installation directories count.
+    """
     digest = hashlib.md5(sys.prefix.encode(), usedforsecurity=False)
-    for entry in sys.path:
+    for entry in sys.path[1:]:
         path = Path(entry or ".")
         try:
             digest.update(f"{path}:{path.stat().st_mtime_ns}".encode())
@@ -58,10 +63,17 @@ def _requirements(dist: str) -> list[str]:
     return names
 
 
+@functools.cache
+def _by_module() -> dict[str, list[str]]:
+    import importlib.metadata as md
+
+    return dict(md.packages_distributions())
+
+
 def _resolve(imports: list[str]) -> dict[str, str]:
     import importlib.metadata as md
 
-    by_module = md.packages_distributions()
+    by_module = _by_module()
     todo = [d for name in imports for d in by_module.get(name, [])]
     versions: dict[str, str] = {}
     while todo:

@@ -6,9 +6,11 @@ import hashlib
 import json
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlbuild.dvcignore import IgnoreRules
 from mlbuild.state import StatCache, stat_key
 
 BLOCK = 8 * 1024 * 1024
@@ -53,15 +55,19 @@ def tree_manifest(entries: list[tuple[str, str]]) -> bytes:
     return json.dumps(items, sort_keys=True).encode("utf-8")
 
 
-def walk_files(top: Path) -> list[tuple[str, Path]]:
-    """All files under *top* as (posix relpath, path), skipping nothing but symlinked dirs."""
+def walk_files(top: Path, skip: Callable[[str, bool], bool] | None = None,
+               ) -> list[tuple[str, Path]]:
+    """All files under *top* as (posix relpath, path), less what skip(relpath, is_dir) rejects
+    (a rejected directory is not entered)."""
     found: list[tuple[str, Path]] = []
     for dirpath, dirnames, filenames in os.walk(top):
-        dirnames.sort()
         base = Path(dirpath)
         rel = base.relative_to(top).as_posix()
+        prefix = "" if rel == "." else f"{rel}/"
+        dirnames[:] = sorted(d for d in dirnames if not (skip and skip(prefix + d, True)))
         for name in filenames:
-            found.append((name if rel == "." else f"{rel}/{name}", base / name))
+            if not (skip and skip(prefix + name, False)):
+                found.append((prefix + name, base / name))
     return found
 
 
@@ -71,6 +77,14 @@ class Hasher:
     def __init__(self, root: Path, cache: StatCache) -> None:
         self.root = root
         self.cache = cache
+        self._ignore: IgnoreRules | None = None
+
+    def _skip(self, top: Path) -> Callable[[str, bool], bool]:
+        """What DVC leaves out of a directory under *top* (.dvcignore, .git and the like)."""
+        if self._ignore is None:
+            self._ignore = IgnoreRules(self.root)
+        rules, prefix = self._ignore, os.path.relpath(top, self.root).replace(os.sep, "/")
+        return lambda rel, is_dir: rules.ignored(f"{prefix}/{rel}", is_dir)
 
     def file(self, path: Path) -> HashInfo:
         """Hash one file."""
@@ -87,7 +101,7 @@ class Hasher:
         """Hash a directory; also returns its (relpath, md5) entries."""
         entries: list[tuple[str, str]] = []
         size = 0
-        for rel, fpath in walk_files(path):
+        for rel, fpath in walk_files(path, self._skip(path)):
             info = self.file(fpath)
             entries.append((rel, info.md5))
             size += info.size

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +83,8 @@ def open_workspace(
 
 
 @contextmanager
-def project_lock(root: Path, wait: bool = True) -> Iterator[None]:
+def project_lock(root: Path, wait: bool = True,
+                 on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
     """Serialise builds in one project: a second run waits (or fails with a clear message)."""
     path = state_dir(root) / "build.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,6 +99,9 @@ def project_lock(root: Path, wait: bool = True) -> Iterator[None]:
                     f"another mlbuild run is in progress in this project (pid {holder}); "
                     "wait for it to finish or run again without --no-wait"
                 ) from exc
+            if on_wait is not None:
+                on_wait(f"waiting for another mlbuild run in this project (pid {holder}) to "
+                        "finish...")
             fcntl.flock(fobj.fileno(), fcntl.LOCK_EX)
         fobj.seek(0)
         fobj.truncate()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +33,21 @@ def _is_templated(node: Any) -> bool:
     return isinstance(node, str) and "${" in node
 
 
-def _vars_files(node: Any) -> set[str]:
-    """Files named in any 'vars' section (top level or stage level)."""
+def _vars_files(node: Any, wdir: str = ".") -> set[str]:
+    """Files named in any 'vars' section; a stage's own vars are relative to its wdir."""
     found: set[str] = set()
     if isinstance(node, dict):
+        if isinstance(node.get("wdir"), str):
+            wdir = posixpath.normpath(posixpath.join(wdir, node["wdir"]))
         for key, value in node.items():
             if key == "vars" and isinstance(value, list):
-                found.update(v.split(":", 1)[0] for v in value if isinstance(v, str))
+                found.update(posixpath.join(wdir, v.split(":", 1)[0])
+                             for v in value if isinstance(v, str))
             else:
-                found |= _vars_files(value)
+                found |= _vars_files(value, wdir)
     elif isinstance(node, list):
         for value in node:
-            found |= _vars_files(value)
+            found |= _vars_files(value, wdir)
     return found
 
 

@@ -39,6 +39,8 @@ def checkout(root: Path, dest: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(dest, filter="data")
     (dest / ".dvc").mkdir(exist_ok=True)
+    # a committed cache.dir (a shared cache) would let the rebuild write into the user's cache
+    (dest / ".dvc" / "config.local").write_text("[cache]\n    dir = cache\n", encoding="utf-8")
     subprocess.run(["git", "init", "-q", str(dest)], check=True, capture_output=True)
 
 

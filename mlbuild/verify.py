@@ -97,6 +97,16 @@ def _prepare(root: Path, dest: Path) -> None:
         dvcbridge.pull(dest, pulls)
 
 
+def _producer(dep: str, produced: dict[str, str]) -> str | None:
+    """The differing stage behind a dep: it output the dep, a directory holding it, or a file
+    inside it (a stage may depend on one file of another's output directory)."""
+    for out, stage in produced.items():
+        if dep == out or dep.startswith(out.rstrip("/") + "/") or out.startswith(
+                dep.rstrip("/") + "/"):
+            return stage
+    return None
+
+
 def _compare(order: list[str], expected: dict[str, dict[str, Any]],
              actual: dict[str, dict[str, Any]], failed: set[str]) -> list[StageVerdict]:
     verdicts: dict[str, StageVerdict] = {}
@@ -116,8 +126,8 @@ def _compare(order: list[str], expected: dict[str, dict[str, Any]],
         if files:
             dep_diff = [d for d, item in recorded(act.get("deps")).items()
                         if recorded(exp.get("deps")).get(d, {}).get("md5") != item.get("md5")]
-            upstream = sorted({produced[d] for d in dep_diff if d in produced})
-            verdict.caused_by = upstream[0] if upstream else None
+            upstream = {s for d in dep_diff if (s := _producer(d, produced)) is not None}
+            verdict.caused_by = min(upstream, key=order.index) if upstream else None
             for path in files:
                 produced[path] = verdict.caused_by or name
         verdicts[name] = verdict

@@ -7,6 +7,7 @@ cache: false, metrics and plots, directory outputs, and the reasons `mlbuild sta
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from tests.conftest import Project
@@ -89,6 +90,20 @@ def test_changed_template_values_rebuild_what_uses_them(tmp_path: Path) -> None:
     assert stale(proj) == {"tmpl": ["command changed"]}
     assert outcomes(proj)["tmpl"] == "ran"
     assert proj.read("tmpl.txt") == "hello forest 0.1 6\n"
+
+
+def test_stage_vars_file_is_read_from_the_wdir_and_reread_on_change(tmp_path: Path) -> None:
+    proj = new_project(tmp_path / "p", {
+        "dvc.yaml": "stages:\n  greet:\n    wdir: sub\n    vars:\n      - words.yaml\n"
+                    "    cmd: echo ${word} > out.txt\n    outs:\n      - out.txt\n",
+        "sub/words.yaml": "word: hi\n",
+    })
+    outcomes(proj)
+    assert proj.read("sub/out.txt") == "hi\n"
+    proj.write("sub/words.yaml", "word: bye\n")
+    assert stale(proj) == {"greet": ["command changed"]}
+    assert outcomes(proj) == {"greet": "ran"}
+    assert proj.read("sub/out.txt") == "bye\n"
 
 
 # --- wdir and params files -------------------------------------------------------------------
@@ -255,6 +270,33 @@ def test_directory_output_is_a_dir_manifest_in_the_cache(tmp_path: Path) -> None
     reasons = stale(proj)
     assert reasons == {"split": ["output 'data/parts' modified"],
                        "count": ["dependency 'data/parts' modified"]}
+
+
+def test_dvcignored_files_are_left_out_of_directory_hashes(tmp_path: Path) -> None:
+    proj = scenario(tmp_path / "p", "dvcignore")
+    outcomes(proj)
+    out = lock(proj)["collect"]["outs"][0]
+    assert out["nfiles"] == 1  # only a.txt: not junk.tmp, scratch/ or .git/
+    assert json.loads(cache_object(proj, out["md5"]).read_text()) == [
+        {"md5": md5(proj, "out/a.txt"), "relpath": "a.txt"}]
+    proj.write("out/more.tmp", "ignored too\n")
+    proj.write("out/scratch/y.txt", "and this\n")
+    assert stale(proj) == {}
+    proj.write("out/b.txt", "not ignored\n")
+    assert set(stale(proj)) == {"collect", "use"}
+
+
+def test_executable_output_is_locked_as_such_and_restored_executable(tmp_path: Path) -> None:
+    proj = new_project(tmp_path / "p", {
+        "dvc.yaml": "stages:\n  tool:\n    cmd: cp src.sh tool.sh && chmod +x tool.sh\n"
+                    "    deps:\n      - src.sh\n    outs:\n      - tool.sh\n",
+        "src.sh": "#!/bin/sh\necho hi\n",
+    })
+    outcomes(proj)
+    assert lock(proj)["tool"]["outs"][0]["isexec"] is True
+    (proj.path / "tool.sh").unlink()
+    assert outcomes(proj) == {"tool": "restored"}
+    assert os.access(proj.path / "tool.sh", os.X_OK)
 
 
 # --- staleness reasons -----------------------------------------------------------------------

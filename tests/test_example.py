@@ -75,7 +75,7 @@ def test_dvc_agrees_after_mlbuild(example_built: Project) -> None:
 
 def test_mlbuild_agrees_after_dvc_repro(example: Project) -> None:
     example.run("compile")
-    assert example.dvc("pull").returncode == 0
+    assert example.dvc("pull", "data.dvc").returncode == 0
     repro = example.dvc("repro")
     assert repro.returncode == 0, repro.stderr + repro.stdout
     assert "Running stage 'train'" in repro.stdout

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Project
 from tests.scenario import lock, new_project
 
 SECRET = "shh-s3cr3t-4f9a1c"  # distinctive, so finding it anywhere means it leaked
@@ -102,6 +101,18 @@ def test_undeclared_reads_warn_setting_turns_the_failure_into_a_warning(tmp_path
     [warning] = _warnings(report)["reader"]
     assert "read undeclared input(s) 'notes.txt'" in warning
     assert "add '- notes.txt' under deps in stages/reader.yaml" in warning
+
+
+def test_temporary_files_renamed_onto_outputs_are_not_findings(tmp_path: Path) -> None:
+    proj = new_project(tmp_path / "p", {
+        "stages/atomic.yaml": "cmd: python stages/atomic.py\nouts: [model.bin]\n",
+        "stages/atomic.py": "import os\n\nopen('model.bin.tmp', 'w').write('m')\n"
+                            "assert open('model.bin.tmp').read() == 'm'\n"
+                            "os.replace('model.bin.tmp', 'model.bin')\n",
+    })
+    report = proj.run_json("run")
+    assert proj.outcomes(report) == {"atomic": "ran"}
+    assert _warnings(report) == {"atomic": []}
 
 
 def test_undeclared_write_fails_hermetic_stage_naming_the_path(tmp_path: Path) -> None:

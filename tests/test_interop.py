@@ -27,7 +27,7 @@ from tests.scenario import (
 )
 
 SCENARIOS = ["templating", "wdir", "params_files", "persist", "nocache", "metrics_plots",
-             "dirout", "paramsonly"]
+             "dirout", "paramsonly", "dvcignore"]
 TRAIN = """\
 stages:
   train:
@@ -144,3 +144,17 @@ def test_run_cache_layout_is_dvcs(tmp_path: Path) -> None:
     assert entry == lock(ours)["train"]  # the value is the stage's lock entry
     runs = ours.path / ".dvc" / "cache" / "runs"
     assert load_yaml(runs / path.split("/", 1)[1]) == entry
+
+
+@pytest.mark.parametrize("link", ["hardlink", "symlink"])
+def test_persistent_output_linked_into_the_cache_is_unprotected(tmp_path: Path, link: str) -> None:
+    proj = scenario(tmp_path / "p", "persist")
+    assert proj.dvc("config", "cache.type", link).returncode == 0
+    _dvc_repro(proj)  # DVC links log.txt to its cache object
+    first = lock(proj)["log"]["outs"][0]["md5"]
+    proj.write("src.txt", "two\n")
+    assert outcomes(proj) == {"log": "ran"}
+    assert proj.read("log.txt") == "one\ntwo\n"
+    obj = proj.path / ".dvc" / "cache" / "files" / "md5" / first[:2] / first[2:]
+    assert obj.read_text() == "one\n"  # the append went to a private copy, not the cache
+    assert dvc_status(proj) == {}

@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     except MlbuildError as exc:
         if verbose:
             traceback.print_exc()
-        sys.stderr.write(f"mlbuild: error: {exc}\n")
+        one_line = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        sys.stderr.write(f"mlbuild: error: {one_line}\n")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         _interrupted()

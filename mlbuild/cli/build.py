@@ -18,6 +18,11 @@ def _split_args(args: list[str]) -> tuple[list[str], list[str]]:
     return [a for a in args if a not in overrides], overrides
 
 
+def _waiting(message: str) -> None:
+    sys.stderr.write(f"mlbuild: {message}\n")
+    sys.stderr.flush()
+
+
 def run(
     args: Annotated[list[str] | None, typer.Argument(
         metavar="[STAGE|OVERRIDE]...",
@@ -62,11 +67,11 @@ def run(
     console = Console(stderr=json_out, highlight=False)
     start = time.monotonic()
     if json_out:
-        results = api.run(root, request)
+        results = api.run(root, request, on_wait=_waiting)
         typer.echo(results_json(results, time.monotonic() - start))
     else:
         with LiveReporter(console) as reporter:
-            results = api.run(root, request, emit=reporter)
+            results = api.run(root, request, emit=reporter, on_wait=_waiting)
         console.print(summary_table(results, time.monotonic() - start))
     for res in api.failed(results):
         sys.stderr.write(f"mlbuild: error: {res.message}\n")

@@ -99,9 +99,12 @@ def analyse(root: Path, stage: Stage, trace_dir: Path, before: Snapshot, after: 
         writes |= {os.path.relpath(p, root) for p in record.get("writes", [])}
         found.network += record.get("network", [])
         env_read |= set(record.get("env", []))
-    found.reads = sorted(p for p in reads if not _ignored(p, venv)
+    # a file the stage wrote itself is not an input; one it removed again (a temporary file,
+    # or one renamed onto a declared output) is not an output
+    found.reads = sorted(p for p in reads - writes if not _ignored(p, venv)
                          and not _covered(p, declared_in + outs))
-    found.writes = sorted(p for p in writes if not _ignored(p, venv) and not _covered(p, outs))
+    found.writes = sorted(p for p in writes if not _ignored(p, venv) and not _covered(p, outs)
+                          and os.path.lexists(root / p))
     found.changed = sorted(p for p in changed - writes if not _ignored(p, venv)
                            and not _covered(p, outs))
     if allowed_env is not None:
