@@ -157,7 +157,8 @@ class Builder:
             return False
         for out in stage.outs:
             if out in todo:
-                self.cache.checkout(infos[out.def_path], self.root / out.path)
+                self.cache.checkout(infos[out.def_path], self.root / out.path,
+                                    private=not out.cache)
             if out.cache:
                 gitignore.ignore(self.root, out.path)
         self.lock.update(stage.name, stage_entry(stage, snap.deps, snap.params, infos))
@@ -215,12 +216,12 @@ class Builder:
             )
         for out in stage.outs:
             path = self.root / out.path
-            if path.is_dir():
-                info, entries = self.hasher.directory(path)
-            else:
-                info, entries = self.hasher.file(path), None
             if out.cache or runcached:
-                self.cache.commit(path, info, entries)
+                info = self.cache.store(path, self.hasher)
+            elif path.is_dir():
+                info = self.hasher.directory(path)[0]
+            else:
+                info = self.hasher.file(path)
             if out.cache:
                 gitignore.ignore(self.root, out.path)
             outs[out.def_path] = info

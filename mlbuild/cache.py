@@ -13,9 +13,11 @@ from pathlib import Path
 
 from mlbuild.dvcconfig import cache_dir, cache_types
 from mlbuild.errors import IntegrityError
-from mlbuild.fingerprint import HashInfo, md5_file
+from mlbuild.fingerprint import Hasher, HashInfo, md5_file
 
 FICLONE = 0x40049409  # Linux ioctl that makes a copy-on-write clone (reflink)
+INGEST_MIN = 4 * 1024 * 1024  # files this big are copied while being hashed (one read)
+HASH_THREADS = min(4, os.cpu_count() or 1)  # hashlib releases the GIL on large blocks
 
 
 def _reflink(src: Path, dst: Path) -> None:
@@ -28,6 +30,31 @@ def _reflink(src: Path, dst: Path) -> None:
             fdst.close()
             dst.unlink(missing_ok=True)
             raise
+
+
+def _copy_while_hashing(src: Path, dst: Path) -> str:
+    """Copy src to dst in the kernel (copy_file_range/sendfile) on a second thread while this
+    one hashes it: the two passes overlap, and the file was just written so both read from
+    the page cache. The copy is checked by size; the caller renames it once the hash is known."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def copy() -> None:
+        try:
+            shutil.copyfile(src, dst)
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=copy, daemon=True)
+    worker.start()
+    md5 = md5_file(src)
+    worker.join()
+    if errors:
+        raise errors[0]
+    if dst.stat().st_size != src.stat().st_size:
+        raise OSError(f"copy of {src} to the cache is incomplete")
+    return md5
 
 
 def _place(src: Path, dst: Path, kind: str) -> None:
@@ -87,6 +114,62 @@ class Cache:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def ingest(self, src: Path) -> str:
+        """Hash a file and store it in one pass over its bytes; return its md5.
+
+        The copy is written while hashing (a reflink is tried first: then only the hash
+        reads the data), so committing a fresh output costs about one read and one write.
+        """
+        staging = self.files / f".ingest.{uuid.uuid4().hex}.tmp"
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            try:
+                _reflink(src, staging)
+                md5 = md5_file(src)
+            except OSError:
+                md5 = _copy_while_hashing(src, staging)
+            obj = self.object_path(md5)
+            if not obj.exists():
+                obj.parent.mkdir(parents=True, exist_ok=True)
+                staging.chmod(0o444)
+                os.replace(staging, obj)
+        finally:
+            staging.unlink(missing_ok=True)
+        return md5
+
+    def store_file(self, path: Path, hasher: Hasher) -> HashInfo:
+        """Hash and commit one file, reading it once when it is new."""
+        info = hasher.cached(path)
+        if info is not None:
+            self.add_file(path, info.md5)
+            return info
+        if path.stat().st_size >= INGEST_MIN:
+            return hasher.remember(path, self.ingest(path))
+        info = hasher.file(path)
+        self.add_file(path, info.md5)
+        return info
+
+    def store(self, path: Path, hasher: Hasher) -> HashInfo:
+        """Hash and commit a workspace file or directory (the .dir manifest last)."""
+        if not path.is_dir():
+            return self.store_file(path, hasher)
+        from concurrent.futures import ThreadPoolExecutor
+
+        from mlbuild.fingerprint import tree_manifest, walk_files
+
+        files = walk_files(path)
+        big = [f for _, f in files if f.stat().st_size >= INGEST_MIN]
+        with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+            pre = dict(zip(big, pool.map(lambda f: self.store_file(f, hasher), big), strict=True))
+        infos = [(rel, pre.get(f) or self.store_file(f, hasher)) for rel, f in files]
+        entries = [(rel, info.md5) for rel, info in infos]
+        body = tree_manifest(entries)
+        import hashlib
+
+        md5 = hashlib.md5(body, usedforsecurity=False).hexdigest() + ".dir"
+        self.add_bytes(body, md5)
+        return HashInfo(md5=md5, size=sum(i.size for _, i in infos), nfiles=len(infos))
+
     def add_bytes(self, body: bytes, md5: str) -> None:
         """Store an in-memory object (a .dir manifest)."""
         obj = self.object_path(md5)
@@ -127,11 +210,12 @@ class Cache:
         except (OSError, ValueError, KeyError):
             return False
 
-    def _checkout_file(self, md5: str, dst: Path) -> None:
+    def _checkout_file(self, md5: str, dst: Path, kinds: list[str] | None = None) -> None:
         src = self.object_path(md5)
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = dst.parent / f".{dst.name}.{uuid.uuid4().hex}.tmp"
-        for kind in self.types:
+        kinds = kinds or self.types
+        for kind in kinds:
             try:
                 _place(src, tmp, kind)
                 break
@@ -139,7 +223,7 @@ class Cache:
                 tmp.unlink(missing_ok=True)
         else:
             shutil.copyfile(src, tmp)
-        if self.types[:1] in (["copy"], ["reflink"]) or not tmp.is_symlink():
+        if kinds[:1] in (["copy"], ["reflink"]) or not tmp.is_symlink():
             with contextlib.suppress(OSError):
                 if tmp.stat().st_nlink == 1:
                     tmp.chmod(0o644)
@@ -166,18 +250,22 @@ class Cache:
                 "then pull or rebuild)"
             )
 
-    def checkout(self, info: HashInfo, dst: Path) -> None:
-        """Materialise an object at *dst*, replacing what is there, after verifying it."""
+    def checkout(self, info: HashInfo, dst: Path, private: bool = False) -> None:
+        """Materialise an object at *dst*, replacing what is there, after verifying it.
+
+        *private* (for cache: false outputs, which git tracks) never links into the cache.
+        """
         entries = self.verify(info)
         remove(dst)
+        kinds = ["reflink", "copy"] if private else None
         if not info.isdir:
-            self._checkout_file(info.md5, dst)
+            self._checkout_file(info.md5, dst, kinds)
             if info.isexec and not dst.is_symlink():  # dvc.lock's isexec, as DVC restores it
                 dst.chmod(dst.stat().st_mode | 0o111)
             return
         dst.mkdir(parents=True, exist_ok=True)
         for rel, md5 in entries:
-            self._checkout_file(md5, dst / rel)
+            self._checkout_file(md5, dst / rel, kinds)
 
 
 def remove(path: Path) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlbuild.errors import ConfigError, StageFailedError
+from mlbuild.errors import ConfigError, StageFailedError, did_you_mean
 
 READERS = (".csv", ".tsv", ".parquet", ".json", ".jsonl")
 MAX_VALUES = 5
@@ -36,6 +37,45 @@ def check_ref(ref: Any, where: str) -> str:
             f"got {ref!r}"
         )
     return ref
+
+
+def _top_level_names(body: list[ast.stmt]) -> set[str] | None:
+    """Names a module body binds (None when it cannot be told: a star import, __getattr__)."""
+    names: set[str] = set()
+    for node in body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            if any(alias.name == "*" for alias in node.names):
+                return None
+            names.update(a.asname or a.name.split(".")[0] for a in node.names)
+        else:  # if/try/with blocks at module level bind names too
+            blocks = [getattr(node, k, []) for k in ("body", "orelse", "finalbody")]
+            blocks += [h.body for h in getattr(node, "handlers", [])]
+            for block in blocks:
+                inner = _top_level_names(block) if isinstance(block, list) else set()
+                if inner is None:
+                    return None
+                names |= inner
+    return None if "__getattr__" in names else names
+
+
+def check_attribute(module: Path, ref: str, where: str) -> None:
+    """Without importing it, check that the module of a 'module:attribute' reference defines
+    the attribute, so a typo is a config error before anything runs."""
+    attr = ref.partition(":")[2]
+    try:
+        names = _top_level_names(ast.parse(module.read_bytes(), filename=str(module)).body)
+    except (OSError, SyntaxError, ValueError):
+        return  # importing it reports the real problem when the contract is checked
+    if names is not None and attr not in names:
+        raise ConfigError(
+            f"{where}: schema '{ref}': {module.name} defines no '{attr}'"
+            f"{did_you_mean(attr, sorted(n for n in names if not n.startswith('_')))}"
+        )
 
 
 def _load_schema(root: Path, ref: str) -> Any:
@@ -81,33 +121,34 @@ def _summary(exc: Any) -> str:
         return " ".join(str(exc).split())[:300]
     first = cases.iloc[0]
     same = cases[(cases["column"] == first["column"]) & (cases["check"] == first["check"])]
-    values = ", ".join(repr(v) for v in same["failure_case"].head(MAX_VALUES).tolist())
-    more = f" (+{len(same) - MAX_VALUES} more)" if len(same) > MAX_VALUES else ""
+    distinct = same["failure_case"].drop_duplicates()  # 99.0 once, not five times
+    values = ", ".join(repr(v) for v in distinct.head(MAX_VALUES).tolist())
+    more = ", ..." if len(distinct) > MAX_VALUES else ""
+    more += f" ({len(same)} failing values)" if len(same) > 1 else ""
     others = len(cases) - len(same)
     tail = f"; {others} other failure(s)" if others else ""
     column = first["column"] if first["column"] is not None else "(table)"
     return f"column '{column}' failed {first['check']}: {values}{more}{tail}"
 
 
-def validate(root: Path, contract: Contract, stage: str) -> None:
-    """Check one file against its schema; a violation fails the stage with a report."""
+def validate(root: Path, contract: Contract, stage: str | None) -> None:
+    """Check one file against its schema; a violation fails the stage with a report. Without
+    a stage (tracked data checked on add or pull) the file alone is named."""
     import pandera.errors as perr
 
     schema = _load_schema(root, contract.schema)
     path = root / contract.path
+    what = f"stage '{stage}': {contract.side} '{contract.path}'" if stage else f"'{contract.path}'"
     if not path.is_file():
-        raise StageFailedError(
-            f"stage '{stage}': {contract.side} '{contract.path}' named in a contract is not a file"
-        )
+        raise StageFailedError(f"{what} named in a contract is not a file")
     try:
         schema.validate(_read(path), lazy=True)
     except perr.SchemaErrors as exc:
         raise StageFailedError(
-            f"stage '{stage}': {contract.side} '{contract.path}' violates its contract "
-            f"({contract.schema}): {_summary(exc)}"
+            f"{what} violates its contract ({contract.schema}): {_summary(exc)}"
         ) from exc
     except perr.SchemaError as exc:
         raise StageFailedError(
-            f"stage '{stage}': {contract.side} '{contract.path}' violates its contract "
-            f"({contract.schema}): {' '.join(str(exc).split())[:300]}"
+            f"{what} violates its contract ({contract.schema}): "
+            f"{' '.join(str(exc).split())[:300]}"
         ) from exc

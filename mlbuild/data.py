@@ -8,7 +8,7 @@ from pathlib import Path
 from mlbuild import remote
 from mlbuild.cache import Cache
 from mlbuild.contracts import Contract, validate
-from mlbuild.datacheck import Corrupt, GcPlan, fsck, gc_plan
+from mlbuild.datacheck import Corrupt, GcPlan, fsck, gc_plan, objects
 from mlbuild.errors import IntegrityError, UsageError
 from mlbuild.lockfile import LockFile
 from mlbuild.settings import load_project_config
@@ -29,7 +29,7 @@ def check_contracts(root: Path, paths: list[str]) -> int:
     contracts = _contracts_for(root, paths)
     for contract in contracts:
         if (root / contract.path).is_file():
-            validate(root, contract, "data")
+            validate(root, contract, None)
     return len(contracts)
 
 
@@ -48,14 +48,40 @@ def add(root: Path, paths: list[str]) -> list[str]:
     return remote.add(root, rel)
 
 
-def lock_hashes(root: Path) -> set[str]:
-    """Every object the current dvc.lock and .dvc pointer files name."""
-    used = {out.info.md5 for out in find_pointers(root, [])}
+def _lock_outputs(root: Path) -> list[tuple[str, str]]:
+    """(path, md5) of every output the current dvc.lock and .dvc pointer files name."""
+    outs = [(out.path, out.info.md5) for out in find_pointers(root, [])]
     for entry in LockFile(root).stages.values():
         for out in entry.get("outs") or []:
             if isinstance(out, dict) and out.get("md5"):
-                used.add(str(out["md5"]))
-    return used
+                outs.append((str(out.get("path")), str(out["md5"])))
+    return outs
+
+
+def lock_hashes(root: Path) -> set[str]:
+    """Every object the current dvc.lock and .dvc pointer files name."""
+    return {md5 for _, md5 in _lock_outputs(root)}
+
+
+def needed_objects(root: Path, cache: Cache) -> dict[str, str]:
+    """Every object the lock and .dvc files need (directory entries too, where the manifest is
+    in the cache) -> the workspace path it holds, for messages."""
+    needed: dict[str, str] = {}
+    for path, md5 in _lock_outputs(root):
+        needed.setdefault(md5, path)
+        if md5.endswith(".dir") and cache.has_md5(md5):
+            try:
+                entries = cache.manifest(md5)
+            except (ValueError, KeyError, TypeError):
+                continue  # a corrupted manifest: fsck reports it
+            for rel, entry in entries:
+                needed.setdefault(entry, f"{path}/{rel}")
+    return needed
+
+
+def _listing(items: list[str]) -> str:
+    more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+    return "; ".join(items[:3]) + more
 
 
 @dataclass
@@ -69,34 +95,55 @@ class PullResult:
 
 def pull(root: Path, targets: list[str], remote_name: str | None) -> PullResult:
     """Fetch objects and run-cache, verify every needed object, then check out."""
-    fetched = remote.fetch(root, targets, remote_name)
     cache = Cache(root)
-    bad = fsck(cache, only=_expanded(cache, lock_hashes(root)), remove=True)
+    local = {md5 for md5, _ in objects(cache)}
+    fetched = remote.fetch(root, targets, remote_name)
+    needed = needed_objects(root, cache)
+    bad = fsck(cache, only=set(needed), remove=True)
     if bad:
-        first = bad[0]
-        raise IntegrityError(
-            f"{len(bad)} object(s) fetched from the remote are corrupted and were not checked "
-            f"out; first: {first.path} (expected md5 {first.expected}, found {first.actual})"
-        )
-    remote.checkout(root, targets)
+        raise IntegrityError(_corrupt_message(bad, needed, local))
+    try:
+        remote.checkout(root, targets)
+    except remote.RemoteError as exc:
+        lost = [f"{path} (md5 {md5})" for md5, path in needed.items() if not cache.has_md5(md5)]
+        if not lost:
+            raise
+        raise remote.RemoteError(
+            f"{len(lost)} needed object(s) are neither in the local cache nor intact on the "
+            f"remote (DVC drops a remote copy that fails its hash), so they were not checked "
+            f"out: {_listing(lost)}; push them from a machine that has them, or rebuild them "
+            "with 'mlbuild run'"
+        ) from exc
     validated = check_contracts(root, [o.path for o in find_pointers(root, [])])
     return PullResult(fetched=fetched, validated=validated)
 
 
-def _expanded(cache: Cache, used: set[str]) -> set[str]:
-    from mlbuild.datacheck import expand
-
-    return expand(cache, used)
+def _corrupt_message(bad: list[Corrupt], needed: dict[str, str], local: set[str]) -> str:
+    """Which objects were corrupted, and whether the local cache or the remote holds the bad
+    copy (a second pull cures the first, not the second)."""
+    items = [f"{needed[b.expected]} (object {b.path}: expected md5 {b.expected}, found "
+             f"{b.actual}, {'in the local cache' if b.expected in local else 'as fetched'})"
+             for b in bad]
+    fix = "run 'mlbuild pull' again to fetch intact copies"
+    if any(b.expected not in local for b in bad):
+        fix = ("the remote's copy is corrupted: push a good one from a machine that has it, or "
+               "rebuild with 'mlbuild run'")
+    return (f"{len(bad)} needed object(s) are corrupted; they were removed from the local cache "
+            f"and nothing was checked out: {_listing(items)}; {fix}")
 
 
 def push(root: Path, targets: list[str], remote_name: str | None) -> int:
     """Refuse to push corrupted objects; then push data, outputs and the run-cache."""
+    remote.check_remote(root, remote_name)
     cache = Cache(root)
-    bad = fsck(cache, only=_expanded(cache, lock_hashes(root)))
+    needed = needed_objects(root, cache)
+    bad = fsck(cache, only=set(needed))
     if bad:
         raise IntegrityError(
-            f"{len(bad)} local cache object(s) are corrupted, nothing was pushed; first: "
-            f"{bad[0].path} (run 'mlbuild data fsck --repair')"
+            f"{len(bad)} local cache object(s) are corrupted, nothing was pushed: "
+            + _listing([f"{needed[b.expected]} (object {b.path}: expected md5 {b.expected}, "
+                        f"found {b.actual})" for b in bad])
+            + "; run 'mlbuild data fsck --repair', then rebuild or pull them"
         )
     return remote.push(root, targets, remote_name)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlbuild.cache import Cache
+from mlbuild.errors import IntegrityError
 from mlbuild.fingerprint import md5_file
 
 
@@ -68,7 +69,14 @@ def expand(cache: Cache, used: set[str]) -> set[str]:
     out = set(used)
     for md5 in used:
         if md5.endswith(".dir") and cache.object_path(md5).is_file():
-            out.update(entry for _, entry in cache.manifest(md5))
+            try:
+                out.update(entry for _, entry in cache.manifest(md5))
+            except (ValueError, KeyError, TypeError) as exc:  # its files must not look unused
+                raise IntegrityError(
+                    f"directory manifest {cache.object_path(md5)} is unreadable, so the files "
+                    "it lists cannot be told from garbage; run 'mlbuild data fsck --repair' "
+                    "and pull or rebuild it first"
+                ) from exc
     return out
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlbuild.contracts import check_ref, is_file_ref
+from mlbuild.contracts import check_attribute, check_ref, is_file_ref
 from mlbuild.envinfo import PackageResolver, interpreter
 from mlbuild.errors import ConfigError, check_keys
 from mlbuild.imports import closure, code_deps, module_file, third_party
@@ -64,17 +64,21 @@ def _check_contracts(value: Any, where: str) -> None:
             check_ref(ref, f"{where}.{side}.{path}")
 
 
-def _schema_files(root: Path, contracts: dict[str, dict[str, str]]) -> list[str]:
+def _schema_files(root: Path, contracts: dict[str, dict[str, str]], where: str) -> list[str]:
     """Files that define the contracts' schemas: part of the stage's hash."""
     found: list[str] = []
     for entries in contracts.values():
         for ref in entries.values():
             if is_file_ref(ref):
+                if not (root / ref).is_file():
+                    raise ConfigError(f"{where}: schema file '{ref}' does not exist (a pandera "
+                                      "YAML schema, relative to the project root)")
                 found.append(ref)
                 continue
             module = module_file(root, ref.partition(":")[0])
             if module is None:
-                raise ConfigError(f"schema '{ref}': module not found in the project")
+                raise ConfigError(f"{where}: schema '{ref}': module not found in the project")
+            check_attribute(module, ref, where)
             found += [p.relative_to(root).as_posix() for p in closure(module, [root])]
     return list(dict.fromkeys(found))
 
@@ -122,7 +126,8 @@ def _stage_definition(root: Path, decl: Declaration) -> tuple[dict[str, Any], se
         files = [own]
     deps += [c for c in code if c not in deps]
     contracts = data.get("contracts") or {}
-    deps += [f for f in _schema_files(root, contracts) if f not in deps]
+    deps += [f for f in _schema_files(root, contracts, f"{decl.source}.contracts")
+             if f not in deps]
     params = [*(data.get("params") or []), {ENV_FILE: [*ENV_KEYS, f"stages.{decl.name}"]}]
     definition: dict[str, Any] = {}
     if data.get("desc"):

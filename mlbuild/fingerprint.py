@@ -97,6 +97,20 @@ class Hasher:
             self.cache.put(rel, key, md5)
         return HashInfo(md5=md5, size=st.st_size, isexec=bool(st.st_mode & stat.S_IXUSR))
 
+    def cached(self, path: Path) -> HashInfo | None:
+        """The file's hash if the stat cache knows it (no reading)."""
+        st = path.stat()
+        md5 = self.cache.get(os.path.relpath(path, self.root), stat_key(st))
+        if md5 is None:
+            return None
+        return HashInfo(md5=md5, size=st.st_size, isexec=bool(st.st_mode & stat.S_IXUSR))
+
+    def remember(self, path: Path, md5: str) -> HashInfo:
+        """Record a hash computed elsewhere (while committing) for the file's current stat."""
+        st = path.stat()
+        self.cache.put(os.path.relpath(path, self.root), stat_key(st), md5)
+        return HashInfo(md5=md5, size=st.st_size, isexec=bool(st.st_mode & stat.S_IXUSR))
+
     def directory(self, path: Path) -> tuple[HashInfo, list[tuple[str, str]]]:
         """Hash a directory; also returns its (relpath, md5) entries."""
         entries: list[tuple[str, str]] = []

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mlbuild.cache import Cache
 from mlbuild.errors import BusyError, UsageError
-from mlbuild.fingerprint import Hasher
+from mlbuild.fingerprint import Hasher, md5_file
 from mlbuild.graph import Graph, build_graph
 from mlbuild.lockfile import LockFile
 from mlbuild.params import ParamsReader
@@ -74,12 +74,28 @@ def open_workspace(
     stat_cache = StatCache(state_dir(root) / "stat-cache.json")
     hasher = Hasher(root, stat_cache)
     cache = Cache(root)
-    cache.verifier = lambda path: hasher.file(path).md5
+    cache.verifier = object_verifier(root, stat_cache)
     return Workspace(
         root=root, pipeline=pipeline, graph=graph, tracked=tracked, lock=LockFile(root),
         stat_cache=stat_cache, hasher=hasher, cache=cache, runcache=RunCache(cache.dir),
         checker=StatusChecker(hasher, ParamsReader(root, pending), cache),
     )
+
+
+def object_verifier(root: Path, stat_cache: StatCache) -> Callable[[Path], str]:
+    """md5 of a cache object, remembered under its (inode, ctime, size) rather than mtime:
+    ctime cannot be set back after a write, so an object changed in place is always rehashed."""
+
+    def verify(path: Path) -> str:
+        st = path.stat()
+        rel, key = "object:" + os.path.relpath(path, root), (st.st_ino, st.st_ctime_ns, st.st_size)
+        md5 = stat_cache.get(rel, key)
+        if md5 is None:
+            md5 = md5_file(path)
+            stat_cache.put(rel, key, md5)
+        return md5
+
+    return verify
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mlbuild.errors import BadInputError, MlbuildError
+from mlbuild.errors import BadInputError, MlbuildError, did_you_mean
 
 
 class RemoteError(MlbuildError):
@@ -36,6 +36,19 @@ def _repo(root: Path) -> Iterator[Any]:
         repo.close()
 
 
+def check_remote(root: Path, name: str | None) -> None:
+    """An unknown remote name is the user's mistake (exit 2), answered with the closest one."""
+    if name is None:
+        return
+    from mlbuild.dvcconfig import read_config
+
+    names = [s.split(" ", 1)[1] for s in read_config(root) if s.startswith("remote ")]
+    if name not in names:
+        known = f"configured: {', '.join(names)}" if names else "none is configured"
+        raise BadInputError(f"unknown DVC remote '{name}'{did_you_mean(name, names)} "
+                            f"({known}; add one with 'dvc remote add NAME URL')")
+
+
 def add(root: Path, paths: list[str]) -> list[str]:
     """Track files or directories like `dvc add`; returns the .dvc files written."""
     with _repo(root) as repo:
@@ -45,12 +58,14 @@ def add(root: Path, paths: list[str]) -> list[str]:
 
 def push(root: Path, targets: list[str] | None, remote: str | None) -> int:
     """Push data, stage outputs and the run-cache; returns the number of objects sent."""
+    check_remote(root, remote)
     with _repo(root) as repo:
         return int(repo.push(targets=targets or None, remote=remote, run_cache=True) or 0)
 
 
 def fetch(root: Path, targets: list[str] | None, remote: str | None) -> int:
     """Download objects (and the run-cache) into the local cache without checking out."""
+    check_remote(root, remote)
     with _repo(root) as repo:
         return int(repo.fetch(targets=targets or None, remote=remote, run_cache=True) or 0)
 
@@ -63,6 +78,7 @@ def checkout(root: Path, targets: list[str] | None) -> None:
 
 def cloud_status(root: Path, remote: str | None) -> dict[str, str]:
     """Per path: 'new' (not pushed), 'deleted' (not in the local cache), 'missing' (nowhere)."""
+    check_remote(root, remote)
     with _repo(root) as repo:
         return {str(k): str(v) for k, v in repo.status(cloud=True, remote=remote).items()}
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import shutil
+import tempfile
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +20,23 @@ PIPELINE = "pipeline.yaml"  # stored under this name so DVC does not collect it 
 UP_TO_DATE = "Data and pipelines are up to date"
 
 
+@cache
+def _empty_repo() -> Path:
+    """One git + DVC repository per test process, copied for each project (dvc init is slow)."""
+    scratch = Path(tempfile.mkdtemp(prefix="mlbuild-empty-repo-"))
+    atexit.register(shutil.rmtree, scratch, True)
+    return init_repo(scratch / "repo").path
+
+
+def empty_project(dest: Path) -> Project:
+    """A fresh, empty git + DVC project at *dest*."""
+    shutil.copytree(_empty_repo(), dest, symlinks=True)
+    return Project(dest)
+
+
 def scenario(dest: Path, name: str) -> Project:
     """A fresh git + DVC project holding tests/scenarios/<name> (pipeline.yaml as dvc.yaml)."""
-    proj = init_repo(dest)
+    proj = empty_project(dest)
     src = SCENARIOS / name
     for path in sorted(src.rglob("*")):
         if path.is_file():
@@ -34,7 +51,7 @@ def scenario(dest: Path, name: str) -> Project:
 
 def new_project(dest: Path, files: dict[str, str]) -> Project:
     """A fresh git + DVC project with these files, committed."""
-    proj = init_repo(dest)
+    proj = empty_project(dest)
     for rel, text in files.items():
         proj.write(rel, text)
     proj.git("add", "-A")

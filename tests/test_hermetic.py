@@ -71,9 +71,11 @@ def listener() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
-def _connect_cmd(port: int) -> str:
-    return (f"python -c \"import socket; socket.create_connection(('127.0.0.1', {port}), "
-            f"timeout=10).close(); open('o.txt', 'w').write('ok')\"")
+def _connect_cmd(port: int, raw: bool = False) -> str:
+    """A stage command connecting to the loopback port: through a name lookup, or raw."""
+    connect = (f"s = socket.socket(); s.settimeout(10); s.connect(('127.0.0.1', {port}))" if raw
+               else f"s = socket.create_connection(('127.0.0.1', {port}), timeout=10)")
+    return f"python -c \"import socket; {connect}; s.close(); open('o.txt', 'w').write('ok')\""
 
 
 def test_undeclared_read_fails_hermetic_stage_naming_the_path(tmp_path: Path) -> None:
@@ -167,9 +169,11 @@ def test_strict_makes_adopted_stages_hermetic(tmp_path: Path) -> None:
     assert proj.read("e.txt") == "kept"
 
 
-def test_network_is_refused_with_the_hermetic_message(tmp_path: Path, listener: int) -> None:
+@pytest.mark.parametrize("raw", [False, True], ids=["create_connection", "socket.connect"])
+def test_network_is_refused_with_the_hermetic_message(tmp_path: Path, listener: int,
+                                                      raw: bool) -> None:
     proj = new_project(tmp_path / "p", {"stages/net.yaml": f"""
-        cmd: {_connect_cmd(listener)}
+        cmd: {_connect_cmd(listener, raw)}
         outs: [o.txt]
         """})
     proc = proj.run("run")

@@ -152,6 +152,13 @@ def test_verify_needs_a_commit(tmp_path: Path) -> None:
     proc = proj.run("verify")
     assert proc.returncode == 2, proc.stderr + proc.stdout
     assert "at least one commit" in proc.stderr
+    plain = Project(tmp_path / "no-git")  # a DVC project outside any git repository
+    plain.write(".dvc/config", "")
+    plain.write("dvc.yaml", "stages:\n  a:\n    cmd: echo a > a.txt\n    outs: [a.txt]\n")
+    proc = plain.run("verify")
+    assert proc.returncode == 2, proc.stderr + proc.stdout
+    assert "verify needs a git repository" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_build_is_identical_across_directories_and_environments(tmp_path: Path) -> None:
