@@ -73,7 +73,8 @@ NOTES = [
     "`ru_maxrss` from `os.wait4` (the command and the stage commands it ran).",
     "The machine is small and shared: other engineers run test suites concurrently, so "
     "timings are noisy. Medians over repetitions damp this but do not remove it; compare "
-    "the ratio (both tools measured in the same run, interleaved) rather than absolute times.",
+    "the ratio (both tools measured in the same run, interleaved) rather than absolute times, "
+    "and look at the CPU-time ratio, which contention distorts much less than wall time.",
     "Tools alternate which goes first in each repetition. Cold builds start from a fresh copy "
     "of the generated project (fresh `git init` + `dvc init`, no cache, no dvc.lock).",
     "mlbuild runs with its default `-j` (the CPU count) except in W2 (`-j 8`); DVC runs "
@@ -100,6 +101,7 @@ def run_workloads(args: argparse.Namespace, scratch: Path) -> Report:
     print(f"bench: {mode} mode, {args.reps} rep(s), workloads {','.join(args.only)}; "
           f"scratch {scratch}", flush=True)
     started = time.monotonic()
+    loads: list[str] = []
     for name in args.only:
         title, func = WORKLOADS[name]
         print(f"{name}: {title}", flush=True)
@@ -118,10 +120,13 @@ def run_workloads(args: argparse.Namespace, scratch: Path) -> Report:
         report.rows.extend(rows)
         print(table(rows), flush=True)
         print(f"{name}: done in {fmt(time.monotonic() - t0, 's')}", flush=True)
+        loads.append(f"{name} {machine.load()}")
     report.facts["load average at end (1/5/15 min)"] = machine.load()
     report.facts["benchmark wall time"] = fmt(time.monotonic() - started, "s")
     quick = ["**Quick mode**: reduced sizes; targets are indicative only."] if args.quick else []
-    report.notes = [*quick, *NOTES, f"Sizes: {sizes}.", *ctx.notes]
+    report.notes = [*quick, *NOTES, f"Sizes: {sizes}.",
+                    "Load average (1/5/15 min) at the end of each workload: "
+                    + "; ".join(loads) + ".", *ctx.notes]
     return report
 
 

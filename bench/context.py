@@ -66,7 +66,7 @@ class Ctx:
     def timed(self, argv: list[str], cwd: Path, series: Series) -> Result:
         """Run one timed command and record its wall time and peak RSS in *series*."""
         res = self.runner.run(argv, cwd)
-        series.add(res.seconds, res.maxrss_mb)
+        series.add(res.seconds, res.maxrss_mb, res.cpu_seconds)
         return res
 
     def template(self, name: str, files: dict[str, str]) -> Path:

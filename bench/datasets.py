@@ -26,6 +26,7 @@ def _commit(total: Series, bare: Series) -> Series:
     out = Series()
     for run, cmd, rss in zip(total.values, bare.values, total.rss_mb, strict=True):
         out.add(run - cmd, rss)
+    out.cpu = [run - cmd for run, cmd in zip(total.cpu, bare.cpu, strict=True)]
     return out
 
 
@@ -61,7 +62,7 @@ def w3(ctx: Ctx) -> list[Row]:
             proj = fresh_copy(tpl, root / "proj")
             try:
                 run_cycle(ctx, proj, tool, {"cold": build[tool]}, {f"cold:{tool}": total[tool]})
-                cp_for[tool].add(cp.values[-1])
+                cp_for[tool].add(cp.values[-1], cpu=cp.cpu[-1])
             finally:
                 remove_tree(proj)
                 ctx.runner.run(["sync"], root)
@@ -117,7 +118,7 @@ def w4(ctx: Ctx) -> list[Row]:
             proj = fresh_copy(tpl, root / "proj")
             try:
                 run_cycle(ctx, proj, tool, steps[tool], series)
-                bare_for[tool].add(bare.values[-1])
+                bare_for[tool].add(bare.values[-1], cpu=bare.cpu[-1])
             finally:
                 remove_tree(proj)
     remove_tree(root)

@@ -32,6 +32,7 @@ class Result:
 
     argv: tuple[str, ...]
     seconds: float
+    cpu_seconds: float
     maxrss_mb: float
     returncode: int
     stdout: str
@@ -40,23 +41,32 @@ class Result:
 
 @dataclass
 class Series:
-    """Repeated measurements of one thing: seconds (or MB) per repetition plus peak RSS."""
+    """Repeated measurements of one thing: seconds (or MB) per repetition, plus the CPU time
+    (user + system, of the command and the processes it waited for) and the peak RSS."""
 
     values: list[float] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
     unit: str = "s"
     label: str = ""
 
-    def add(self, value: float, rss_mb: float | None = None) -> None:
+    def add(self, value: float, rss_mb: float | None = None, cpu: float | None = None) -> None:
         """Record one repetition."""
         self.values.append(value)
         if rss_mb is not None:
             self.rss_mb.append(rss_mb)
+        if cpu is not None:
+            self.cpu.append(cpu)
 
     @property
     def median(self) -> float:
         """The median of the repetitions (NaN when there are none)."""
         return statistics.median(self.values) if self.values else float("nan")
+
+    @property
+    def cpu_median(self) -> float | None:
+        """The median CPU time over the repetitions."""
+        return statistics.median(self.cpu) if self.cpu else None
 
     @property
     def peak_rss(self) -> float | None:
@@ -113,10 +123,11 @@ class Runner:
             err.seek(0)
             stdout = out.read().decode(errors="replace")
             stderr = err.read().decode(errors="replace")
-        result = Result(tuple(argv), seconds, usage.ru_maxrss / 1024.0, proc.returncode,
-                        stdout, stderr)
+        result = Result(tuple(argv), seconds, usage.ru_utime + usage.ru_stime,
+                        usage.ru_maxrss / 1024.0, proc.returncode, stdout, stderr)
         if self.verbose:
-            print(f"    [{seconds:8.3f}s {result.maxrss_mb:7.1f}MB rc={proc.returncode}] "
+            print(f"    [{seconds:8.3f}s cpu {result.cpu_seconds:7.3f}s {result.maxrss_mb:7.1f}MB "
+                  f"rc={proc.returncode}] "
                   f"{' '.join(argv)}  (in {cwd.name})", flush=True)
         if killed.is_set():
             raise BenchError(f"timed out after {limit:.0f}s: {' '.join(argv)} (in {cwd})")

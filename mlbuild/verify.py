@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mlbuild import scratch
-from mlbuild.errors import MlbuildError, UsageError
+from mlbuild.errors import BadInputError, UsageError
 from mlbuild.lockfile import recorded
 from mlbuild.verify_hints import environment_diff, file_hints
 from mlbuild.yamlio import load_yaml
@@ -76,7 +76,7 @@ def _build(workdir: Path, targets: list[str], jobs: int) -> tuple[list[str], dic
         report = json.loads(proc.stdout)
     except ValueError as exc:
         line = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise MlbuildError(f"verify: the scratch build could not start: {line}") from exc
+        raise BadInputError(f"verify: the scratch build could not start: {line}") from exc
     dag = subprocess.run([*cmd, "dag", "--json"], cwd=workdir, env=env, capture_output=True,
                          text=True, check=False)
     order = [s["stage"] for s in json.loads(dag.stdout)["stages"]] if dag.returncode == 0 else []

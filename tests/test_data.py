@@ -132,6 +132,7 @@ def test_push_clone_pull_reproduces_the_build_without_running(
     proc = proj.run("pull")
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "every needed object verified" in proc.stdout
+    assert "1 contract(s) checked" in proc.stdout  # mlbuild.yaml's contract on the raw data
     assert set(outcomes(proj).values()) == {"up-to-date"}
     assert fingerprints(proj) == fingerprints(origin)
     assert "up to date" in proj.dvc("status").stdout
@@ -257,6 +258,22 @@ def test_corrupted_object_on_the_remote_is_not_checked_out(
     assert "push a good one" in message or "push them" in message
 
 
+def test_run_pull_never_checks_out_a_corrupted_remote_object(
+        origin: Project, tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    shutil.copytree(remote_of(origin), remote)
+    model = lock_md5(origin, "train", MODEL)
+    corrupt(remote / "files/md5" / model[:2] / model[2:])
+    proj = clone(origin, tmp_path / "clone")
+    assert proj.dvc("remote", "modify", "--local", "store", "url", str(remote)).returncode == 0
+    proc = proj.run("run", "--pull", "--json")
+    assert proc.returncode == 1
+    report = {s["stage"]: s for s in json.loads(proc.stdout)["stages"]}
+    assert report["train"]["outcome"] == "failed" and model in report["train"]["message"]
+    assert report["evaluate"]["outcome"] == "skipped"
+    assert not (proj.path / MODEL).exists()
+
+
 def test_push_refuses_corrupted_objects(example_built: Project, tmp_path: Path) -> None:
     remote = tmp_path / "remote"
     add_remote(example_built, remote)
@@ -276,7 +293,8 @@ def test_interrupted_transfer_leaves_nothing_fsck_or_gc_count(
     folder.mkdir(parents=True)
     partial = (remote_of(origin) / "files/md5" / model[:2] / model[2:]).read_bytes()[:4096]
     strays = [folder / f"{model[2:]}.{uuid.uuid4()}.tmp",  # as DVC's transfer names them
-              folder / f".{model[2:]}.{uuid.uuid4().hex}.tmp"]  # as mlbuild's cache does
+              folder / f".{model[2:]}.{uuid.uuid4().hex}.tmp",  # as mlbuild's cache does
+              folder.parent / f".ingest.{uuid.uuid4().hex}.tmp"]  # an interrupted commit
     for stray in strays:
         stray.write_bytes(partial)
     report = proj.run_json("data", "fsck")
