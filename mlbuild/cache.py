@@ -157,7 +157,7 @@ class Cache:
 
         from mlbuild.fingerprint import tree_manifest, walk_files
 
-        files = walk_files(path)
+        files = walk_files(path, hasher.skip(path))  # .dvcignore'd files left out
         big = [f for _, f in files if f.stat().st_size >= INGEST_MIN]
         with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
             pre = dict(zip(big, pool.map(lambda f: self.store_file(f, hasher), big), strict=True))

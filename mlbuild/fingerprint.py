@@ -79,7 +79,7 @@ class Hasher:
         self.cache = cache
         self._ignore: IgnoreRules | None = None
 
-    def _skip(self, top: Path) -> Callable[[str, bool], bool]:
+    def skip(self, top: Path) -> Callable[[str, bool], bool]:
         """What DVC leaves out of a directory under *top* (.dvcignore, .git and the like)."""
         if self._ignore is None:
             self._ignore = IgnoreRules(self.root)
@@ -115,7 +115,7 @@ class Hasher:
         """Hash a directory; also returns its (relpath, md5) entries."""
         entries: list[tuple[str, str]] = []
         size = 0
-        for rel, fpath in walk_files(path, self._skip(path)):
+        for rel, fpath in walk_files(path, self.skip(path)):
             info = self.file(fpath)
             entries.append((rel, info.md5))
             size += info.size

@@ -41,7 +41,7 @@ def _vars_files(node: Any, wdir: str = ".") -> set[str]:
             wdir = posixpath.normpath(posixpath.join(wdir, node["wdir"]))
         for key, value in node.items():
             if key == "vars" and isinstance(value, list):
-                found.update(posixpath.join(wdir, v.split(":", 1)[0])
+                found.update(posixpath.normpath(posixpath.join(wdir, v.split(":", 1)[0]))
                              for v in value if isinstance(v, str))
             else:
                 found |= _vars_files(value, wdir)

@@ -110,6 +110,9 @@ def copy_example(dest: Path) -> Project:
         elif src.exists():
             shutil.copy2(src, dest / name)
     shutil.copy2(REPO / ".dvc" / "config", dest / ".dvc" / "config")
+    (dest / "data").mkdir(exist_ok=True)
+    shutil.copy2(REPO / "data" / ".gitignore", dest / "data" / ".gitignore")
+    shutil.copy2(REPO / ".gitignore", dest / ".gitignore")
     proj.git("add", "-A")
     proj.git("commit", "-qm", "example")
     return proj

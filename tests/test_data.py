@@ -339,6 +339,16 @@ def test_gc_dry_run_reports_and_force_removes_only_unreferenced(
     assert example_built.run_json("gc")["would_remove"] == 0
 
 
+def test_gc_refuses_when_a_needed_manifest_is_unreadable(example_built: Project) -> None:
+    prepared = lock_md5(example_built, "prepare", "data/prepared")
+    corrupt(obj(example_built, prepared))
+    before = cache_files(example_built)
+    proc = example_built.run("gc", "--force")
+    assert proc.returncode == 1
+    assert str(obj(example_built, prepared)) in error(proc) and "fsck --repair" in error(proc)
+    assert cache_files(example_built) == before  # its files were not taken for garbage
+
+
 def test_gc_all_commits_keeps_what_history_needs(example_built: Project) -> None:
     commit_all(example_built)
     old = change_learning_rate(example_built)

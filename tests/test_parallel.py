@@ -56,7 +56,7 @@ def _consistent(proj: Project, names: list[str]) -> None:
 def test_diamond_respects_edges_and_overlaps_independent_stages(tmp_path: Path) -> None:
     proj = _project(tmp_path / "p", [
         ("root", 0.2, []),
-        *((b, 1.0, ["root"]) for b in BRANCHES),
+        *((b, 1.5, ["root"]) for b in BRANCHES),
         ("join", 0.1, BRANCHES),
     ])
     result = outcomes(proj, "-j", "4")
