@@ -15,7 +15,7 @@ from bench import machine
 from bench.context import Ctx, Sizes
 from bench.measure import BenchError, Runner
 from bench.projects import Tools, bench_env, remove_tree, snapshot_mlbuild
-from bench.report import Report, fmt, markdown, table, write
+from bench.report import Report, fmt, from_json, markdown, table, write
 from bench.workloads import WORKLOADS
 
 HERE = Path(__file__).resolve().parent
@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="run the installed mlbuild as it is, instead of a snapshot of "
                         "mlbuild/ taken at the start (see README)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument("--render", type=Path, default=None, metavar="JSON",
+                        help="only re-render the results file from raw samples "
+                        "(bench/out/results-<mode>.json) of an earlier run")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every command")
     args = parser.parse_args(argv)
     wanted = [w.strip().upper() for w in args.only.split(",") if w.strip()]
@@ -133,6 +136,11 @@ def run_workloads(args: argparse.Namespace, scratch: Path) -> Report:
 def main(argv: list[str] | None = None) -> int:
     """Run the selected workloads, write the results; return the exit code."""
     args = parse_args(argv)
+    if args.render:
+        report = from_json(args.render.read_text(encoding="utf-8"))
+        args.out.write_text(markdown(report), encoding="utf-8")
+        print(f"bench: wrote {args.out}")
+        return 0
     signal.signal(signal.SIGTERM, _terminate)
     scratch = Path(tempfile.mkdtemp(prefix="mlbuild-bench-", dir=args.tmpdir))
     try:

@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.measure import Series
 
@@ -54,6 +55,22 @@ class Row:
             return None
         return value <= self.target.limit
 
+    @property
+    def cpu_ratio(self) -> float | None:
+        """mlbuild median CPU time / baseline median CPU time."""
+        mine = self.mine.cpu_median if self.mine and self.mine.unit == "s" else None
+        other = self.other.cpu_median if self.other and self.other.unit == "s" else None
+        if mine is None or other is None or other <= 0:
+            return None
+        return mine / other
+
+    def cpu_disagrees(self) -> bool:
+        """A ratio target whose verdict flips when CPU time is compared instead of wall time."""
+        met, cpu = self.met(), self.cpu_ratio
+        if met is None or cpu is None or self.target is None or self.target.kind != "ratio":
+            return False
+        return met != (cpu <= self.target.limit)
+
 
 @dataclass
 class Report:
@@ -91,12 +108,10 @@ def _rss(series: Series | None) -> str:
 
 
 def _cpu(row: Row) -> str:
-    mine = row.mine.cpu_median if row.mine and row.mine.unit == "s" else None
-    other = row.other.cpu_median if row.other and row.other.unit == "s" else None
-    if mine is None or other is None:
+    ratio = row.cpu_ratio
+    if ratio is None or not row.mine or not row.other:
         return "—"
-    ratio = f" = {mine / other:.3f}" if other > 0 else ""
-    return f"{mine:.2f} / {other:.2f}{ratio}"
+    return f"{row.mine.cpu_median:.2f} / {row.other.cpu_median:.2f} = {ratio:.3f}"
 
 
 def _reps(row: Row) -> str:
@@ -109,7 +124,10 @@ def _met(row: Row) -> str:
     met = row.met()
     if met is None:
         return "—"
-    return "yes" if met else "**NO**"
+    verdict = "yes" if met else "**NO**"
+    if row.cpu_disagrees():
+        verdict += " (by CPU time: " + ("no" if met else "yes") + ")"
+    return verdict
 
 
 HEADER = ("| workload | measurement | mlbuild median | DVC / baseline median | ratio | target "
@@ -150,7 +168,9 @@ def markdown(report: Report) -> str:
         "`ru_maxrss` of the command's process tree over the repetitions. "
         "See `bench/README.md` for the method.",
         "",
-        f"**Targets met: {met} of {len(with_target)}.**",
+        f"**Targets met: {met} of {len(with_target)}** (on wall-clock medians). "
+        f"{sum(1 for r in report.rows if r.cpu_disagrees())} ratio verdict(s) would flip on "
+        "CPU time, shown in the met? column: treat those as not robust.",
         "",
         table(report.rows),
         "",
@@ -181,10 +201,43 @@ def to_json(report: Report) -> str:
         "mode": report.mode, "reps": report.reps, "facts": report.facts,
         "rows": [{"workload": r.workload, "measurement": r.measurement, "note": r.note,
                   "mlbuild": series(r.mine), "baseline": series(r.other), "ratio": r.ratio,
-                  "target": r.target.describe() if r.target else None, "met": r.met()}
+                  "target": r.target.describe() if r.target else None, "met": r.met(),
+                  "target_spec": ({"kind": r.target.kind, "limit": r.target.limit,
+                                   "unit": r.target.unit} if r.target else None)}
                  for r in report.rows],
         "notes": report.notes, "errors": report.errors,
     }, indent=2)
+
+
+def _target_from_text(text: str | None) -> Target | None:
+    """Parse Target.describe()'s output back ('ratio ≤ 0.25', 'mlbuild ≤ 1.5 s')."""
+    if not text:
+        return None
+    kind, _, rest = text.partition(" ≤ ")
+    limit, _, unit = rest.partition(" ")
+    return Target("ratio" if kind == "ratio" else "abs", float(limit), unit or "s")
+
+
+def from_json(text: str) -> Report:
+    """A Report back from to_json's output (to re-render RESULTS.md without rerunning)."""
+    data: dict[str, Any] = json.loads(text)
+
+    def series(doc: dict[str, Any] | None) -> Series | None:
+        if doc is None:
+            return None
+        return Series(values=[float(v) for v in doc["values"]],
+                      rss_mb=[float(v) for v in doc["rss_mb"]],
+                      cpu=[float(v) for v in doc.get("cpu", [])],
+                      unit=str(doc["unit"]), label=str(doc["label"]))
+
+    rows = []
+    for row in data["rows"]:
+        spec = row.get("target_spec")
+        target = Target(**spec) if spec else _target_from_text(row.get("target"))
+        rows.append(Row(row["workload"], row["measurement"], series(row["mlbuild"]),
+                        series(row["baseline"]), target, row.get("note", "")))
+    return Report(mode=data["mode"], reps=data["reps"], facts=data["facts"], rows=rows,
+                  notes=data["notes"], errors=data["errors"])
 
 
 def write(report: Report, out: Path) -> None:

@@ -5,19 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlbuild.build import Builder, BuildOptions
 from mlbuild.compose import sync_params
 from mlbuild.declare import ENV_FILE, sync_dvcyaml
 from mlbuild.events import FAILED, Emit, StageResult, ignore
-from mlbuild.executor import execute
 from mlbuild.graph import select, topo_order
 from mlbuild.params import check_declared
 from mlbuild.project import Workspace, open_workspace, project_lock
 from mlbuild.resolve import state_dir
-from mlbuild.sandbox.policy import Sandbox
 from mlbuild.settings import load_project_config
+
+if TYPE_CHECKING:  # the build machinery is imported only when something may run
+    from mlbuild.sandbox.policy import Sandbox
 
 
 @dataclass
@@ -62,6 +62,8 @@ def prepare(root: Path, overrides: list[str] | None = None, dry: bool = False) -
 
 def make_sandbox(ws: Workspace, strict: bool) -> Sandbox:
     """The sandbox policy for this build."""
+    from mlbuild.sandbox.policy import Sandbox
+
     environment: dict[str, Any] = {}
     if (ws.root / ENV_FILE).is_file():
         environment = ws.checker.params.file(ENV_FILE)
@@ -98,6 +100,13 @@ def run(root: Path, request: RunRequest, emit: Emit = ignore,
             order = select(ws.graph, request.targets) if request.targets else topo_order(ws.graph)
             check_declared(ws.checker.params, (ws.graph.stages[n] for n in order),
                            ws.graph.producers)
+            if not (request.force or request.dry_run):
+                settled = _all_up_to_date(ws, order, emit)
+                if settled is not None:
+                    return settled
+            from mlbuild.build import Builder, BuildOptions
+            from mlbuild.executor import execute
+
             builder = Builder(
                 root=root, graph=ws.graph, lock=ws.lock, hasher=ws.hasher, checker=ws.checker,
                 cache=ws.cache, runcache=ws.runcache, emit=emit,
@@ -109,7 +118,26 @@ def run(root: Path, request: RunRequest, emit: Emit = ignore,
                            jobs=1 if request.dry_run else request.jobs,
                            keep_going=request.keep_going, on_abort=builder.procs.terminate_all)
         finally:
+            ws.lock.flush()
             ws.save_state()
+
+
+def _all_up_to_date(ws: Workspace, order: list[str], emit: Emit
+                    ) -> dict[str, StageResult] | None:
+    """The cheapest check first: when no planned stage is stale, answer without loading the
+    build machinery (no threads, no sandbox, no cache writes)."""
+    from mlbuild.events import FROZEN, UP_TO_DATE, Event
+
+    results = {}
+    for name in order:
+        stage = ws.graph.stages[name]
+        reasons, _ = ws.checker.check(stage, ws.lock.get(name))
+        if reasons:
+            return None
+        results[name] = StageResult(name, FROZEN if stage.frozen else UP_TO_DATE)
+    for res in results.values():
+        emit(Event("done", res.stage, res.outcome))
+    return results
 
 
 def failed(results: dict[str, StageResult]) -> list[StageResult]:

@@ -78,6 +78,14 @@ class Hasher:
         self.root = root
         self.cache = cache
         self._ignore: IgnoreRules | None = None
+        self._prefix = str(root) + os.sep
+
+    def _key(self, path: Path) -> str:
+        """The stat-cache key: the path relative to the root (string slicing on the hot path)."""
+        text = str(path)
+        if text.startswith(self._prefix):
+            return text[len(self._prefix):]
+        return os.path.relpath(path, self.root)
 
     def skip(self, top: Path) -> Callable[[str, bool], bool]:
         """What DVC leaves out of a directory under *top* (.dvcignore, .git and the like)."""
@@ -90,7 +98,7 @@ class Hasher:
         """Hash one file."""
         st = path.stat()
         key = stat_key(st)
-        rel = os.path.relpath(path, self.root)
+        rel = self._key(path)
         md5 = self.cache.get(rel, key)
         if md5 is None:
             md5 = md5_file(path)
@@ -100,7 +108,7 @@ class Hasher:
     def cached(self, path: Path) -> HashInfo | None:
         """The file's hash if the stat cache knows it (no reading)."""
         st = path.stat()
-        md5 = self.cache.get(os.path.relpath(path, self.root), stat_key(st))
+        md5 = self.cache.get(self._key(path), stat_key(st))
         if md5 is None:
             return None
         return HashInfo(md5=md5, size=st.st_size, isexec=bool(st.st_mode & stat.S_IXUSR))
@@ -108,17 +116,33 @@ class Hasher:
     def remember(self, path: Path, md5: str) -> HashInfo:
         """Record a hash computed elsewhere (while committing) for the file's current stat."""
         st = path.stat()
-        self.cache.put(os.path.relpath(path, self.root), stat_key(st), md5)
+        self.cache.put(self._key(path), stat_key(st), md5)
         return HashInfo(md5=md5, size=st.st_size, isexec=bool(st.st_mode & stat.S_IXUSR))
 
     def directory(self, path: Path) -> tuple[HashInfo, list[tuple[str, str]]]:
         """Hash a directory; also returns its (relpath, md5) entries."""
         entries: list[tuple[str, str]] = []
         size = 0
-        for rel, fpath in walk_files(path, self.skip(path)):
-            info = self.file(fpath)
-            entries.append((rel, info.md5))
-            size += info.size
+        skip = self.skip(path)
+        top = str(path)
+        base = self._key(path) + os.sep
+        get, put = self.cache.get, self.cache.put
+        for dirpath, dirnames, filenames in os.walk(top):  # strings, not Paths: 10k+ files
+            rel_dir = dirpath[len(top) + 1:]
+            prefix = rel_dir.replace(os.sep, "/") + "/" if rel_dir else ""
+            dirnames[:] = sorted(d for d in dirnames if not skip(prefix + d, True))
+            key_dir = base + (rel_dir + os.sep if rel_dir else "")
+            for name in filenames:
+                if skip(prefix + name, False):
+                    continue
+                st = os.stat(os.path.join(dirpath, name))  # noqa: PTH116, PTH118 - hot loop
+                skey = stat_key(st)
+                md5 = get(key_dir + name, skey)
+                if md5 is None:
+                    md5 = md5_file(Path(dirpath, name))
+                    put(key_dir + name, skey, md5)
+                entries.append((prefix + name, md5))
+                size += st.st_size
         body = tree_manifest(entries)
         md5 = hashlib.md5(body, usedforsecurity=False).hexdigest() + ".dir"
         return HashInfo(md5=md5, size=size, nfiles=len(entries)), entries

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ from mlbuild.yamlio import dump_yaml, load_yaml, write_atomic
 
 LOCKFILE = "dvc.lock"
 SCHEMA = "2.0"
+# A build of many quick stages would otherwise spend its time rewriting dvc.lock. Completed
+# stages are in the cache and run-cache at once, so a crash in between costs only a restore.
+FLUSH_INTERVAL = 1.0
 
 
 def path_entry(def_path: str, info: HashInfo) -> dict[str, Any]:
@@ -49,6 +53,8 @@ class LockFile:
     def __init__(self, root: Path) -> None:
         self.path = root / LOCKFILE
         self._mutex = threading.Lock()
+        self._dirty = False
+        self._written = 0.0
         self.stages: dict[str, dict[str, Any]] = self._read()
 
     def _read(self) -> dict[str, dict[str, Any]]:
@@ -69,11 +75,24 @@ class LockFile:
         return self.stages.get(name)
 
     def update(self, name: str, entry: dict[str, Any]) -> None:
-        """Record one stage's entry and rewrite dvc.lock atomically."""
+        """Record one stage's entry; dvc.lock is rewritten (atomically) at most once per
+        FLUSH_INTERVAL while a build runs, and always by flush() when it ends."""
         with self._mutex:
             self.stages[name] = entry
-            text = dump_yaml({"schema": SCHEMA, "stages": self.stages})
-            write_atomic(self.path, text)
+            self._dirty = True
+            if time.monotonic() - self._written >= FLUSH_INTERVAL:
+                self._write()
+
+    def flush(self) -> None:
+        """Write pending entries."""
+        with self._mutex:
+            if self._dirty:
+                self._write()
+
+    def _write(self) -> None:
+        write_atomic(self.path, dump_yaml({"schema": SCHEMA, "stages": self.stages}))
+        self._dirty = False
+        self._written = time.monotonic()
 
 
 def recorded(entries: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:

@@ -34,6 +34,9 @@ LABELS = {
 }
 
 
+QUIET = (UP_TO_DATE, FROZEN)  # counted in the summary, not listed one by one
+
+
 class LiveReporter:
     """Shows the running set live and one line per finished stage."""
 
@@ -68,7 +71,8 @@ class LiveReporter:
                 self.running[event.stage] = time.monotonic()
             else:
                 self.running.pop(event.stage, None)
-                self._line(event)
+                if event.outcome not in QUIET or event.warnings:
+                    self._line(event)
             if self.console.is_terminal:
                 self._live.update(self._render())
 
@@ -86,6 +90,21 @@ class LiveReporter:
         self.console.print(text, highlight=False)
         for warning in event.warnings:
             self.console.print(Text(f"  warning: {warning}", style="yellow"), highlight=False)
+
+
+def summary(results: dict[str, StageResult], elapsed: float) -> Table | Text:
+    """The end-of-build summary: a table of the stages that did something, with a count of
+    the others; a single line when there was nothing to do."""
+    active = {n: r for n, r in results.items() if r.outcome not in QUIET}
+    quiet = len(results) - len(active)
+    if not active:
+        return Text(f"mlbuild: pipeline is up to date ({len(results)} stage(s)), nothing to do "
+                    f"({elapsed:.2f}s)", style="green")
+    table = summary_table(active, elapsed)
+    if quiet:
+        table.caption = f"{quiet} other stage(s) up to date"
+        table.caption_justify = "left"
+    return table
 
 
 def summary_table(results: dict[str, StageResult], elapsed: float) -> Table:

@@ -55,7 +55,7 @@ def run(
 
     from mlbuild import api
     from mlbuild.project import find_root
-    from mlbuild.report import LiveReporter, results_json, summary_table
+    from mlbuild.report import LiveReporter, results_json, summary
 
     targets, overrides = _split_args(args or [])
     request = api.RunRequest(
@@ -72,7 +72,7 @@ def run(
     else:
         with LiveReporter(console) as reporter:
             results = api.run(root, request, emit=reporter, on_wait=_waiting)
-        console.print(summary_table(results, time.monotonic() - start))
+        console.print(summary(results, time.monotonic() - start))
     for res in api.failed(results):
         sys.stderr.write(f"mlbuild: error: {res.message}\n")
     if api.failed(results):

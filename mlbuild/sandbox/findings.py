@@ -46,15 +46,16 @@ def _covered(rel: str, paths: Iterable[str]) -> bool:
 def snapshot(root: Path, skip: list[str]) -> Snapshot:
     """stat identity of every project file outside tool metadata and *skip* (declared outs)."""
     found: Snapshot = {}
+    skipped = {p.rstrip("/") for p in skip}  # a set: a covered directory is pruned whole
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
         dirnames[:] = [d for d in dirnames if d not in IGNORED_DIRS
-                       and not (Path(dirpath, d) / "pyvenv.cfg").exists()
-                       and not _covered(rel_dir + d, skip)]
+                       and rel_dir + d not in skipped
+                       and not (Path(dirpath, d) / "pyvenv.cfg").exists()]
         for name in filenames:
             rel = rel_dir + name
-            if name in IGNORED_FILES or _covered(rel, skip):
+            if name in IGNORED_FILES or rel in skipped:
                 continue
             try:
                 st = os.stat(os.path.join(dirpath, name))  # noqa: PTH116, PTH118 - hot loop
@@ -101,8 +102,10 @@ def analyse(root: Path, stage: Stage, trace_dir: Path, before: Snapshot, after: 
         env_read |= set(record.get("env", []))
     # a file the stage wrote itself is not an input; one it removed again (a temporary file,
     # or one renamed onto a declared output) is not an output
+    # only real files count: import machinery also "opens" pseudo paths such as editable
+    # installs' '__editable__...__path_hook__' entries of sys.path
     found.reads = sorted(p for p in reads - writes if not _ignored(p, venv)
-                         and not _covered(p, declared_in + outs))
+                         and not _covered(p, declared_in + outs) and (root / p).is_file())
     found.writes = sorted(p for p in writes if not _ignored(p, venv) and not _covered(p, outs)
                           and os.path.lexists(root / p))
     found.changed = sorted(p for p in changed - writes if not _ignored(p, venv)
