@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlbuild.compose import sync_params
-from mlbuild.declare import ENV_FILE, sync_dvcyaml
 from mlbuild.events import FAILED, Emit, StageResult, ignore
 from mlbuild.graph import select, topo_order
 from mlbuild.params import check_declared
 from mlbuild.project import Workspace, open_workspace, project_lock
 from mlbuild.resolve import state_dir
 from mlbuild.settings import load_project_config
+
+ENV_FILE = ".mlbuild/environment.yaml"  # declare.ENV_FILE, without importing the compiler
 
 if TYPE_CHECKING:  # the build machinery is imported only when something may run
     from mlbuild.sandbox.policy import Sandbox
@@ -51,6 +51,11 @@ def prepare(root: Path, overrides: list[str] | None = None, dry: bool = False) -
 
     With *dry*, nothing is written: the would-be files are used from memory.
     """
+    if not ((root / "configs").is_dir() or (root / "stages").is_dir() or overrides):
+        return open_workspace(root)  # a hand-written DVC project: nothing to generate
+    from mlbuild.compose import sync_params
+    from mlbuild.declare import sync_dvcyaml
+
     params = sync_params(root, overrides or [], dry=dry)
     compiled = sync_dvcyaml(root, check=dry)
     if not dry:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import configparser
 from pathlib import Path
 
 
 def read_config(root: Path) -> dict[str, dict[str, str]]:
     """Sections of DVC's config (later files override), with remote names unquoted."""
+    import configparser
+
     parser = configparser.ConfigParser(strict=False, interpolation=None)
     parser.read([root / ".dvc" / "config", root / ".dvc" / "config.local"], encoding="utf-8")
     out: dict[str, dict[str, str]] = {}

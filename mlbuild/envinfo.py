@@ -6,10 +6,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import platform
 import re
 import sys
-import sysconfig
 from pathlib import Path
 
 from mlbuild.yamlio import write_json_atomic
@@ -19,6 +17,9 @@ _REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 def interpreter() -> dict[str, str]:
     """Interpreter version and platform tag."""
+    import platform
+    import sysconfig
+
     return {
         "python": platform.python_version(),
         "implementation": sys.implementation.name,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 # Outcomes of one stage in a build.
 UP_TO_DATE = "up-to-date"
@@ -13,6 +15,7 @@ FAILED = "failed"
 SKIPPED = "skipped"
 FROZEN = "frozen"
 WOULD_RUN = "would-run"
+QUIET = (UP_TO_DATE, FROZEN)  # counted in a summary, not listed one by one
 
 
 @dataclass(frozen=True)
@@ -47,3 +50,21 @@ Emit = Callable[[Event], None]
 
 def ignore(_event: Event) -> None:
     """A reporter that drops every event."""
+
+
+def results_json(results: dict[str, StageResult], elapsed: float) -> str:
+    """Machine-readable build results (`mlbuild run --json`)."""
+    counts: dict[str, int] = {}
+    for res in results.values():
+        counts[res.outcome] = counts.get(res.outcome, 0) + 1
+    doc: dict[str, Any] = {
+        "ok": not any(r.outcome == FAILED for r in results.values()),
+        "elapsed": round(elapsed, 3),
+        "counts": counts,
+        "stages": [
+            {"stage": r.stage, "outcome": r.outcome, "seconds": round(r.seconds, 3),
+             "reasons": r.reasons, "message": r.message, "warnings": r.warnings}
+            for r in results.values()
+        ],
+    }
+    return json.dumps(doc, indent=2)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -42,6 +41,8 @@ class HashInfo:
 
 def md5_file(path: Path) -> str:
     """md5 of a file's bytes, read in large blocks."""
+    import hashlib
+
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb", buffering=0) as fobj:
         while chunk := fobj.read(BLOCK):
@@ -144,6 +145,8 @@ class Hasher:
                 entries.append((prefix + name, md5))
                 size += st.st_size
         body = tree_manifest(entries)
+        import hashlib
+
         md5 = hashlib.md5(body, usedforsecurity=False).hexdigest() + ".dir"
         return HashInfo(md5=md5, size=size, nfiles=len(entries)), entries
 

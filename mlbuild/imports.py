@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import shlex
 from pathlib import Path
 
@@ -53,6 +52,8 @@ def _package_inits(base: Path, module: str) -> list[Path]:
 
 def _imported_names(path: Path) -> list[tuple[str, int, list[str]]]:
     """(module, relative level, imported names) for every import in a file."""
+    import ast
+
     try:
         tree = ast.parse(path.read_bytes(), filename=str(path))
     except (SyntaxError, ValueError):

@@ -10,7 +10,7 @@ from typing import Any
 from mlbuild.errors import ConfigError
 from mlbuild.fingerprint import HashInfo
 from mlbuild.pipeline import DEFAULT_PARAMS_FILE, Stage
-from mlbuild.yamlio import dump_yaml, load_yaml, write_atomic
+from mlbuild.yamlio import dump_yaml, write_atomic
 
 LOCKFILE = "dvc.lock"
 SCHEMA = "2.0"
@@ -60,7 +60,10 @@ class LockFile:
     def _read(self) -> dict[str, dict[str, Any]]:
         if not self.path.exists():
             return {}
-        data = load_yaml(self.path, LOCKFILE) or {}
+        from mlbuild.parsed import load_yaml_memo
+        from mlbuild.resolve import state_dir
+
+        data = load_yaml_memo(self.path, LOCKFILE, state_dir(self.path.parent) / "parsed") or {}
         if not isinstance(data, dict) or not isinstance(data.get("stages", {}), dict):
             raise ConfigError(f"{LOCKFILE}: not a DVC lock file (expected 'schema' and 'stages')")
         if data.get("schema") != SCHEMA:

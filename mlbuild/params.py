@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import posixpath
-import tomllib
 from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
@@ -36,22 +35,34 @@ class ParamsReader:
 
     def _load(self, relpath: str) -> dict[str, Any]:
         path = self.root / relpath
+        suffix = path.suffix.lower()
+        if relpath not in self.pending and suffix not in (".json", ".toml") and path.is_file():
+            from mlbuild.parsed import load_yaml_memo
+            from mlbuild.resolve import state_dir
+
+            data = load_yaml_memo(path, relpath, state_dir(self.root) / "parsed")
+            return self._mapping(data, relpath)
         try:
             text = self.pending.get(relpath) or path.read_text(encoding="utf-8")
         except FileNotFoundError as exc:
             raise ConfigError(f"params file '{relpath}' does not exist") from exc
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{relpath}: not a UTF-8 text file ({exc.reason})") from exc
-        suffix = path.suffix.lower()
         try:
             if suffix == ".json":
                 data = json.loads(text)
             elif suffix == ".toml":
+                import tomllib
+
                 data = tomllib.loads(text)
             else:
                 data = parse_yaml(text, relpath)
-        except (ValueError, tomllib.TOMLDecodeError) as exc:
+        except ValueError as exc:  # TOMLDecodeError and JSONDecodeError are ValueErrors
             raise ConfigError(f"{relpath}: malformed params file: {exc}") from exc
+        return self._mapping(data, relpath)
+
+    @staticmethod
+    def _mapping(data: Any, relpath: str) -> dict[str, Any]:
         if data is None:
             return {}
         if not isinstance(data, dict):

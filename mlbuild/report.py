@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -15,6 +13,7 @@ from rich.text import Text
 from mlbuild.events import (
     FAILED,
     FROZEN,
+    QUIET,
     RAN,
     RESTORED,
     SKIPPED,
@@ -34,7 +33,6 @@ LABELS = {
 }
 
 
-QUIET = (UP_TO_DATE, FROZEN)  # counted in the summary, not listed one by one
 
 
 class LiveReporter:
@@ -121,21 +119,3 @@ def summary_table(results: dict[str, StageResult], elapsed: float) -> Table:
                       f"{res.seconds:.1f}s" if res.outcome in (RAN, RESTORED, FAILED) else "",
                       why)
     return table
-
-
-def results_json(results: dict[str, StageResult], elapsed: float) -> str:
-    """Machine-readable build results."""
-    counts: dict[str, int] = {}
-    for res in results.values():
-        counts[res.outcome] = counts.get(res.outcome, 0) + 1
-    doc: dict[str, Any] = {
-        "ok": not any(r.outcome == FAILED for r in results.values()),
-        "elapsed": round(elapsed, 3),
-        "counts": counts,
-        "stages": [
-            {"stage": r.stage, "outcome": r.outcome, "seconds": round(r.seconds, 3),
-             "reasons": r.reasons, "message": r.message, "warnings": r.warnings}
-            for r in results.values()
-        ],
-    }
-    return json.dumps(doc, indent=2)

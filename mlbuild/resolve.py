@@ -85,8 +85,24 @@ def load_raw(root: Path, text: str | None = None) -> tuple[str, dict[str, Any]]:
     return text, raw
 
 
+def _load_memo(root: Path) -> dict[str, Any] | None:
+    """dvc.yaml through the parsed-file memo (None when it cannot be used)."""
+    from mlbuild.parsed import load_yaml_memo
+
+    path = root / DVCFILE
+    if not path.is_file():
+        return None
+    raw = load_yaml_memo(path, DVCFILE, state_dir(root) / "parsed") or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{DVCFILE}: expected a mapping with a 'stages' key")
+    return raw
+
+
 def resolved_dvcyaml(root: Path, text: str | None = None) -> dict[str, Any]:
     """The dvc.yaml mapping with all templating expanded."""
+    raw = _load_memo(root) if text is None else None
+    if raw is not None and not _is_templated(raw):
+        return raw
     text, raw = load_raw(root, text)
     if not _is_templated(raw):
         return raw

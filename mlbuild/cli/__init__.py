@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import threading
@@ -44,13 +45,21 @@ def _root(
     STATE["verbose"] = verbose
 
 
-def _register() -> None:
-    from mlbuild.cli import build, check, data, inspect
+COMMAND_MODULES = {"run": "build", "status": "inspect", "dag": "inspect", "compile": "inspect",
+                   "verify": "check", "data": "data", "pull": "data", "push": "data",
+                   "gc": "data"}
 
-    build.register(app)
-    inspect.register(app)
-    check.register(app)
-    data.register(app)
+
+def _register(args: list[str]) -> None:
+    """Import the module of the command being run (all of them for help or a typo): every
+    command module costs start-up time, and `mlbuild run` is run many times a day."""
+    import importlib
+
+    command = next((a for a in args if not a.startswith("-")), None)
+    wanted = COMMAND_MODULES.get(command or "")
+    names = [wanted] if wanted else list(dict.fromkeys(COMMAND_MODULES.values()))
+    for name in names:
+        importlib.import_module(f"mlbuild.cli.{name}").register(app)
 
 
 def _on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -75,6 +84,9 @@ def _usage_error(exc: Any) -> NoReturn:
         exc.show()
         sys.exit(exc.exit_code)
     message = " ".join(exc.format_message().split())
+    for sentence in {m.group() for m in re.finditer(r"Did you mean [^?]*\?", message)}:
+        first = message.find(sentence) + len(sentence)  # keep one "did you mean"
+        message = message[:first] + message[first:].replace(" " + sentence, "")
     ctx = getattr(exc, "ctx", None)
     hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
     sys.stderr.write(f"mlbuild: error: {message}{hint}\n")
@@ -90,8 +102,8 @@ def _hoist_verbose(args: list[str]) -> tuple[list[str], bool]:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: map errors to one line and the documented exit code."""
-    _register()
     args, verbose = _hoist_verbose(list(sys.argv[1:] if argv is None else argv))
+    _register(args)
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, _on_signal)

@@ -5,17 +5,55 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from mlbuild.errors import EXIT_FAILED
+from mlbuild.events import QUIET, Event, StageResult
 
 
 def _split_args(args: list[str]) -> tuple[list[str], list[str]]:
     """Hydra overrides contain '=' (or start with + or ~); everything else is a stage."""
     overrides = [a for a in args if "=" in a or a[:1] in "+~"]
     return [a for a in args if a not in overrides], overrides
+
+
+class _Display:
+    """The rich live display, started only once a stage does something: a no-op build
+    prints one plain line and never loads rich."""
+
+    def __init__(self) -> None:
+        self.live: Any = None
+
+    def __call__(self, event: Event) -> None:
+        if self.live is None:
+            if event.kind == "done" and event.outcome in QUIET and not event.warnings:
+                return
+            from rich.console import Console
+
+            from mlbuild.report import LiveReporter
+
+            self.live = LiveReporter(Console(highlight=False)).__enter__()
+        self.live(event)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+    def summary(self, results: dict[str, StageResult], elapsed: float) -> None:
+        if self.live is None and all(r.outcome in QUIET for r in results.values()):
+            typer.echo(f"mlbuild: pipeline is up to date ({len(results)} stage(s)), nothing "
+                       f"to do ({elapsed:.2f}s)")
+            return
+        from mlbuild.report import summary
+
+        console = self.live.console if self.live is not None else None
+        if console is None:
+            from rich.console import Console
+
+            console = Console(highlight=False)
+        console.print(summary(results, elapsed))
 
 
 def _waiting(message: str) -> None:
@@ -51,11 +89,9 @@ def run(
                                           "holds the project.")] = False,
 ) -> None:
     """Build the pipeline: rerun only stages whose code, data, params or command changed."""
-    from rich.console import Console
-
     from mlbuild import api
+    from mlbuild.events import results_json
     from mlbuild.project import find_root
-    from mlbuild.report import LiveReporter, results_json, summary
 
     targets, overrides = _split_args(args or [])
     request = api.RunRequest(
@@ -64,15 +100,17 @@ def run(
         pull_remote=pull,
     )
     root = find_root()
-    console = Console(stderr=json_out, highlight=False)
     start = time.monotonic()
     if json_out:
         results = api.run(root, request, on_wait=_waiting)
         typer.echo(results_json(results, time.monotonic() - start))
     else:
-        with LiveReporter(console) as reporter:
-            results = api.run(root, request, emit=reporter, on_wait=_waiting)
-        console.print(summary(results, time.monotonic() - start))
+        display = _Display()
+        try:
+            results = api.run(root, request, emit=display, on_wait=_waiting)
+        finally:
+            display.close()
+        display.summary(results, time.monotonic() - start)
     for res in api.failed(results):
         sys.stderr.write(f"mlbuild: error: {res.message}\n")
     if api.failed(results):
