@@ -28,6 +28,9 @@ def test_noop_rebuild_runs_nothing_and_touches_nothing(example_built: Project) -
     assert set(example_built.outcomes(report).values()) == {"up-to-date"}
     after = {p: (example_built.path / p).stat().st_mtime_ns for p in before}
     assert before == after
+    text = example_built.run("run")
+    assert text.returncode == 0
+    assert "pipeline is up to date (3 stage(s)), nothing to do" in text.stdout
 
 
 def test_param_change_rebuilds_only_affected_stages(example_built: Project) -> None:
