@@ -131,15 +131,27 @@ def topo_order(graph: Graph) -> list[str]:
     return order
 
 
+def _match(graph: Graph, target: str) -> list[str]:
+    """Stages a target names, as `dvc repro` accepts them: a stage, a foreach/matrix group,
+    `dvc.yaml:stage`, or an output path (the stage that produces it)."""
+    name = target.removeprefix("dvc.yaml:").removeprefix("./dvc.yaml:")
+    matches = [n for n in graph.stages if n == name or n.split("@", 1)[0] == name]
+    if not matches:
+        path = posixpath.normpath(target.replace("\\", "/")).removesuffix("/")
+        found = _find_upstream(path, graph.producers, {})
+        matches = sorted(found)
+    if not matches:
+        raise UsageError(f"unknown stage '{target}'{did_you_mean(name, graph.stages)}; give a "
+                         "stage name, dvc.yaml:<stage> or an output path")
+    return matches
+
+
 def select(graph: Graph, targets: Iterable[str]) -> list[str]:
     """The targets and everything upstream of them, topologically ordered."""
     wanted: set[str] = set()
     todo = []
     for target in targets:
-        matches = [n for n in graph.stages if n == target or n.split("@", 1)[0] == target]
-        if not matches:
-            raise UsageError(f"unknown stage '{target}'{did_you_mean(target, graph.stages)}")
-        todo.extend(matches)
+        todo.extend(_match(graph, target))
     while todo:
         name = todo.pop()
         if name not in wanted:

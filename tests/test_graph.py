@@ -68,3 +68,15 @@ def test_foreach_group_target_selects_all_members() -> None:
 def test_stage_validation(stage: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         _graph({"s": stage})
+
+
+def test_targets_as_dvc_accepts_them() -> None:
+    graph = _graph({
+        "prep": {"cmd": "p", "deps": ["raw"], "outs": ["data/prep"]},
+        "train": {"cmd": "t", "deps": ["data/prep/train.csv"], "outs": ["model.pkl"]},
+    }, existing=("raw",))
+    assert select(graph, ["dvc.yaml:train"]) == ["prep", "train"]
+    assert select(graph, ["model.pkl"]) == ["prep", "train"]
+    assert select(graph, ["data/prep/train.csv"]) == ["prep"]  # a file inside an output dir
+    with pytest.raises(UsageError, match="did you mean 'train'"):
+        select(graph, ["dvc.yaml:trian"])
