@@ -23,6 +23,7 @@ def _repo(root: Path) -> Iterator[Any]:
 
     try:
         repo = Repo(str(root))
+        repo.scm_context.quiet = True  # mlbuild prints its own "commit it with git" hint
     except DvcException as exc:
         raise BadInputError(f"not a DVC repository: {' '.join(str(exc).split())}") from exc
     try:

@@ -70,8 +70,11 @@ def compile_(
             )
         typer.echo("dvc.yaml is up to date.")
         return
-    sync_params(root, [])
-    changed = sync_dvcyaml(root).dvcyaml is not None
+    from mlbuild.project import project_lock
+
+    with project_lock(root):  # never rewrite dvc.yaml under a running build
+        sync_params(root, [])
+        changed = sync_dvcyaml(root).dvcyaml is not None
     typer.echo("dvc.yaml regenerated." if changed else "dvc.yaml is up to date.")
 
 
