@@ -180,12 +180,16 @@ class Builder:
 
     def _check_contracts(self, stage: Any, side: str) -> None:
         """Validate the stage's inputs (before it runs) or outputs (before any commit)."""
-        todo = [c for c in stage.contracts if c.side == side]
-        if not todo:
+        if not stage.contracts:
             return
-        from mlbuild.contracts import validate
+        from mlbuild.contracts import load_schema, validate
+
+        todo = [c for c in stage.contracts if c.side == side]
 
         with self._contracts_lock:  # schema modules are imported into this process
+            if side == "input":  # every schema loads before the command runs, not after
+                for contract in stage.contracts:
+                    load_schema(self.root, contract.schema)
             for contract in todo:
                 validate(self.root, contract, stage.name)
 

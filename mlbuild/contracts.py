@@ -78,7 +78,7 @@ def check_attribute(module: Path, ref: str, where: str) -> None:
         )
 
 
-def _load_schema(root: Path, ref: str) -> Any:
+def load_schema(root: Path, ref: str) -> Any:
     import pandera.pandas as pa
 
     if is_file_ref(ref):
@@ -136,7 +136,7 @@ def validate(root: Path, contract: Contract, stage: str | None) -> None:
     a stage (tracked data checked on add or pull) the file alone is named."""
     import pandera.errors as perr
 
-    schema = _load_schema(root, contract.schema)
+    schema = load_schema(root, contract.schema)
     path = root / contract.path
     what = f"stage '{stage}': {contract.side} '{contract.path}'" if stage else f"'{contract.path}'"
     if not path.is_file():

@@ -173,3 +173,25 @@ def test_bad_project_contract_reference_is_bad_input(example: Project) -> None:
     proc = example.run("status")
     assert proc.returncode == 2
     assert "mlbuild.yaml.contracts.data/raw/train.csv" in proc.stderr
+
+
+def test_a_schema_that_is_not_a_schema_fails_before_the_command_runs(project: Project) -> None:
+    project.write("quality.py", "NOT_A_SCHEMA = 3\n")
+    project.write("stages/mk.py", """
+        from pathlib import Path
+
+        Path(".dvc/tmp/ran").write_text("yes")
+        Path("o.csv").write_text("a\\n1\\n")
+    """)
+    project.write("stages/mk.yaml", """
+        cmd: python stages/mk.py
+        outs: [o.csv]
+        contracts:
+          outputs:
+            o.csv: quality:NOT_A_SCHEMA
+    """)
+    code, stages = run_report(project)
+    assert code == 1
+    assert "is not a pandera DataFrameSchema" in str(stages["mk"]["message"])
+    assert not (project.path / ".dvc/tmp/ran").exists()  # the command never started
+    assert not (project.path / "o.csv").exists()
