@@ -75,6 +75,12 @@ class Builder:
         except MlbuildError as exc:
             log = str(self.scratch / "logs" / f"{name.replace('/', '_')}.err")
             result = StageResult(name, FAILED, message=str(exc), log=log)
+        except (OSError, ValueError, RuntimeError) as exc:
+            # one stage's unexpected problem (unreadable data, a vanished directory) fails
+            # that stage alone; the build and the stages running beside it carry on
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            result = StageResult(name, FAILED, message=f"stage '{name}' failed: "
+                                 f"{type(exc).__name__}: {detail}")
         result.seconds = time.monotonic() - start
         with self._mutex:
             self.outcomes[name] = result.outcome
@@ -122,20 +128,24 @@ class Builder:
             self.runcache.save(entry)
         return FROZEN
 
+    def _recorded_build(self, stage: Any, snap: Snapshot, reasons: list[Reason]
+                        ) -> dict[str, Any] | None:
+        """The lock entry (when only outputs changed) or run-cache entry for these inputs."""
+        if not can_cache(stage) or len(snap.deps) != len(stage.deps):
+            return None
+        lock = self.lock.get(stage.name)
+        if lock and all(r.kind == "out" for r in reasons):
+            return lock
+        if self.options.use_run_cache:
+            return self.runcache.lookup(run_key(self._partial_entry(stage, snap)))
+        return None
+
     def _restore(self, stage: Any, snap: Snapshot, reasons: list[Reason]) -> bool:
         """Check outputs out of the cache instead of running, as DVC's run-cache does.
 
         When only outputs changed, dvc.lock itself is the record (DVC does the same).
         """
-        if not can_cache(stage) or len(snap.deps) != len(stage.deps):
-            return False
-        lock = self.lock.get(stage.name)
-        if lock and all(r.kind == "out" for r in reasons):
-            cached: dict[str, Any] | None = lock
-        elif self.options.use_run_cache:
-            cached = self.runcache.lookup(run_key(self._partial_entry(stage, snap)))
-        else:
-            return False
+        cached = self._recorded_build(stage, snap, reasons)
         if cached is None:
             return False
         infos = {}
@@ -159,6 +169,8 @@ class Builder:
             if out in todo:
                 self.cache.checkout(infos[out.def_path], self.root / out.path,
                                     private=not out.cache)
+            elif out.cache and not self.cache.complete(infos[out.def_path]):
+                self.cache.store(self.root / out.path, self.hasher)  # in place, cache lost it
             if out.cache:
                 gitignore.ignore(self.root, out.path)
         self.lock.update(stage.name, stage_entry(stage, snap.deps, snap.params, infos))

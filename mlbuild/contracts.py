@@ -92,9 +92,10 @@ def load_schema(root: Path, ref: str) -> Any:
     try:
         module = importlib.import_module(module_name)
         obj = getattr(module, attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"schema '{ref}': cannot import: {exc}") from exc
-    schema = obj() if callable(obj) and not isinstance(obj, pa.DataFrameSchema) else obj
+        schema = obj() if callable(obj) and not isinstance(obj, pa.DataFrameSchema) else obj
+    except Exception as exc:
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise ConfigError(f"schema '{ref}': cannot load: {detail}") from exc
     if not isinstance(schema, pa.DataFrameSchema):
         raise ConfigError(f"schema '{ref}' is not a pandera DataFrameSchema")
     return schema
@@ -142,7 +143,14 @@ def validate(root: Path, contract: Contract, stage: str | None) -> None:
     if not path.is_file():
         raise StageFailedError(f"{what} named in a contract is not a file")
     try:
-        schema.validate(_read(path), lazy=True)
+        try:
+            frame = _read(path)
+        except (ValueError, OSError) as exc:  # empty or malformed file, unreadable parquet
+            raise StageFailedError(
+                f"{what} cannot be read for its contract ({contract.schema}): "
+                f"{' '.join(str(exc).split())[:200]}"
+            ) from exc
+        schema.validate(frame, lazy=True)
     except perr.SchemaErrors as exc:
         raise StageFailedError(
             f"{what} violates its contract ({contract.schema}): {_summary(exc)}"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 from mlbuild import remote
 from mlbuild.cache import Cache
@@ -13,6 +16,22 @@ from mlbuild.errors import IntegrityError, UsageError
 from mlbuild.lockfile import LockFile
 from mlbuild.settings import load_project_config
 from mlbuild.tracked import find_pointers
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _serialised(fn: Callable[Concatenate[Path, P], R]) -> Callable[Concatenate[Path, P], R]:
+    """Hold the project's build lock: no gc, pull or push while a build commits outputs."""
+
+    @functools.wraps(fn)
+    def locked(root: Path, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        from mlbuild.project import project_lock
+
+        with project_lock(root):
+            return fn(root, *args, **kwargs)
+
+    return locked
 
 
 def _contracts_for(root: Path, paths: list[str]) -> list[Contract]:
@@ -33,6 +52,7 @@ def check_contracts(root: Path, paths: list[str]) -> int:
     return len(contracts)
 
 
+@_serialised
 def add(root: Path, paths: list[str]) -> list[str]:
     """Validate contracts first (bad data never gets in), then track like `dvc add`."""
     rel = []
@@ -93,6 +113,7 @@ class PullResult:
     validated: int = 0
 
 
+@_serialised
 def pull(root: Path, targets: list[str], remote_name: str | None) -> PullResult:
     """Fetch objects and run-cache, verify every needed object, then check out."""
     cache = Cache(root)
@@ -132,6 +153,7 @@ def _corrupt_message(bad: list[Corrupt], needed: dict[str, str], local: set[str]
             f"and nothing was checked out: {_listing(items)}; {fix}")
 
 
+@_serialised
 def push(root: Path, targets: list[str], remote_name: str | None) -> int:
     """Refuse to push corrupted objects; then push data, outputs and the run-cache."""
     remote.check_remote(root, remote_name)
@@ -153,6 +175,7 @@ def status(root: Path, remote_name: str | None) -> dict[str, str]:
     return remote.cloud_status(root, remote_name)
 
 
+@_serialised
 def gc(root: Path, force: bool, all_commits: bool = False, all_branches: bool = False,
        all_tags: bool = False) -> GcPlan:
     """Plan (and with force, do) removal of unreferenced cache objects. Objects the current

@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
+import functools
+import re
 import threading
 from pathlib import Path
 
 from mlbuild.yamlio import write_atomic
 
 _LOCK = threading.Lock()
+_SPECIAL = re.compile(r"([\\\[\]*?!#])")
+
+
+@functools.cache
+def in_git(root: Path) -> bool:
+    """True when the project is inside a git work tree (also `dvc init --subdir` projects)."""
+    return any((d / ".git").exists() for d in (root, *root.parents))
+
+
+def escape(name: str) -> str:
+    """A file name as a literal gitignore pattern (DVC escapes the same way)."""
+    escaped = _SPECIAL.sub(r"\\\1", name)
+    stripped = escaped.rstrip(" ")
+    return stripped + "\\ " * (len(escaped) - len(stripped))
 
 
 def ignore(root: Path, relpath: str) -> None:
     """Add '/<name>' to the .gitignore beside *relpath* unless it is already there."""
-    if not (root / ".git").exists():
+    if not in_git(root):
         return
     path = root / relpath
     gitignore = path.parent / ".gitignore"
-    entry = f"/{path.name}"
+    entry = f"/{escape(path.name)}"
     with _LOCK:
         try:
             text = gitignore.read_text(encoding="utf-8")

@@ -55,6 +55,7 @@ class LockFile:
         self._mutex = threading.Lock()
         self._dirty = False
         self._written = 0.0
+        self._timer: threading.Timer | None = None
         self.stages: dict[str, dict[str, Any]] = self._read()
 
     def _read(self) -> dict[str, dict[str, Any]]:
@@ -71,7 +72,15 @@ class LockFile:
                 f"{LOCKFILE}: unsupported schema {data.get('schema')!r}; expected '{SCHEMA}' "
                 "(run 'dvc repro' once with DVC 2+ to upgrade it)"
             )
-        return dict(data.get("stages") or {})
+        stages = dict(data.get("stages") or {})
+        for name, entry in stages.items():
+            if not isinstance(entry, dict) or not isinstance(entry.get("outs", []), list) or \
+                    not isinstance(entry.get("deps", []), list):
+                raise ConfigError(
+                    f"{LOCKFILE}: the entry of stage '{name}' is malformed; restore dvc.lock "
+                    "from git or delete that entry to rebuild the stage"
+                )
+        return stages
 
     def get(self, name: str) -> dict[str, Any] | None:
         """The recorded entry for a stage."""
@@ -85,10 +94,17 @@ class LockFile:
             self._dirty = True
             if time.monotonic() - self._written >= FLUSH_INTERVAL:
                 self._write()
+            elif self._timer is None:  # held back: written within FLUSH_INTERVAL regardless
+                self._timer = threading.Timer(FLUSH_INTERVAL, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
 
     def flush(self) -> None:
         """Write pending entries."""
         with self._mutex:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             if self._dirty:
                 self._write()
 

@@ -84,6 +84,15 @@ def normpath(wdir: str, path: str, where: str) -> str:
     joined = posixpath.normpath(posixpath.join(wdir, path))
     if joined == ".." or joined.startswith("../"):
         raise ConfigError(f"{where}: path '{path}' is outside the project")
+    if joined.split("/", 1)[0] in (".git", ".dvc"):
+        raise ConfigError(f"{where}: path '{path}' is inside tool metadata ({joined})")
+    return joined
+
+
+def _out_path(wdir: str, path: str, where: str) -> str:
+    joined = normpath(wdir, path, where)
+    if joined == ".":
+        raise ConfigError(f"{where}: output '{path}' is the project root itself")
     return joined
 
 
@@ -110,7 +119,7 @@ def _parse_outs(entries: Any, kind: str, wdir: str, where: str) -> list[Out]:
         else:
             raise ConfigError(f"{where}.{kind}: entries must be paths or {{path: options}}")
         outs.append(Out(
-            def_path=str(path), path=normpath(wdir, str(path), f"{where}.{kind}"),
+            def_path=str(path), path=_out_path(wdir, str(path), f"{where}.{kind}"),
             cache=bool(opts.get("cache", True)), persist=bool(opts.get("persist", False)),
             kind=kind,
         ))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -86,31 +87,69 @@ def _exit_reason(code: int) -> str:
     return f"command exited with code {code}"
 
 
+def _move_aside(path: Path, box: Path, idx: int) -> Path:
+    """Move an output into the backup box; beside itself when the box is on another
+    filesystem (an output under a symlink to another disk)."""
+    box.mkdir(parents=True, exist_ok=True)
+    aside = box / str(idx)
+    try:
+        os.replace(path, aside)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        aside = path.parent / f".{path.name}.mlbuild-backup-{uuid.uuid4().hex[:8]}"
+        os.replace(path, aside)
+    return aside
+
+
+def _put_back(moved: list[tuple[Path, Path]]) -> list[Path]:
+    """Restore every moved output; return the backups that could not be put back."""
+    stranded = []
+    for path, aside in moved:
+        try:
+            remove(path)
+            path.parent.mkdir(parents=True, exist_ok=True)  # the command may have removed it
+            os.replace(aside, path)
+        except OSError:
+            stranded.append(aside)
+    return stranded
+
+
 @contextmanager
 def backed_up_outputs(root: Path, stage: Stage, scratch: Path) -> Iterator[None]:
-    """Move existing non-persistent outputs aside; put them back if the body fails."""
+    """Move existing non-persistent outputs aside; put them back if the body fails.
+
+    A backup that cannot be put back is kept (and named in the error), never deleted.
+    """
     moved: list[tuple[Path, Path]] = []
     box = scratch / f"{stage.name.replace('/', '_')}-{uuid.uuid4().hex[:8]}"
-    for idx, out in enumerate(stage.outs):
-        path = root / out.path
-        if out.persist or not (path.exists() or path.is_symlink()):
-            continue
-        box.mkdir(parents=True, exist_ok=True)
-        aside = box / str(idx)
-        os.replace(path, aside)
-        moved.append((path, aside))
+    stranded: list[Path] = []
     try:
+        for idx, out in enumerate(stage.outs):
+            path = root / out.path
+            if out.persist or not (path.exists() or path.is_symlink()):
+                continue
+            moved.append((path, _move_aside(path, box, idx)))
         yield
     except BaseException:
-        for path, aside in moved:
-            remove(path)
-            os.replace(aside, path)
+        stranded = _put_back(moved)
+        restored = {p for p, a in moved if a not in stranded}
         for out in stage.outs:
-            if not out.persist and all(out.path != str(p.relative_to(root)) for p, _ in moved):
+            if not out.persist and root / out.path not in restored and not any(
+                    root / out.path == p for p, _ in moved):
                 remove(root / out.path)  # a half-written output nobody had before
+        if stranded:
+            raise StageFailedError(
+                f"stage '{stage.name}' failed and its previous output(s) could not be put "
+                f"back; they are kept at {', '.join(str(a) for a in stranded)}"
+            ) from None
         raise
     finally:
-        shutil.rmtree(box, ignore_errors=True)
+        for _, aside in moved:
+            if aside not in stranded and aside.parent != box:
+                remove(aside)  # a same-directory backup of a successful run
+        if not stranded:
+            shutil.rmtree(box, ignore_errors=True)
 
 
 def run_command(root: Path, stage: Stage, logdir: Path, procs: ProcessTable,
@@ -123,10 +162,16 @@ def run_command(root: Path, stage: Stage, logdir: Path, procs: ProcessTable,
     env = env if env is not None else stage_env(root, stage)
     with open(out_log, "wb") as out, open(err_log, "wb") as err:
         for cmd in stage.cmd:
-            proc = subprocess.Popen(
-                [shell, "-c", cmd], cwd=root / stage.wdir, env=env, stdout=out, stderr=err,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            )
+            try:
+                proc = subprocess.Popen(
+                    [shell, "-c", cmd], cwd=root / stage.wdir, env=env, stdout=out, stderr=err,
+                    stdin=subprocess.DEVNULL, start_new_session=True,
+                )
+            except OSError as exc:
+                raise StageFailedError(
+                    f"stage '{stage.name}' could not start its command in "
+                    f"'{stage.wdir}' with {shell}: {exc.strerror or exc}"
+                ) from exc
             procs.add(proc)
             try:
                 code = proc.wait()

@@ -10,6 +10,7 @@ from mlbuild.errors import ConfigError
 from mlbuild.yamlio import load_mapping
 
 DEFAULT_PARAMS_FILE = "params.yaml"
+ENV_FILE = ".mlbuild/environment.yaml"
 
 
 def _project_root() -> Path:
@@ -24,20 +25,16 @@ def _project_root() -> Path:
 
 
 def _declared_params(root: Path, stage: str) -> list[tuple[str, str]]:
-    """(file, key) pairs the stage declares in dvc.yaml; key '' means the whole file."""
-    base = stage.split("@", 1)[0]
-    stages = load_mapping(root / "dvc.yaml").get("stages") or {}
-    entry = stages.get(base)
-    if not isinstance(entry, dict):
+    """(file, key) pairs the stage declares, files relative to the project root (so a stage's
+    wdir and foreach/matrix expansion are honoured); key '' means the whole file. The
+    environment file mlbuild adds is not a param of the stage's own."""
+    from mlbuild.resolve import load_pipeline
+
+    found = load_pipeline(root).stages.get(stage)
+    if found is None:
         raise ConfigError(f"dvc.yaml: no stage named '{stage}' to read params for")
-    pairs: list[tuple[str, str]] = []
-    for item in entry.get("params") or []:
-        if isinstance(item, str):
-            pairs.append((DEFAULT_PARAMS_FILE, item))
-        elif isinstance(item, dict):
-            for fname, keys in item.items():
-                pairs.extend((fname, k) for k in (keys or [""]))
-    return pairs
+    return [(dep.path, key) for dep in found.params if dep.path != ENV_FILE
+            for key in (dep.keys or ("",))]
 
 
 def _lookup(data: dict[str, Any], dotted: str, where: str) -> Any:

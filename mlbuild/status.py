@@ -97,6 +97,7 @@ class StatusChecker:
         self.hasher = hasher
         self.params = params
         self.cache = cache
+        self._complete: dict[str, bool] = {}
 
     def snapshot(self, stage: Stage) -> Snapshot:
         """Current hashes of deps and values of params."""
@@ -136,6 +137,16 @@ class StatusChecker:
         reasons += self.out_reasons(stage, lock)
         return reasons, snap
 
+    def _cached(self, info: HashInfo) -> bool:
+        """The object is in the cache; for a directory, every file it lists too (as DVC
+        checks), remembered per manifest for this process."""
+        if not info.isdir:
+            return self.cache.has(info)
+        known = self._complete.get(info.md5)
+        if known is None:
+            known = self._complete[info.md5] = self.cache.complete(info)
+        return known
+
     def out_reasons(self, stage: Stage, lock: dict[str, Any]) -> list[Reason]:
         """Outputs missing, modified, new or absent from the cache."""
         reasons = []
@@ -149,6 +160,6 @@ class StatusChecker:
                 reasons.append(Reason("out", f"output '{out.path}' new", out.path))
             elif old.get("md5") != new.md5:
                 reasons.append(Reason("out", f"output '{out.path}' modified", out.path))
-            elif out.cache and not self.cache.has(new):
+            elif out.cache and not self._cached(new):
                 reasons.append(Reason("out", f"output '{out.path}' not in cache", out.path))
         return reasons

@@ -55,6 +55,23 @@ def dump_yaml(data: Any) -> str:
     return yaml12.dump(data)
 
 
+def _read_umask() -> int:
+    umask = os.umask(0)  # the only way to read it; done once, at import, before any thread
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
+
+
+def _mode_for(path: Path) -> int:
+    """The mode a plain open() would give: the existing file's, else 0666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return 0o666 & ~_UMASK
+
+
 def write_atomic(path: Path, text: str | bytes) -> None:
     """Write a file atomically: temp file in the same directory, fsync, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +81,7 @@ def write_atomic(path: Path, text: str | bytes) -> None:
             fobj.write(text.encode("utf-8") if isinstance(text, str) else text)
             fobj.flush()
             os.fsync(fobj.fileno())
+            os.fchmod(fobj.fileno(), _mode_for(path))  # mkstemp's 0600 is not what users get
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -215,3 +215,25 @@ def test_sigterm_is_handled_like_ctrl_c(chain: Project, tmp_path: Path) -> None:
     assert_interrupted(proc, 128 + signal.SIGTERM)
     assert gone(pid)
     assert snapshot(chain, *CHAIN_OUTS) == before
+
+
+def test_failed_stage_that_removed_the_output_directory_gets_it_back(project: Project) -> None:
+    project.write("dvc.yaml", """
+        stages:
+          rep:
+            cmd: mkdir -p reports && echo v1 > reports/r.txt
+            outs: [reports/r.txt]
+    """)
+    assert project.run("run").returncode == 0
+    lock = project.read("dvc.lock")
+    project.write("dvc.yaml", """
+        stages:
+          rep:
+            cmd: rm -rf reports && false
+            outs: [reports/r.txt]
+    """)
+    proc = project.run("run")
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert project.read("reports/r.txt") == "v1\n"
+    assert project.read("dvc.lock") == lock
