@@ -102,6 +102,13 @@ class Builder:
             return (WOULD_RUN if reasons else UP_TO_DATE), reasons
         if not reasons:
             return UP_TO_DATE, []
+        missing = [d.path for d in stage.deps if d.def_path not in snap.deps]
+        if missing:  # e.g. a misspelt file inside another stage's output directory
+            producers = ", ".join(f"'{u}'" for u in self.graph.upstream[name]) or "no stage"
+            raise StageFailedError(
+                f"stage '{name}': dependency '{missing[0]}' does not exist (its upstream "
+                f"{producers} did not produce it); fix the path in its deps"
+            )
         if not self.options.force and self._restore(stage, snap, reasons):
             return RESTORED, reasons
         self._run(stage, snap)

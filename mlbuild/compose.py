@@ -95,6 +95,23 @@ def compose(root: Path, overrides: list[str]) -> dict[str, Any]:
     return {str(k): v for k, v in data.items()}
 
 
+def hand_edit_notice(root: Path) -> str | None:
+    """A warning when params.yaml differs from the composition mlbuild last wrote: the next
+    build regenerates it from configs/, so the edit will not last."""
+    if not has_configs(root):
+        return None
+    try:
+        last = json.loads((state_dir(root) / "compose.json").read_text())
+    except (OSError, ValueError):
+        return None
+    current = _md5(root / PARAMS_FILE)
+    if current is None or last.get("params_md5") in (None, current):
+        return None
+    return (f"{PARAMS_FILE} was edited by hand, but it is generated from {CONFIG_DIR}/: "
+            f"builds use the composition of {CONFIG_DIR}/ and 'mlbuild run' rewrites the file; "
+            f"make the change in {CONFIG_DIR}/ or pass an override (mlbuild run key=value)")
+
+
 def sync_params(root: Path, overrides: list[str], dry: bool = False) -> str | None:
     """Recompose params.yaml when configs/ or overrides changed.
 

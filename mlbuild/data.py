@@ -14,6 +14,7 @@ from mlbuild.contracts import Contract, validate
 from mlbuild.datacheck import Corrupt, GcPlan, fsck, gc_plan, objects
 from mlbuild.errors import IntegrityError, UsageError
 from mlbuild.lockfile import LockFile
+from mlbuild.remote import RemoteError
 from mlbuild.settings import load_project_config
 from mlbuild.tracked import find_pointers
 
@@ -70,7 +71,7 @@ def add(root: Path, paths: list[str]) -> list[str]:
 
 def _lock_outputs(root: Path) -> list[tuple[str, str]]:
     """(path, md5) of every output the current dvc.lock and .dvc pointer files name."""
-    outs = [(out.path, out.info.md5) for out in find_pointers(root, [])]
+    outs = [(out.path, out.info.md5) for out in find_pointers(root, [], everything=True)]
     for entry in LockFile(root).stages.values():
         for out in entry.get("outs") or []:
             if isinstance(out, dict) and out.get("md5"):
@@ -135,7 +136,7 @@ def pull(root: Path, targets: list[str], remote_name: str | None) -> PullResult:
             f"out: {_listing(lost)}; push them from a machine that has them, or rebuild them "
             "with 'mlbuild run'"
         ) from exc
-    validated = check_contracts(root, [o.path for o in find_pointers(root, [])])
+    validated = check_contracts(root, [o.path for o in find_pointers(root, [], everything=True)])
     return PullResult(fetched=fetched, validated=validated)
 
 
@@ -167,7 +168,22 @@ def push(root: Path, targets: list[str], remote_name: str | None) -> int:
                         f"found {b.actual})" for b in bad])
             + "; run 'mlbuild data fsck --repair', then rebuild or pull them"
         )
+    missing = [f"{needed[md5]} (md5 {md5})" for md5 in needed
+               if not cache.has_md5(md5) and needed[md5] not in _uncached_outputs(root)]
+    if missing and not targets:
+        raise RemoteError(
+            f"{len(missing)} object(s) that dvc.lock or a .dvc file needs are not in the local "
+            f"cache, nothing was pushed: {_listing(missing)}; 'mlbuild run' re-commits outputs "
+            "that are in the workspace, 'mlbuild pull' fetches the others"
+        )
     return remote.push(root, targets, remote_name)
+
+
+def _uncached_outputs(root: Path) -> set[str]:
+    """Outputs declared with cache: false (kept in git, never in the cache)."""
+    from mlbuild.resolve import load_pipeline
+
+    return {o.path for s in load_pipeline(root).stages.values() for o in s.outs if not o.cache}
 
 
 def status(root: Path, remote_name: str | None) -> dict[str, str]:

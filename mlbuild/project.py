@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlbuild.cache import Cache
-from mlbuild.errors import BusyError, UsageError
+from mlbuild.errors import BusyError, GraphError, UsageError
 from mlbuild.fingerprint import Hasher, md5_file
 from mlbuild.graph import Graph, build_graph
 from mlbuild.lockfile import LockFile
@@ -65,7 +65,16 @@ def open_workspace(
     """
     pipeline = load_pipeline(root, dvcyaml)
     dep_paths = [d.path for s in pipeline.stages.values() for d in s.deps]
-    tracked = find_pointers(root, dep_paths)
+    out_paths = {o.path: s.name for s in pipeline.stages.values() for o in s.outs}
+    tracked = find_pointers(root, dep_paths + list(out_paths))
+    for path, stage in out_paths.items():
+        clash = covers(tracked, path) or next(
+            (t for t in tracked if t.path.startswith(path + "/")), None)
+        if clash is not None:
+            raise GraphError(
+                f"output '{path}' of stage '{stage}' overlaps '{clash.path}', which "
+                f"{clash.dvcfile} tracks; a path has one owner: move the output elsewhere"
+            )
 
     def exists(path: str) -> bool:
         return os.path.lexists(root / path) or covers(tracked, path) is not None

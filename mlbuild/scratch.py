@@ -49,7 +49,7 @@ def seed_data(root: Path, dest: Path) -> list[str]:
     scratch cache; return the pointer files whose data must be pulled from the remote."""
     source, target = Cache(root), Cache(dest)
     missing = []
-    for out in find_pointers(dest, []):
+    for out in find_pointers(dest, [], everything=True):
         if not source.complete(out.info):
             missing.append(out.dvcfile)
             continue

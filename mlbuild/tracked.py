@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +21,30 @@ class TrackedOut:
     info: HashInfo
 
 
-def find_pointers(root: Path, paths: list[str]) -> list[TrackedOut]:
-    """Outputs of root-level .dvc files and of '<path>.dvc' files next to *paths*."""
+def every_pointer_file(root: Path) -> set[str]:
+    """Every .dvc pointer file of the project (git's view when it is a git work tree)."""
+    import subprocess
+
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others",
+             "--exclude-standard", "--", "*.dvc"], capture_output=True, check=True)
+        return {n for n in proc.stdout.decode().split("\0") if n and (root / n).is_file()}
+    except (OSError, subprocess.CalledProcessError):
+        found = set()
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            rel = os.path.relpath(dirpath, root)
+            found |= {n if rel == "." else f"{rel}/{n}" for n in filenames if n.endswith(".dvc")}
+        return found
+
+
+def find_pointers(root: Path, paths: list[str], everything: bool = False) -> list[TrackedOut]:
+    """Outputs of root-level .dvc files and of '<path>.dvc' files next to *paths* (with
+    everything, of every .dvc file in the project)."""
     files = {p.name for p in root.glob("*.dvc") if p.is_file()}
+    if everything:
+        files |= every_pointer_file(root)
     for path in paths:
         parts = path.split("/")
         for i in range(1, len(parts) + 1):

@@ -76,6 +76,7 @@ def _build(workdir: Path, targets: list[str], jobs: int) -> tuple[list[str], dic
         report = json.loads(proc.stdout)
     except ValueError as exc:
         line = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        line = line.removeprefix("mlbuild: error: ")
         raise BadInputError(f"verify: the scratch build could not start: {line}") from exc
     dag = subprocess.run([*cmd, "dag", "--json"], cwd=workdir, env=env, capture_output=True,
                          text=True, check=False)

@@ -94,10 +94,11 @@ def _usage_error(exc: Any) -> NoReturn:
 
 
 def _hoist_verbose(args: list[str]) -> tuple[list[str], bool]:
-    """Accept --verbose anywhere (`mlbuild run --verbose`), not only before the command."""
-    if "--verbose" not in args:
-        return args, args[:1] == ["-v"]
-    return ["--verbose", *(a for a in args if a != "--verbose")], True
+    """Accept -v/--verbose anywhere (`mlbuild run trian -v`), not only before the command;
+    no subcommand has a -v of its own."""
+    if "--verbose" not in args and "-v" not in args:
+        return args, False
+    return ["--verbose", *(a for a in args if a not in ("--verbose", "-v"))], True
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -56,6 +57,16 @@ class _Display:
         console.print(summary(results, elapsed))
 
 
+def warn_hand_edits(root: Path) -> None:
+    """Tell the user when params.yaml was edited by hand (shared by run and status)."""
+    if (root / "configs").is_dir():
+        from mlbuild.compose import hand_edit_notice
+
+        notice = hand_edit_notice(root)
+        if notice:
+            sys.stderr.write(f"mlbuild: warning: {notice}\n")
+
+
 def _waiting(message: str) -> None:
     sys.stderr.write(f"mlbuild: {message}\n")
     sys.stderr.flush()
@@ -100,6 +111,7 @@ def run(
         pull_remote=pull,
     )
     root = find_root()
+    warn_hand_edits(root)
     start = time.monotonic()
     if json_out:
         results = api.run(root, request, on_wait=_waiting)

@@ -17,9 +17,12 @@ def status(
 ) -> None:
     """List stale stages and why (dependency, param, command or output changes)."""
     from mlbuild import api
+    from mlbuild.cli.build import warn_hand_edits
     from mlbuild.project import find_root
 
-    verdicts = api.status(find_root(), targets or [])
+    root = find_root()
+    warn_hand_edits(root)
+    verdicts = api.status(root, targets or [])
     stale = [v for v in verdicts if v.stale]
     if json_out:
         typer.echo(json.dumps({

@@ -105,6 +105,10 @@ class Sandbox:
         """Warnings to show; raises StageFailedError when a hermetic stage broke its rules."""
         hermetic = self.hermetic_for(stage)
         where = self.declaration(stage)
+        declared = dict(self.project.stages).get(stage.name.split("@", 1)[0])
+        if hermetic is None and declared is not None:  # adoption mode, already answered
+            findings.network = [] if declared.network else findings.network
+            findings.env = [e for e in findings.env if e not in declared.env]
         problems: list[tuple[bool, str]] = []
         if findings.reads:
             fatal = hermetic is not None and hermetic.undeclared_reads == "fail"
