@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mlbuild.cache import Cache
 from mlbuild.errors import UsageError
+from mlbuild.fingerprint import HashInfo
 from mlbuild.tracked import find_pointers
 
 
@@ -50,18 +51,50 @@ def seed_data(root: Path, dest: Path) -> list[str]:
     source, target = Cache(root), Cache(dest)
     missing = []
     for out in find_pointers(dest, [], everything=True):
-        if not source.complete(out.info):
+        if source.complete(out.info):
+            _copy_object(source, target, out.info)
+        else:
             missing.append(out.dvcfile)
-            continue
-        md5s = [out.info.md5]
-        if out.info.isdir:
-            md5s += [md5 for _, md5 in source.manifest(out.info.md5)]
-        for md5 in md5s:
-            obj = target.object_path(md5)
-            if not obj.exists():
-                obj.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source.object_path(md5), obj)
     return sorted(set(missing))
+
+
+def _copy_object(source: Cache, target: Cache, info: HashInfo) -> None:
+    md5s = [info.md5]
+    if info.isdir:
+        md5s += [md5 for _, md5 in source.manifest(info.md5)]
+    for md5 in md5s:
+        obj = target.object_path(md5)
+        if not obj.exists():
+            obj.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source.object_path(md5), obj)
+
+
+def seed_frozen(root: Path, dest: Path) -> list[str]:
+    """Frozen stages are never rebuilt: check their recorded outputs out of the user's cache
+    into the scratch workspace. Returns the outputs that could not be found."""
+    from mlbuild.lockfile import LockFile, recorded
+    from mlbuild.resolve import load_pipeline
+
+    source, target = Cache(root), Cache(dest)
+    lock = LockFile(dest)
+    absent = []
+    for stage in load_pipeline(dest).stages.values():
+        entry = lock.get(stage.name)
+        if not stage.frozen or entry is None:
+            continue
+        outs = recorded(entry.get("outs"))
+        for out in stage.outs:
+            item = outs.get(out.def_path)
+            if item is None or (dest / out.path).exists():
+                continue
+            info = HashInfo(md5=str(item.get("md5")), size=int(item.get("size") or 0),
+                            nfiles=item.get("nfiles"), isexec=bool(item.get("isexec")))
+            if not source.complete(info):
+                absent.append(out.path)
+                continue
+            _copy_object(source, target, info)
+            target.checkout(info, dest / out.path)
+    return absent
 
 
 def make(prefix: str = "mlbuild-verify-") -> Path:

@@ -63,19 +63,39 @@ def _lock_stages(path: Path) -> dict[str, dict[str, Any]]:
     return dict(data.get("stages") or {})
 
 
+STOP_GRACE = 15.0  # seconds the scratch build gets to stop its stages (SIGTERM, then SIGKILL)
+
+
+def _supervised(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[str, str]:
+    """Run the scratch build; if verify itself is interrupted, stop the build and its stages
+    (it handles SIGTERM like Ctrl-C) before the scratch workspace is removed."""
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = proc.communicate()
+    except BaseException:
+        proc.terminate()
+        try:
+            proc.wait(timeout=STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+    return stdout, stderr
+
+
 def _build(workdir: Path, targets: list[str], jobs: int) -> tuple[list[str], dict[str, Any]]:
     """Run a forced build in *workdir*; return the topological order and the JSON report."""
     env = dict(os.environ)
     env.pop("DVC_ROOT", None)
     env.pop("DVC_STAGE", None)
     cmd = [sys.executable, "-m", "mlbuild"]
-    proc = subprocess.run([*cmd, "run", "--force", "--keep-going", "--json", "-j", str(jobs),
-                           *targets], cwd=workdir, env=env, capture_output=True, text=True,
-                          check=False)
+    stdout, stderr = _supervised([*cmd, "run", "--force", "--keep-going", "--json", "-j",
+                                  str(jobs), *targets], workdir, env)
     try:
-        report = json.loads(proc.stdout)
+        report = json.loads(stdout)
     except ValueError as exc:
-        line = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        line = (stderr.strip().splitlines() or ["no output"])[-1]
         line = line.removeprefix("mlbuild: error: ")
         raise BadInputError(f"verify: the scratch build could not start: {line}") from exc
     dag = subprocess.run([*cmd, "dag", "--json"], cwd=workdir, env=env, capture_output=True,
@@ -92,6 +112,7 @@ def _unfinished(report: dict[str, Any]) -> set[str]:
 def _prepare(root: Path, dest: Path) -> None:
     scratch.checkout(root, dest)
     pulls = scratch.seed_data(root, dest)
+    scratch.seed_frozen(root, dest)
     if pulls:
         from mlbuild import dvcbridge
 

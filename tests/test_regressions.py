@@ -104,3 +104,25 @@ def test_a_hand_edit_of_generated_params_is_reported(example_built: Project) -> 
     assert run.returncode == 0 and "params.yaml was edited by hand" in run.stderr
     assert "learning_rate: 0.1" in example_built.read("params.yaml")  # configs/ wins
     assert "edited by hand" not in example_built.run("status").stderr
+
+
+def test_verify_checks_out_frozen_outputs_instead_of_failing(project: Project) -> None:
+    project.write("dvc.yaml", """
+        stages:
+          ext:
+            cmd: echo external > ext.txt
+            outs: [ext.txt]
+          use:
+            cmd: cat ext.txt > use.txt
+            deps: [ext.txt]
+            outs: [use.txt]
+    """)
+    assert project.run("run").returncode == 0
+    project.write("dvc.yaml", project.read("dvc.yaml").replace(
+        "    outs: [ext.txt]", "    outs: [ext.txt]\n    frozen: true"))
+    assert project.run("run").returncode == 0
+    project.git("add", "-A")
+    project.git("commit", "-qm", "frozen")
+    proc = project.run("verify", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["ok"] is True

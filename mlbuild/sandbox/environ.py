@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -49,7 +50,8 @@ def stage_environment(
         env = {k: v for k, v in caller.items() if k in allowed_names(hermetic)}
         env.update(PINNED)
         home.mkdir(parents=True, exist_ok=True)
-        (home / "tmp").mkdir(exist_ok=True)
+        shutil.rmtree(home / "tmp", ignore_errors=True)  # HOME's caches persist; TMPDIR not
+        (home / "tmp").mkdir()
         env["HOME"] = str(home)
         env["TMPDIR"] = str(home / "tmp")
         env.update({var: str(hermetic.threads) for var in THREAD_VARS})
