@@ -75,6 +75,8 @@ def seed_frozen(root: Path, dest: Path) -> list[str]:
     from mlbuild.lockfile import LockFile, recorded
     from mlbuild.resolve import load_pipeline
 
+    if not ((dest / "dvc.yaml").is_file() and (dest / "dvc.lock").is_file()):
+        return []  # nothing recorded, or a pipeline compiled only at build time
     source, target = Cache(root), Cache(dest)
     lock = LockFile(dest)
     absent = []
