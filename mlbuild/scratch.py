@@ -38,11 +38,33 @@ def checkout(root: Path, dest: Path) -> None:
     data = _git(root, "archive", "--format=tar", "HEAD")
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        tar.extractall(dest, filter="data")
+        _extract(tar, dest)
     (dest / ".dvc").mkdir(exist_ok=True)
     # a committed cache.dir (a shared cache) would let the rebuild write into the user's cache
     (dest / ".dvc" / "config.local").write_text("[cache]\n    dir = cache\n", encoding="utf-8")
     subprocess.run(["git", "init", "-q", str(dest)], check=True, capture_output=True)
+
+
+def _extract(tar: tarfile.TarFile, dest: Path) -> None:
+    """Extract with the stdlib's "data" filter, or (Python 3.11.0-3.11.3, which lack
+    extraction filters) after the same checks done here: nothing may land outside *dest*."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    root = dest.resolve()
+    for member in tar.getmembers():
+        target = (root / member.name).resolve()
+        link = (target.parent / member.linkname).resolve() if member.issym() else None
+        if member.islnk():
+            link = (root / member.linkname).resolve()
+        for path in (target, link):
+            if path is not None and not path.is_relative_to(root):
+                raise UsageError(f"verify: the committed tree has {member.name!r}, "
+                                 "which points outside the workspace")
+        if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+            continue  # devices and FIFOs are never part of a rebuild
+        member.mode &= 0o755 if member.isdir() or member.mode & 0o100 else 0o644
+        tar.extract(member, dest)  # safe: every member was checked above
 
 
 def seed_data(root: Path, dest: Path) -> list[str]:
