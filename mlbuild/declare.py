@@ -9,7 +9,7 @@ from typing import Any
 from mlbuild.contracts import check_attribute, check_ref, is_file_ref
 from mlbuild.envinfo import PackageResolver, interpreter
 from mlbuild.errors import ConfigError, check_keys
-from mlbuild.imports import closure, code_deps, module_file, third_party
+from mlbuild.imports import EXCLUDED_TOP, closure, code_deps, module_file, third_party
 from mlbuild.pipeline import parse_stage
 from mlbuild.resolve import state_dir
 from mlbuild.settings import load_project_config, merge
@@ -142,6 +142,17 @@ def _stage_definition(root: Path, decl: Declaration) -> tuple[dict[str, Any], se
     return definition, third_party(files, root)
 
 
+def _packages(resolver: PackageResolver, imports: set[str]) -> dict[str, str]:
+    """Versions of the distributions a stage imports. mlbuild itself is recorded by its own
+    version only: its requirements are the tool's, not the stage's environment."""
+    packages = resolver.packages(imports - set(EXCLUDED_TOP))
+    if imports & set(EXCLUDED_TOP):
+        from mlbuild import __version__
+
+        packages["mlbuild"] = __version__
+    return dict(sorted(packages.items()))
+
+
 def compile_project(root: Path, decls: list[Declaration]) -> tuple[str, str]:
     """The generated dvc.yaml and environment file for these declarations."""
     sources = " ".join(d.source for d in decls)
@@ -157,7 +168,7 @@ def compile_project(root: Path, decls: list[Declaration]) -> tuple[str, str]:
         stages[decl.name], imports = _stage_definition(root, decl)
         parse_stage(decl.name, stages[decl.name], decl.source)  # fail before writing dvc.yaml
         hermetic = merge(defaults, decl.data.get("hermetic"), f"{decl.source}.hermetic")
-        env_stages[decl.name] = {"packages": resolver.packages(imports),
+        env_stages[decl.name] = {"packages": _packages(resolver, imports),
                                  "hermetic": hermetic.to_doc()}
     resolver.save()
     environment = {**interpreter(), "stages": env_stages}

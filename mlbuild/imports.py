@@ -122,14 +122,18 @@ def code_deps(root: Path, cmd: str, wdir: Path) -> list[Path]:
 
 def third_party(files: list[Path], root: Path) -> set[str]:
     """Top-level names of absolute imports in *files* that are neither project modules nor
-    the standard library (the packages the stage code imports from the environment)."""
+    the standard library (the packages the stage code imports from the environment, and
+    mlbuild itself when the stage uses its API)."""
     import sys
 
     names: set[str] = set()
     for path in files:
         for module, level, _ in _imported_names(path):
             top = module.split(".")[0]
-            if level or not top or top in sys.stdlib_module_names or top in EXCLUDED_TOP:
+            if level or not top or top in sys.stdlib_module_names:
+                continue
+            if top in EXCLUDED_TOP:  # the tool, wherever it is imported from
+                names.add(top)
                 continue
             if module_file(root, top) is None and module_file(path.parent, top) is None:
                 names.add(top)

@@ -66,18 +66,23 @@ def snapshot(root: Path, skip: list[str]) -> Snapshot:
 
 
 def _tool_prefixes(root: Path) -> tuple[str, ...]:
-    """The interpreter's and mlbuild's own files, when they live inside the project."""
+    """The interpreter's and mlbuild's own files, when they live inside the project (the
+    stage's own processes may import another copy of mlbuild: each trace names it)."""
     import sys
 
     import mlbuild
 
-    found = []
-    for path in (Path(sys.prefix), Path(mlbuild.__file__).parent):
-        try:
-            found.append(path.resolve().relative_to(root).as_posix() + "/")
-        except ValueError:
-            continue
-    return tuple(found)
+    return (*_inside(root, sys.prefix), *_inside(root, Path(mlbuild.__file__).parent))
+
+
+def _inside(root: Path, folder: str | Path | None) -> tuple[str, ...]:
+    """*folder* as a project-relative prefix ("a/b/"), or nothing when it is outside."""
+    if not folder:
+        return ()
+    try:
+        return (Path(folder).resolve().relative_to(root).as_posix() + "/",)
+    except ValueError:
+        return ()
 
 
 def analyse(root: Path, stage: Stage, trace_dir: Path, before: Snapshot, after: Snapshot,
@@ -99,6 +104,7 @@ def analyse(root: Path, stage: Stage, trace_dir: Path, before: Snapshot, after: 
         reads |= {os.path.relpath(p, root) for p in record.get("reads", [])}
         writes |= {os.path.relpath(p, root) for p in record.get("writes", [])}
         found.network += record.get("network", [])
+        venv += _inside(root, record.get("tool"))
         env_read |= set(record.get("env", []))
     # a file the stage wrote itself is not an input; one it removed again (a temporary file,
     # or one renamed onto a declared output) is not an output

@@ -78,8 +78,10 @@ def _install(trace_dir: str) -> None:
             os.path.abspath(f) for m in list(sys.modules.values())
             if isinstance(f := getattr(m, "__file__", None), str) and f.startswith(root)
         }
+        tool = getattr(sys.modules.get("mlbuild"), "__file__", None)  # wherever it came from
         record = {"pid": os.getpid(), "reads": sorted(reads | modules), "writes": sorted(writes),
-                  "network": net, "env": sorted(env_read)}
+                  "network": net, "env": sorted(env_read),
+                  "tool": os.path.dirname(os.path.abspath(tool)) if tool else None}
         try:
             with open(os.path.join(trace_dir, f"{os.getpid()}.json"), "w") as fobj:
                 json.dump(record, fobj)
