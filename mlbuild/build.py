@@ -57,6 +57,7 @@ class Builder:
     options: BuildOptions = field(default_factory=BuildOptions)
     procs: ProcessTable = field(default_factory=ProcessTable)
     warnings: dict[str, list[str]] = field(default_factory=dict)
+    restored: dict[str, str] = field(default_factory=dict)  # stage -> how it was restored
     _contracts_lock: threading.Lock = field(default_factory=threading.Lock)
     outcomes: dict[str, str] = field(default_factory=dict)
     _mutex: threading.Lock = field(default_factory=threading.Lock)
@@ -71,7 +72,8 @@ class Builder:
         start = time.monotonic()
         try:
             outcome, reasons = self._build(name)
-            result = StageResult(name, outcome, reasons=[str(r) for r in reasons])
+            result = StageResult(name, outcome, reasons=[str(r) for r in reasons],
+                                 message=self.restored.get(name, ""))
         except MlbuildError as exc:
             log = str(self.scratch / "logs" / f"{name.replace('/', '_')}.err")
             result = StageResult(name, FAILED, message=str(exc), log=log)
@@ -109,7 +111,8 @@ class Builder:
                 f"stage '{name}': dependency '{missing[0]}' does not exist (its upstream "
                 f"{producers} did not produce it); fix the path in its deps"
             )
-        if not self.options.force and self._restore(stage, snap, reasons):
+        if not self.options.force and (how := self._restore(stage, snap, reasons)):
+            self.restored[name] = how
             return RESTORED, reasons
         self._run(stage, snap)
         return RAN, reasons
@@ -147,21 +150,22 @@ class Builder:
             return self.runcache.lookup(run_key(self._partial_entry(stage, snap)))
         return None
 
-    def _restore(self, stage: Any, snap: Snapshot, reasons: list[Reason]) -> bool:
-        """Check outputs out of the cache instead of running, as DVC's run-cache does.
+    def _restore(self, stage: Any, snap: Snapshot, reasons: list[Reason]) -> str:
+        """Check outputs out of the cache instead of running, as DVC's run-cache does, and
+        say how ("" when it could not): from the run-cache, from dvc.lock, or only re-stored.
 
         When only outputs changed, dvc.lock itself is the record (DVC does the same).
         """
         cached = self._recorded_build(stage, snap, reasons)
         if cached is None:
-            return False
+            return ""
         infos = {}
         for item in cached.get("outs") or []:
             infos[str(item["path"])] = HashInfo(
                 md5=str(item.get("md5")), size=int(item.get("size") or 0),
                 nfiles=item.get("nfiles"), isexec=bool(item.get("isexec")))
         if set(infos) != {o.def_path for o in stage.outs}:
-            return False
+            return ""
         todo = [o for o in stage.outs  # outputs already in place need nothing from the cache
                 if (cur := self.hasher.path(o.path)) is None or cur.md5 != infos[o.def_path].md5]
         missing = [infos[o.def_path].md5 for o in todo
@@ -171,7 +175,7 @@ class Builder:
 
             remote.fetch_objects(self.root, missing, None)
         if any(not self.cache.complete(infos[o.def_path]) for o in todo):
-            return False
+            return ""
         for out in stage.outs:
             if out in todo:
                 self.cache.checkout(infos[out.def_path], self.root / out.path,
@@ -181,7 +185,10 @@ class Builder:
             if out.cache:
                 gitignore.ignore(self.root, out.path)
         self.lock.update(stage.name, stage_entry(stage, snap.deps, snap.params, infos))
-        return True
+        if not todo:
+            return "outputs re-stored in the cache"
+        from_lock = all(r.kind == "out" for r in reasons)  # as _recorded_build decided
+        return "checked out from the cache" if from_lock else "restored from run-cache"
 
     def _run(self, stage: Any, snap: Snapshot) -> None:
         self._check_contracts(stage, "input")

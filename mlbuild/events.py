@@ -20,7 +20,8 @@ QUIET = (UP_TO_DATE, FROZEN)  # counted in a summary, not listed one by one
 
 @dataclass(frozen=True)
 class Event:
-    """Something that happened to a stage (kind: 'start' or 'done')."""
+    """Something that happened in a build (kind: 'plan' with the stage count in *total*, then
+    'start' and 'done' per stage)."""
 
     kind: str
     stage: str
@@ -30,6 +31,7 @@ class Event:
     message: str = ""
     log: str = ""
     warnings: tuple[str, ...] = ()
+    total: int = 0
 
 
 @dataclass

@@ -69,6 +69,7 @@ def execute(
     deps = {n: [u for u in upstream.get(n, ()) if u in planned] for n in order}
     sched = _Schedule(order, deps, max(1, jobs), keep_going, emit)
     pending = list(order)
+    emit(Event("plan", "", total=len(order)))
     with ThreadPoolExecutor(max_workers=sched.jobs) as pool:
         try:
             while pending or sched.running:

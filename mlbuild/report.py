@@ -7,6 +7,7 @@ import time
 
 from rich.console import Console
 from rich.live import Live
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
@@ -28,23 +29,33 @@ STYLES = {
     SKIPPED: "yellow", FROZEN: "blue", WOULD_RUN: "magenta",
 }
 LABELS = {
-    RAN: "built", RESTORED: "restored from run-cache", UP_TO_DATE: "up to date",
+    RAN: "built", RESTORED: "restored", UP_TO_DATE: "up to date",
     FAILED: "FAILED", SKIPPED: "skipped", FROZEN: "frozen", WOULD_RUN: "would run",
 }
 
 
+def label(outcome: str, message: str = "") -> str:
+    """How an outcome reads; a restored stage says how it was restored."""
+    if outcome == RESTORED and message:
+        return message
+    return LABELS.get(outcome, outcome)
 
 
 class LiveReporter:
-    """Shows the running set live and one line per finished stage."""
+    """Shows the running stages, each with its ticking time, and a progress bar for the whole
+    build, live; and one line per finished stage above them."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, total: int = 0, finished: int = 0) -> None:
         self.console = console
+        self.total = total
+        self.finished = finished
         self.running: dict[str, float] = {}
         self.started = time.monotonic()
         self._lock = threading.Lock()
-        self._live = Live(self._render(), console=console, transient=True,
-                          refresh_per_second=8, redirect_stdout=False, redirect_stderr=False)
+        # get_renderable: every refresh renders afresh, so the clocks move between events
+        self._live = Live(console=console, transient=True, refresh_per_second=4,
+                          redirect_stdout=False, redirect_stderr=False,
+                          get_renderable=self._render)
 
     def __enter__(self) -> LiveReporter:
         if self.console.is_terminal:
@@ -58,26 +69,35 @@ class LiveReporter:
     def _render(self) -> Table:
         table = Table.grid(padding=(0, 1))
         now = time.monotonic()
-        for name, since in list(self.running.items()):
-            table.add_row(Text("running", style="bold yellow"), name, f"{now - since:5.1f}s")
-        table.add_row(Text(f"elapsed {now - self.started:.1f}s", style="dim"))
+        with self._lock:
+            running = list(self.running.items())
+            finished, total = self.finished, max(self.total, self.finished + len(running))
+        for name, since in running:
+            table.add_row(Text("running", style="bold yellow"), Text(name, style="bold"),
+                          Text(f"{now - since:6.1f}s", style="yellow"))
+        table.add_row(ProgressBar(total=total or 1, completed=finished, width=24),
+                      Text(f"{finished}/{total} stage(s)"),
+                      Text(f"{now - self.started:6.1f}s", style="dim"))
         return table
 
     def __call__(self, event: Event) -> None:
-        with self._lock:
-            if event.kind == "start":
+        with self._lock:  # never held while printing: printing renders the live part too
+            if event.kind == "plan":
+                self.total = event.total
+            elif event.kind == "start":
                 self.running[event.stage] = time.monotonic()
             else:
                 self.running.pop(event.stage, None)
-                if event.outcome not in QUIET or event.warnings:
-                    self._line(event)
-            if self.console.is_terminal:
-                self._live.update(self._render())
+                self.finished += 1
+        if event.kind == "done" and (event.outcome not in QUIET or event.warnings):
+            self._line(event)
+        if self.console.is_terminal:
+            self._live.refresh()
 
     def _line(self, event: Event) -> None:
         style = STYLES.get(event.outcome, "")
         text = Text()
-        text.append(f"{LABELS.get(event.outcome, event.outcome):>24} ", style=style)
+        text.append(f"{label(event.outcome, event.message):>30} ", style=style)
         text.append(event.stage, style="bold")
         if event.outcome in (RAN, RESTORED, FAILED):
             text.append(f"  {event.seconds:.1f}s", style="dim")
@@ -114,7 +134,7 @@ def summary_table(results: dict[str, StageResult], elapsed: float) -> Table:
     table.add_column("why")
     for res in results.values():
         why = "; ".join(res.reasons[:3]) if res.reasons else res.message.split("\n")[0]
-        table.add_row(res.stage, Text(LABELS.get(res.outcome, res.outcome),
+        table.add_row(res.stage, Text(label(res.outcome, res.message),
                                       style=STYLES.get(res.outcome, "")),
                       f"{res.seconds:.1f}s" if res.outcome in (RAN, RESTORED, FAILED) else "",
                       why)

@@ -26,16 +26,24 @@ class _Display:
 
     def __init__(self) -> None:
         self.live: Any = None
+        self.total = 0
+        self.finished = 0  # stages done before the display started (up to date ones)
 
     def __call__(self, event: Event) -> None:
+        if event.kind == "plan":
+            self.total = event.total
         if self.live is None:
+            if event.kind == "plan":
+                return
             if event.kind == "done" and event.outcome in QUIET and not event.warnings:
+                self.finished += 1
                 return
             from rich.console import Console
 
             from mlbuild.report import LiveReporter
 
-            self.live = LiveReporter(Console(highlight=False)).__enter__()
+            self.live = LiveReporter(Console(highlight=False), self.total,
+                                     self.finished).__enter__()
         self.live(event)
 
     def close(self) -> None:
