@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlbuild.events import FAILED, Emit, StageResult, ignore
+from mlbuild.events import FAILED, FROZEN, RAN, RESTORED, Emit, Event, StageResult, ignore
 from mlbuild.graph import select, topo_order
 from mlbuild.params import check_declared
 from mlbuild.project import Workspace, open_workspace, project_lock
@@ -17,6 +17,7 @@ from mlbuild.settings import load_project_config
 ENV_FILE = ".mlbuild/environment.yaml"  # declare.ENV_FILE, without importing the compiler
 
 if TYPE_CHECKING:  # the build machinery is imported only when something may run
+    from mlbuild.history import Recorder
     from mlbuild.sandbox.policy import Sandbox
 
 
@@ -92,46 +93,82 @@ def ensure_tracked_data(ws: Workspace) -> None:
 
 def run(root: Path, request: RunRequest, emit: Emit = ignore,
         on_wait: Callable[[str], None] | None = None) -> dict[str, StageResult]:
-    """Bring the requested stages (and their upstream) up to date."""
+    """Bring the requested stages (and their upstream) up to date, and record the run in the
+    history (a dry run changes nothing and is not recorded)."""
     with project_lock(root, wait=request.wait, on_wait=on_wait):
-        ws = prepare(root, request.overrides, dry=request.dry_run)
-        try:
-            if request.pull and not request.dry_run:
-                ensure_tracked_data(ws)
-            if request.pull_remote and not request.dry_run:
-                from mlbuild import remote
+        if request.dry_run:
+            return _run(root, request, emit)
+        from mlbuild.history import recording
 
-                remote.fetch_run_cache(root, None)
-            order = select(ws.graph, request.targets) if request.targets else topo_order(ws.graph)
-            check_declared(ws.checker.params, (ws.graph.stages[n] for n in order),
-                           ws.graph.producers)
-            if not (request.force or request.dry_run):
-                settled = _all_up_to_date(ws, order, emit)
-                if settled is not None:
-                    return settled
-            from mlbuild.build import Builder, BuildOptions
-            from mlbuild.executor import execute
+        args = [*request.targets, *request.overrides]
+        with recording(root, "run", args) as recorder:
+            recorder.record.detail = {"force": request.force, "jobs": request.jobs,
+                                      "keep_going": request.keep_going}
+            results = _run(root, request, fanout(emit, recorder), recorder)
+            recorder.record.status = "failed" if failed(results) else "ok"
+            return results
 
-            builder = Builder(
-                root=root, graph=ws.graph, lock=ws.lock, hasher=ws.hasher, checker=ws.checker,
-                cache=ws.cache, runcache=ws.runcache, emit=emit,
-                sandbox=make_sandbox(ws, request.strict),
-                options=BuildOptions(force=request.force, dry_run=request.dry_run,
-                                     pull=request.pull_remote),
-            )
-            return execute(order, ws.graph.upstream, builder.build_stage, emit,
-                           jobs=1 if request.dry_run else request.jobs,
-                           keep_going=request.keep_going, on_abort=builder.procs.terminate_all)
-        finally:
-            ws.lock.flush()
-            ws.save_state()
+
+def fanout(*listeners: Emit) -> Emit:
+    """One listener that hands every event to each of *listeners* in turn."""
+    def emit(event: Event) -> None:
+        for listener in listeners:
+            listener(event)
+    return emit
+
+
+def _run(root: Path, request: RunRequest, emit: Emit,
+         recorder: Recorder | None = None) -> dict[str, StageResult]:
+    ws = prepare(root, request.overrides, dry=request.dry_run)
+    try:
+        if request.pull and not request.dry_run:
+            ensure_tracked_data(ws)
+        if request.pull_remote and not request.dry_run:
+            from mlbuild import remote
+
+            remote.fetch_run_cache(root, None)
+        order = select(ws.graph, request.targets) if request.targets else topo_order(ws.graph)
+        check_declared(ws.checker.params, (ws.graph.stages[n] for n in order),
+                       ws.graph.producers)
+        if not (request.force or request.dry_run):
+            settled = _all_up_to_date(ws, order, emit)
+            if settled is not None:
+                return settled
+        from mlbuild.build import Builder, BuildOptions
+        from mlbuild.executor import execute
+
+        builder = Builder(
+            root=root, graph=ws.graph, lock=ws.lock, hasher=ws.hasher, checker=ws.checker,
+            cache=ws.cache, runcache=ws.runcache, emit=emit,
+            sandbox=make_sandbox(ws, request.strict),
+            options=BuildOptions(force=request.force, dry_run=request.dry_run,
+                                 pull=request.pull_remote),
+        )
+        results = execute(order, ws.graph.upstream, builder.build_stage, emit,
+                          jobs=1 if request.dry_run else request.jobs,
+                          keep_going=request.keep_going, on_abort=builder.procs.terminate_all)
+        if recorder is not None:
+            _record_outputs(ws, results, recorder)
+        return results
+    finally:
+        ws.lock.flush()
+        ws.save_state()
+
+
+def _record_outputs(ws: Workspace, results: dict[str, StageResult], recorder: Recorder) -> None:
+    """The output hashes each stage that did something left in dvc.lock."""
+    for name, res in results.items():
+        entry = ws.lock.get(name) if res.outcome in (RAN, RESTORED, FROZEN) else None
+        if entry:
+            recorder.outputs(name, {str(o["path"]): str(o.get("md5"))
+                                    for o in entry.get("outs") or [] if o.get("md5")})
 
 
 def _all_up_to_date(ws: Workspace, order: list[str], emit: Emit
                     ) -> dict[str, StageResult] | None:
     """The cheapest check first: when no planned stage is stale, answer without loading the
     build machinery (no threads, no sandbox, no cache writes)."""
-    from mlbuild.events import FROZEN, UP_TO_DATE, Event
+    from mlbuild.events import UP_TO_DATE
 
     results = {}
     for name in order:

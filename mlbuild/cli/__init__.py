@@ -47,7 +47,7 @@ def _root(
 
 COMMAND_MODULES = {"run": "build", "status": "inspect", "dag": "inspect", "compile": "inspect",
                    "verify": "check", "data": "data", "pull": "data", "push": "data",
-                   "gc": "data"}
+                   "gc": "data", "log": "log"}
 
 
 def _register(args: list[str]) -> None:

@@ -1,0 +1,75 @@
+"""The one module that talks to git: the current revision (read from .git, no subprocess, for
+the fast path) and whether the work tree has uncommitted changes."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+
+def git_dir(root: Path) -> Path | None:
+    """The git directory of the repository holding *root* (worktrees' `.git` files followed)."""
+    for folder in (root, *root.parents):
+        dotgit = folder / ".git"
+        if dotgit.is_dir():
+            return dotgit
+        if dotgit.is_file():
+            text = dotgit.read_text(encoding="utf-8", errors="replace").strip()
+            if text.startswith("gitdir:"):
+                path = Path(text.split(":", 1)[1].strip())
+                return path if path.is_absolute() else (folder / path).resolve()
+    return None
+
+
+def _common_dir(gitdir: Path) -> Path:
+    """Where refs live: a linked worktree keeps its HEAD but shares the main refs."""
+    common = gitdir / "commondir"
+    if common.is_file():
+        return (gitdir / common.read_text(encoding="utf-8").strip()).resolve()
+    return gitdir
+
+
+def _resolve_ref(common: Path, ref: str) -> str | None:
+    loose = common / ref
+    if loose.is_file():
+        return loose.read_text(encoding="utf-8").strip() or None
+    packed = common / "packed-refs"
+    if packed.is_file():
+        for line in packed.read_text(encoding="utf-8").splitlines():
+            sha, _, name = line.partition(" ")
+            if name == ref:
+                return sha
+    return None
+
+
+def head_revision(root: Path) -> str | None:
+    """The commit HEAD points at, or None outside git or before the first commit."""
+    gitdir = git_dir(root)
+    if gitdir is None:
+        return None
+    try:
+        head = (gitdir / "HEAD").read_text(encoding="utf-8").strip()
+        if head.startswith("ref:"):
+            return _resolve_ref(_common_dir(gitdir), head[4:].strip())
+    except OSError:
+        return None
+    return head or None
+
+
+# What a build writes itself: a build of a clean checkout leaves these changed, and that
+# does not make the sources it was built from uncommitted.
+BUILD_WRITTEN = ("dvc.lock", "dvc.yaml", "params.yaml", ".mlbuild/environment.yaml",
+                 ".gitignore")
+
+
+def is_dirty(root: Path) -> bool | None:
+    """True when tracked sources have uncommitted changes (files the build itself writes
+    left out); None when git cannot tell."""
+    excludes = [f":(exclude,glob)**/{name}" for name in BUILD_WRITTEN]
+    try:
+        proc = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                               "--untracked-files=no", "--", ".", *excludes],
+                              capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return bool(proc.stdout.strip())
