@@ -19,6 +19,7 @@ ENV_FILE = ".mlbuild/environment.yaml"  # declare.ENV_FILE, without importing th
 if TYPE_CHECKING:  # the build machinery is imported only when something may run
     from mlbuild.history import Recorder
     from mlbuild.sandbox.policy import Sandbox
+    from mlbuild.verify import VerifyReport
 
 
 @dataclass
@@ -206,3 +207,21 @@ def dag(root: Path) -> tuple[list[str], dict[str, tuple[str, ...]]]:
     """Stages in topological order and their upstream edges."""
     ws = prepare(root, dry=True)
     return topo_order(ws.graph), ws.graph.upstream
+
+
+def verify(root: Path, targets: list[str], jobs: int, twice: bool = False,
+           keep: bool = False) -> VerifyReport:
+    """The reproducibility check (see mlbuild.verify), recorded in the run history."""
+    from mlbuild.history import StageRecord, recording
+    from mlbuild.verify import verify as check
+
+    with recording(root, "verify", list(targets)) as recorder:
+        recorder.record.detail = {"twice": twice, "jobs": jobs}
+        report = check(root, targets, jobs, twice=twice, keep=keep)
+        recorder.record.dirty = report.dirty
+        recorder.record.detail["root_cause"] = report.root_cause
+        for verdict in report.stages:
+            recorder.stage(StageRecord(verdict.stage, verdict.status, reasons=verdict.hints,
+                                       message=", ".join(verdict.files)))
+        recorder.record.status = "ok" if report.ok else "failed"
+        return report

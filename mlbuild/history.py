@@ -113,6 +113,10 @@ class Recorder:
                 event.stage, event.outcome, round(event.seconds, 3), list(event.reasons),
                 event.message)
 
+    def stage(self, record: StageRecord) -> None:
+        """Record one stage's result directly (commands that do not emit build events)."""
+        self._stages[record.stage] = record
+
     def outputs(self, stage: str, outs: dict[str, str]) -> None:
         """Record the output hashes a stage left behind."""
         if stage in self._stages:

@@ -95,3 +95,16 @@ def test_log_without_runs(tmp_path: Path) -> None:
     assert proc.returncode == 0 and proc.stdout.strip() == "no runs recorded yet"
     assert proj.run("run", "--dry-run").returncode == 0
     assert _log(proj) == []  # a dry run changes nothing and is not recorded
+
+
+def test_verify_is_recorded_with_its_verdicts(tmp_path: Path) -> None:
+    proj = new_project(tmp_path / "p", PIPELINE)
+    assert proj.run("run").returncode == 0
+    proj.git("add", "-A")
+    proj.git("commit", "-qm", "built")
+    assert proj.run("verify").returncode == 0
+    (run,) = _log(proj, "--command", "verify")
+    assert run["status"] == "ok" and run["dirty"] is False
+    verdicts = {s["stage"]: s["outcome"] for s in run["stages"]}  # type: ignore[union-attr]
+    assert verdicts == {"upper": "identical", "check": "identical"}
+    assert [r["command"] for r in _log(proj)] == ["verify", "run"]

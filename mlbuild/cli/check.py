@@ -25,11 +25,11 @@ def verify(
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
 ) -> None:
     """Rebuild from scratch in an isolated workspace and compare every output with dvc.lock."""
+    from mlbuild import api
     from mlbuild.project import find_root
-    from mlbuild.verify import verify as run_verify
 
     root = find_root()
-    report = run_verify(root, targets or [], jobs or os.cpu_count() or 1, twice=twice, keep=keep)
+    report = api.verify(root, targets or [], jobs or os.cpu_count() or 1, twice=twice, keep=keep)
     if json_out:
         typer.echo(report.to_json())
     else:
