@@ -10,7 +10,7 @@ from mlbuild.contracts import check_attribute, check_ref, is_file_ref
 from mlbuild.envinfo import PackageResolver, interpreter
 from mlbuild.errors import ConfigError, check_keys
 from mlbuild.imports import closure, code_deps, module_file, third_party
-from mlbuild.pipeline import parse_stage
+from mlbuild.pipeline import check_stage_name, parse_stage
 from mlbuild.resolve import state_dir
 from mlbuild.settings import load_project_config, merge
 from mlbuild.yamlio import dump_yaml, load_mapping, write_atomic
@@ -86,6 +86,7 @@ def _schema_files(root: Path, contracts: dict[str, dict[str, str]], where: str) 
 def load_declaration(path: Path, root: Path) -> Declaration:
     """Read and validate one declaration file."""
     where = path.relative_to(root).as_posix()
+    check_stage_name(path.stem, where)
     data = load_mapping(path, where)
     check_keys(data, DECL_KEYS, where)
     cmd = data.get("cmd")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,14 @@ STAGE_KEYS = (
 OUT_OPTIONS = ("cache", "persist", "remote", "push", "desc", "type", "labels", "meta",
                "checkpoint", "x", "y", "template", "title", "x_label", "y_label", "header")
 TOP_KEYS = ("stages", "vars", "artifacts", "metrics", "plots", "params", "datasets")
+# DVC's stage-name rule (dvc.stage.INVALID_STAGENAME_CHARS, enforced by `dvc stage add`):
+# no punctuation but '-' and '_'. '@' joins foreach members to their key, ':' separates
+# 'dvc.yaml:stage' targets and '/' or '\\' would read as a path, so such a name cannot be
+# addressed. Copied rather than imported: reading a pipeline must not import DVC.
+INVALID_NAME_CHARS = frozenset(string.punctuation) - {"_", "-"}
+NAME_RULE = ("stage names may not contain punctuation other than '-' and '_' (DVC's rule: "
+             "'@' joins foreach members, ':' separates dvc.yaml:stage targets, '/' and '\\' "
+             "are path separators)")
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,21 @@ class Pipeline:
 
     root: Path
     stages: dict[str, Stage] = field(default_factory=dict)
+
+
+def check_stage_name(name: str, where: str) -> None:
+    """Refuse a stage name DVC refuses, stating the rule."""
+    bad = sorted(INVALID_NAME_CHARS & set(name))
+    if bad or not name.strip():
+        shown = f" ({' '.join(repr(c) for c in bad)})" if bad else ""
+        raise ConfigError(f"{where}: stage name '{name}' is not allowed{shown}: {NAME_RULE}")
+
+
+def check_stage_names(raw: Any, where: str) -> None:
+    """Check the stage names of an unresolved dvc.yaml (foreach members get their '@' later)."""
+    stages = raw.get("stages") if isinstance(raw, dict) else None
+    for name in stages if isinstance(stages, dict) else ():
+        check_stage_name(str(name), where)
 
 
 def normpath(wdir: str, path: str, where: str) -> str:
@@ -174,7 +198,9 @@ def parse_stage(name: str, data: Any, where: str) -> Stage:
     check_keys(data, STAGE_KEYS, loc)
     cmd = data.get("cmd")
     if isinstance(cmd, str) and cmd.strip():
-        cmds: tuple[str, ...] = (cmd,)
+        # as dvc/stage/run.py does: each line of a multi-line cmd is its own command, run by
+        # its own shell (no state carried over), and the first that fails stops the stage
+        cmds: tuple[str, ...] = tuple(cmd.splitlines())
     elif isinstance(cmd, list) and cmd and all(isinstance(c, str) for c in cmd):
         cmds = tuple(cmd)
     else:

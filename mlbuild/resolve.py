@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlbuild.errors import ConfigError
-from mlbuild.pipeline import DEFAULT_PARAMS_FILE, Pipeline, build_pipeline
+from mlbuild.pipeline import DEFAULT_PARAMS_FILE, Pipeline, build_pipeline, check_stage_names
 from mlbuild.yamlio import parse_yaml, write_atomic
 
 DVCFILE = "dvc.yaml"
@@ -102,8 +102,10 @@ def resolved_dvcyaml(root: Path, text: str | None = None) -> dict[str, Any]:
     """The dvc.yaml mapping with all templating expanded."""
     raw = _load_memo(root) if text is None else None
     if raw is not None and not _is_templated(raw):
+        check_stage_names(raw, DVCFILE)
         return raw
     text, raw = load_raw(root, text)
+    check_stage_names(raw, DVCFILE)
     if not _is_templated(raw):
         return raw
     key = _cache_key(root, text, raw)

@@ -20,10 +20,16 @@ def parse_yaml(text: str, where: str) -> Any:
     try:
         return yaml12.load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        loc = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{where}{loc}: malformed YAML: {problem}") from exc
+        raise yaml_error(exc, where) from exc
+
+
+def yaml_error(exc: Exception, where: str) -> ConfigError:
+    """A PyYAML error (syntax, or a tag the safe loader refuses) as one line naming the file,
+    line and column."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    loc = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+    return ConfigError(f"{where}{loc}: malformed YAML: {problem}")
 
 
 def load_yaml(path: Path, where: str | None = None) -> Any:
