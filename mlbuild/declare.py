@@ -143,7 +143,8 @@ def _stage_definition(root: Path, decl: Declaration) -> tuple[dict[str, Any], se
     return definition, third_party(files, root)
 
 
-def compile_project(root: Path, decls: list[Declaration]) -> tuple[str, str]:
+def compile_project(root: Path, decls: list[Declaration]
+                    ) -> tuple[str, str, dict[str, Any]]:
     """The generated dvc.yaml and environment file for these declarations."""
     sources = " ".join(d.source for d in decls)
     header = (
@@ -162,7 +163,8 @@ def compile_project(root: Path, decls: list[Declaration]) -> tuple[str, str]:
                                  "hermetic": hermetic.to_doc()}
     resolver.save()
     environment = {**interpreter(), "stages": env_stages}
-    return header + dump_yaml({"stages": stages}), ENV_HEADER + dump_yaml(environment)
+    doc = {"stages": stages}
+    return header + dump_yaml(doc), ENV_HEADER + dump_yaml(environment), doc
 
 
 def is_generated(root: Path) -> bool:
@@ -174,9 +176,12 @@ def is_generated(root: Path) -> bool:
         return fobj.readline().startswith(GENERATED_MARK)
 
 
+def _current(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.exists() else None
+
+
 def _update(path: Path, text: str, check: bool) -> str | None:
-    current = path.read_text(encoding="utf-8") if path.exists() else None
-    if current == text:
+    if _current(path) == text:
         return None
     if not check:
         write_atomic(path, text)
@@ -194,6 +199,10 @@ def sync_dvcyaml(root: Path, check: bool = False) -> Compiled:
             "dvc.yaml is hand-written but stages/*.yaml declarations exist; remove one of them "
             "(mlbuild only overwrites a dvc.yaml it generated)"
         )
-    dvcyaml, environment = compile_project(root, decls)
+    dvcyaml, environment, doc = compile_project(root, decls)
+    if _current(root / "dvc.yaml") != dvcyaml:  # validated when it changes, not on a no-op
+        from mlbuild.dvcschema import check_compiled
+
+        check_compiled(root, doc, {d.name: d.source for d in decls})
     return Compiled(_update(root / "dvc.yaml", dvcyaml, check),
                     _update(root / ENV_FILE, environment, check))

@@ -32,6 +32,19 @@ def resolve_dvcyaml(root: Path, raw: dict[str, Any]) -> dict[str, Any]:
             "stages": _plain(resolved.get("stages", {}))}
 
 
+def schema_problems(doc: dict[str, Any]) -> list[tuple[list[Any], str]]:
+    """Where and why DVC's own dvc.yaml schema (dvc/schema.py) refuses *doc*: (key path,
+    message) pairs; none when DVC accepts it."""
+    from dvc.schema import COMPILED_MULTI_STAGE_SCHEMA
+    from voluptuous import MultipleInvalid
+
+    try:
+        COMPILED_MULTI_STAGE_SCHEMA(doc)
+    except MultipleInvalid as exc:
+        return [(list(err.path), err.error_message) for err in exc.errors]
+    return []
+
+
 def _plain(node: Any) -> Any:
     """Convert DVC's resolved containers to plain JSON-able Python values."""
     if isinstance(node, dict):

@@ -85,6 +85,19 @@ def load_raw(root: Path, text: str | None = None) -> tuple[str, dict[str, Any]]:
     return text, raw
 
 
+def _check_parsed(root: Path, raw: Any) -> None:
+    """Validate a freshly parsed dvc.yaml: mlbuild's own checks first (they suggest the key
+    meant), then DVC's schema, whose refusal would break every DVC command."""
+    if not isinstance(raw, dict):
+        return  # the caller says what is wrong
+    check_stage_names(raw, DVCFILE)
+    if not _is_templated(raw):
+        build_pipeline(root, raw)
+    from mlbuild.dvcschema import check_dvcyaml
+
+    check_dvcyaml(raw, lambda: (root / DVCFILE).read_text(encoding="utf-8"))
+
+
 def _load_memo(root: Path) -> dict[str, Any] | None:
     """dvc.yaml through the parsed-file memo (None when it cannot be used)."""
     from mlbuild.parsed import load_yaml_memo
@@ -92,7 +105,8 @@ def _load_memo(root: Path) -> dict[str, Any] | None:
     path = root / DVCFILE
     if not path.is_file():
         return None
-    raw = load_yaml_memo(path, DVCFILE, state_dir(root) / "parsed") or {}
+    raw = load_yaml_memo(path, DVCFILE, state_dir(root) / "parsed",
+                         check=lambda data: _check_parsed(root, data)) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{DVCFILE}: expected a mapping with a 'stages' key")
     return raw

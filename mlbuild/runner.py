@@ -72,7 +72,7 @@ def stage_env(root: Path, stage: Stage) -> dict[str, str]:
 def shell_command(shell: str, cmd: str) -> list[str]:
     """The argv DVC runs a command with (dvc/stage/run.py _make_cmd): the user's shell, told
     not to read its start-up files, which could change the environment or the command."""
-    name = os.path.basename(shell).lower()
+    name = Path(shell).name.lower()
     options = {"bash": ["--noprofile", "--norc"], "zsh": ["--no-rcs"]}.get(name, [])
     return [shell, *options, "-c", cmd]
 
@@ -172,8 +172,8 @@ def run_command(root: Path, stage: Stage, logdir: Path, procs: ProcessTable,
         for cmd in stage.cmd:
             try:
                 proc = subprocess.Popen(
-                    shell_command(shell, cmd), cwd=root / stage.wdir, env=env, stdout=out, stderr=err,
-                    stdin=subprocess.DEVNULL, start_new_session=True,
+                    shell_command(shell, cmd), cwd=root / stage.wdir, env=env, stdout=out,
+                    stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
                 )
             except OSError as exc:
                 raise StageFailedError(

@@ -32,6 +32,39 @@ def yaml_error(exc: Exception, where: str) -> ConfigError:
     return ConfigError(f"{where}{loc}: malformed YAML: {problem}")
 
 
+def locate(text: str, keys: list[Any]) -> str:
+    """':line:column' of the value at *keys* (mapping keys and list indexes) in YAML *text*,
+    of its nearest enclosing node when the value itself is absent; '' when not found.
+
+    Composes the node tree only: no Python object is built, whatever tags the text holds.
+    """
+    import yaml
+
+    from mlbuild import yaml12
+
+    try:
+        node = yaml.compose(text, Loader=yaml12.Loader)
+    except yaml.YAMLError:
+        return ""
+    mark = node.start_mark if node is not None else None
+    for key in keys:
+        child = _child(node, key)
+        if child is None:
+            break
+        node, mark = child, child.start_mark
+    return f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+
+
+def _child(node: Any, key: Any) -> Any:
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        return next((v for k, v in node.value if getattr(k, "value", None) == str(key)), None)
+    if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+        return node.value[key]
+    return None
+
+
 def load_yaml(path: Path, where: str | None = None) -> Any:
     """Load a YAML file; missing or malformed files raise ConfigError."""
     label = where or str(path)

@@ -235,3 +235,50 @@ def test_multi_line_cmd_runs_each_line_on_its_own(tmp_path: Path, kind: str) -> 
     assert proc.returncode == 0, proc.stderr
     assert proj.read("where.txt").strip() == str(proj.path)
     assert proj.read("after.txt") == "after\n"
+
+
+# -- item 7: value types, checked by DVC's own schema -------------------------------------------
+
+@pytest.mark.parametrize(("old", "new", "words"), [
+    ("  - x.txt\n", "  - x.txt: {cache: maybe}\n", ("stages/x.yaml:5:", "outs[0].x.txt.cache",
+                                                      "expected bool", "'maybe'")),
+    ("  - x.txt\n", "  - x.txt: {persist: \"yes\"}\n", ("stages/x.yaml:5:", "persist",
+                                                          "expected bool")),
+    ("  - x.txt\n", "  - x.txt: {cache: \"false\"}\n", ("stages/x.yaml:5:", "cache", "bool")),
+    ("  - x.txt\n", "  - x.txt\nmetrics:\n  - m.json: {cache: 1}\n",
+     ("stages/x.yaml:7:", "metrics[0].m.json.cache", "expected bool")),
+    ("cmd:", "desc: [1, 2]\ncmd:", ("stages/x.yaml:1:7", "desc", "expected str")),
+])
+def test_wrong_value_types_in_a_declaration(declared: Project, old: str, new: str,
+                                            words: tuple[str, ...]) -> None:
+    declared.write("stages/x.yaml", DECL.replace(old, new))
+    for args in (("run",), ("compile",), ("status",)):
+        line = bad(declared, *words, files=("x.txt", "dvc.yaml"), args=args)
+        assert "DVC" in line
+    assert declared.dvc("status").returncode == 0  # dvc.yaml was never broken
+
+
+@pytest.mark.parametrize(("old", "new", "words"), [
+    ("outs: [report.txt]", "outs:\n      - report.txt: {cache: maybe}",
+     ("dvc.yaml:", "stages.report.outs[0].report.txt.cache", "expected bool")),
+    ("outs: [report.txt]", "outs: [report.txt]\n    frozen: \"no\"",
+     ("dvc.yaml:18:13", "stages.report.frozen", "expected bool")),
+    ("outs: [report.txt]", "outs: [report.txt]\n    desc: [1, 2]",
+     ("dvc.yaml:18:11", "desc", "expected str")),
+])
+def test_hand_written_dvc_yaml_refused_by_dvcs_schema(chain: Project, old: str, new: str,
+                                                      words: tuple[str, ...]) -> None:
+    chain.write("dvc.yaml", CHAIN.replace(old, new))
+    dvc = chain.dvc("status")
+    assert dvc.returncode != 0 and "validation failed" in dvc.stderr  # DVC refuses it too
+    for args in (("run",), ("status",)):
+        bad(chain, *words, files=CHAIN_OUTS, args=args)
+
+
+def test_schema_is_checked_once_per_change_of_dvc_yaml(chain: Project) -> None:
+    chain.write("dvc.yaml", CHAIN.replace("outs: [report.txt]", "outs: [report.txt]\n"
+                                          "    desc: report"))
+    assert chain.run("run").returncode == 0
+    proc = chain.run("-v", "run", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert "dvc.schema" not in proc.stderr and "voluptuous" not in proc.stderr
