@@ -26,7 +26,7 @@ from mlbuild.fingerprint import Hasher, HashInfo
 from mlbuild.graph import Graph
 from mlbuild.lockfile import LockFile, stage_entry
 from mlbuild.runcache import RunCache, can_cache, run_key, saves_run_cache
-from mlbuild.runner import ProcessTable, backed_up_outputs, run_command
+from mlbuild.runner import ProcessTable, backed_up_outputs, log_name, run_command
 from mlbuild.sandbox.policy import Sandbox
 from mlbuild.status import Reason, Snapshot, StatusChecker
 
@@ -73,7 +73,7 @@ class Builder:
             outcome, reasons = self._build(name)
             result = StageResult(name, outcome, reasons=[str(r) for r in reasons])
         except MlbuildError as exc:
-            log = str(self.scratch / "logs" / f"{name.replace('/', '_')}.err")
+            log = str(self.scratch / "logs" / log_name(name, ".err"))
             result = StageResult(name, FAILED, message=str(exc), log=log)
         except (OSError, ValueError, RuntimeError) as exc:
             # one stage's unexpected problem (unreadable data, a vanished directory) fails

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mlbuild.errors import ConfigError
+from mlbuild.names import derived
 
 
 def parse_yaml(text: str, where: str) -> Any:
@@ -114,7 +115,9 @@ def _mode_for(path: Path) -> int:
 def write_atomic(path: Path, text: str | bytes) -> None:
     """Write a file atomically: temp file in the same directory, fsync, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # mkstemp puts 8 random characters between prefix and suffix: leave room for them
+    prefix = derived(path.name, ".", ".12345678.tmp")[:-len("12345678.tmp")]
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fobj:
             fobj.write(text.encode("utf-8") if isinstance(text, str) else text)

@@ -282,3 +282,31 @@ def test_schema_is_checked_once_per_change_of_dvc_yaml(chain: Project) -> None:
     proc = chain.run("-v", "run", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert proc.returncode == 0, proc.stderr
     assert "dvc.schema" not in proc.stderr and "voluptuous" not in proc.stderr
+
+
+# -- issue 9 item 9: file names of 252-255 bytes ------------------------------------------------
+
+@pytest.mark.parametrize("length", [252, 255])
+def test_longest_legal_file_names_build_like_dvc(tmp_path: Path, length: int) -> None:
+    out = "o" * (length - 4) + ".txt"
+    dep = "d" * (length - 4) + ".txt"
+    stage = "s" * length
+    proj = new_project(tmp_path / "p", {dep: "v1\n", "dvc.yaml": f"""
+        stages:
+          {stage}:
+            cmd: cat {dep} > {out}
+            deps: [{dep}]
+            outs: [{out}]
+    """})
+    for _ in range(2):  # a first build, then a rebuild that moves the old output aside
+        proc = proj.run("run")
+        assert proc.returncode == 0, proc.stderr
+        assert proj.run("status").returncode == 0
+        proj.write(dep, proj.read(dep) + "more\n")
+    (proj.path / out).unlink()
+    proj.write(dep, "v1\n")
+    proc = proj.run("run")  # the first build again: checked out of the run-cache
+    assert proc.returncode == 0, proc.stderr
+    assert proj.read(out) == "v1\n"
+    assert not [p.name for p in proj.path.iterdir() if p.name.endswith(".tmp")]
+    assert "up to date" in proj.dvc("status").stdout
