@@ -85,6 +85,8 @@ class Builder:
         with self._mutex:
             self.outcomes[name] = result.outcome
             result.warnings = self.warnings.get(name, [])
+            if result.outcome == RAN:  # about the command's interpolated values
+                result.warnings = [*self.graph.stages[name].warnings, *result.warnings]
         self.emit(Event("done", name, result.outcome, result.seconds, tuple(result.reasons),
                         result.message, result.log, tuple(result.warnings)))
         return result

@@ -90,7 +90,7 @@ def compose(root: Path, overrides: list[str]) -> dict[str, Any]:
     import yaml
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
-    from hydra.errors import HydraException
+    from hydra.errors import HydraException, OverrideParseException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -102,6 +102,10 @@ def compose(root: Path, overrides: list[str]) -> dict[str, Any]:
         raise yaml_error(exc, _config_file(root, exc)) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{CONFIG_DIR}/: a config file is not UTF-8 text ({exc.reason})") from exc
+    except OverrideParseException as exc:  # the command line is at fault, not configs/
+        raise ConfigError(
+            f"override '{exc.override}': {_one_line(exc)} (quote a value holding shell or "
+            f"Hydra syntax, e.g. key='\"value\"')") from exc
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         hint = _suggest_key(root, overrides, str(exc))
         raise ConfigError(f"{CONFIG_DIR}/: {_one_line(exc)}{hint}") from exc

@@ -116,7 +116,8 @@ class Compiled:
     environment: str | None
 
 
-def _stage_definition(root: Path, decl: Declaration) -> tuple[dict[str, Any], set[str]]:
+def _stage_definition(root: Path, decl: Declaration, params_text: str | None
+                      ) -> tuple[dict[str, Any], set[str]]:
     data = decl.data
     deps = list(dict.fromkeys(data.get("deps") or []))
     files = code_deps(root, data["cmd"], root)
@@ -133,7 +134,7 @@ def _stage_definition(root: Path, decl: Declaration) -> tuple[dict[str, Any], se
     definition: dict[str, Any] = {}
     if data.get("desc"):
         definition["desc"] = data["desc"]
-    definition["cmd"] = data["cmd"]
+    definition["cmd"] = _cmd(root, decl, params_text)
     for key, value in (("deps", deps), ("params", params),
                        *((k, data.get(k)) for k in ("outs", "metrics", "plots"))):
         if value:
@@ -143,7 +144,23 @@ def _stage_definition(root: Path, decl: Declaration) -> tuple[dict[str, Any], se
     return definition, third_party(files, root)
 
 
-def compile_project(root: Path, decls: list[Declaration]
+def _cmd(root: Path, decl: Declaration, params_text: str | None) -> str:
+    """The declared cmd, with `${key}` filled in from params.yaml and quoted for the shell."""
+    from mlbuild.cmdquote import is_templated, quote_cmd
+
+    cmd: str = decl.data["cmd"]
+    if not is_templated(cmd):
+        return cmd
+    from mlbuild.yamlio import parse_yaml
+
+    path = root / "params.yaml"
+    text = params_text if params_text is not None else (
+        path.read_text(encoding="utf-8") if path.is_file() else "")
+    params = parse_yaml(text, "params.yaml") or {}
+    return quote_cmd(cmd, params if isinstance(params, dict) else {}, decl.source)
+
+
+def compile_project(root: Path, decls: list[Declaration], params_text: str | None = None,
                     ) -> tuple[str, str, dict[str, Any]]:
     """The generated dvc.yaml and environment file for these declarations."""
     sources = " ".join(d.source for d in decls)
@@ -156,7 +173,7 @@ def compile_project(root: Path, decls: list[Declaration]
     stages: dict[str, Any] = {}
     env_stages: dict[str, Any] = {}
     for decl in decls:
-        stages[decl.name], imports = _stage_definition(root, decl)
+        stages[decl.name], imports = _stage_definition(root, decl, params_text)
         parse_stage(decl.name, stages[decl.name], decl.source)  # fail before writing dvc.yaml
         hermetic = merge(defaults, decl.data.get("hermetic"), f"{decl.source}.hermetic")
         env_stages[decl.name] = {"packages": resolver.packages(imports),
@@ -188,9 +205,10 @@ def _update(path: Path, text: str, check: bool) -> str | None:
     return text
 
 
-def sync_dvcyaml(root: Path, check: bool = False) -> Compiled:
+def sync_dvcyaml(root: Path, check: bool = False, params_text: str | None = None) -> Compiled:
     """Regenerate dvc.yaml and the environment file from the declarations (with check, only
-    report what would change). A project without declarations is left alone."""
+    report what would change; *params_text* is a params.yaml not yet written). A project
+    without declarations is left alone."""
     decls = declarations(root)
     if not decls:
         return Compiled(None, None)
@@ -199,7 +217,7 @@ def sync_dvcyaml(root: Path, check: bool = False) -> Compiled:
             "dvc.yaml is hand-written but stages/*.yaml declarations exist; remove one of them "
             "(mlbuild only overwrites a dvc.yaml it generated)"
         )
-    dvcyaml, environment, doc = compile_project(root, decls)
+    dvcyaml, environment, doc = compile_project(root, decls, params_text)
     if _current(root / "dvc.yaml") != dvcyaml:  # validated when it changes, not on a no-op
         from mlbuild.dvcschema import check_compiled
 

@@ -18,6 +18,7 @@ STAGE_KEYS = (
 )
 OUT_OPTIONS = ("cache", "persist", "remote", "push", "desc", "type", "labels", "meta",
                "checkpoint", "x", "y", "template", "title", "x_label", "y_label", "header")
+WARNINGS_KEY = "mlbuild:warnings"  # resolution's warnings, kept beside the resolved stages
 TOP_KEYS = ("stages", "vars", "artifacts", "metrics", "plots", "params", "datasets")
 # DVC's stage-name rule (dvc.stage.INVALID_STAGENAME_CHARS, enforced by `dvc stage add`):
 # no punctuation but '-' and '_'. '@' joins foreach members to their key, ':' separates
@@ -71,6 +72,7 @@ class Stage:
     frozen: bool = False
     always_changed: bool = False
     contracts: tuple[Contract, ...] = ()
+    warnings: tuple[str, ...] = ()  # reported when the stage runs
 
     @property
     def is_callback(self) -> bool:

@@ -9,11 +9,18 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from mlbuild.errors import ConfigError
-from mlbuild.pipeline import DEFAULT_PARAMS_FILE, Pipeline, build_pipeline, check_stage_names
+from mlbuild.pipeline import (
+    DEFAULT_PARAMS_FILE,
+    WARNINGS_KEY,
+    Pipeline,
+    build_pipeline,
+    check_stage_names,
+)
 from mlbuild.yamlio import parse_yaml, write_atomic
 
 DVCFILE = "dvc.yaml"
@@ -138,4 +145,12 @@ def resolved_dvcyaml(root: Path, text: str | None = None) -> dict[str, Any]:
 
 def load_pipeline(root: Path, text: str | None = None) -> Pipeline:
     """Load and validate the project's pipeline (from *text* instead of dvc.yaml if given)."""
-    return build_pipeline(root, resolved_dvcyaml(root, text))
+    data = dict(resolved_dvcyaml(root, text))
+    warnings: dict[str, list[str]] = data.pop(WARNINGS_KEY, None) or {}
+    pipeline = build_pipeline(root, data)
+    for name, found in warnings.items():
+        for member, stage in pipeline.stages.items():
+            if member == name or member.startswith(name + "@"):
+                pipeline.stages[member] = replace(
+                    stage, warnings=tuple(f"stage '{member}': {w}" for w in found))
+    return pipeline

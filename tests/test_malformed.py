@@ -310,3 +310,46 @@ def test_longest_legal_file_names_build_like_dvc(tmp_path: Path, length: int) ->
     assert proj.read(out) == "v1\n"
     assert not [p.name for p in proj.path.iterdir() if p.name.endswith(".tmp")]
     assert "up to date" in proj.dvc("status").stdout
+
+
+# -- issue 9 item 11: override values reach the shell as data -----------------------------------
+
+def test_override_values_are_quoted_in_a_declared_cmd(hydra: Project) -> None:
+    for value in ("$(touch pwned)", "a; touch pwned2", "it's `touch pwned3`"):
+        proc = hydra.run("run", f"model.name={value!r}")
+        assert proc.returncode == 0, proc.stderr
+        assert hydra.read("out.txt") == value + "\n"
+    assert not [p for p in hydra.path.iterdir() if p.name.startswith("pwned")]
+    assert "up to date" in hydra.dvc("status").stdout  # DVC runs the same quoted command
+    proc = hydra.run("run")
+    assert proc.returncode == 0, proc.stderr
+    assert hydra.read("out.txt") == "small\n"
+
+
+def test_interpolating_a_missing_key_names_the_declaration(hydra: Project) -> None:
+    hydra.write("stages/x.yaml", hydra.read("stages/x.yaml").replace("model.name", "model.nme"))
+    bad(hydra, "stages/x.yaml", "model.nme", files=("out.txt", "dvc.yaml"))
+
+
+def test_hand_written_cmd_runs_as_dvc_does_and_warns(tmp_path: Path) -> None:
+    proj = new_project(tmp_path / "p", {
+        "params.yaml": "model:\n  name: $(touch made-by-shell)\n",
+        "dvc.yaml": """
+            stages:
+              s:
+                cmd: echo ${model.name} > out.txt
+                outs: [out.txt]
+        """,
+    })
+    proc = proj.run("run")
+    assert proc.returncode == 0, proc.stderr
+    assert (proj.path / "made-by-shell").exists()  # exactly what dvc repro does
+    assert "shell metacharacters" in proc.stderr + proc.stdout
+    assert "${model.name}" in proc.stderr + proc.stdout
+
+
+def test_unquoted_override_error_names_the_override(hydra: Project) -> None:
+    line = bad(hydra, "override 'model.name=$(touch x)'", files=("out.txt", "params.yaml"),
+               args=("run", "model.name=$(touch x)"))
+    assert "configs/" not in line
+    assert not (hydra.path / "x").exists()
