@@ -148,6 +148,18 @@ def test_wrong_types_in_a_dvc_file(chain: Project, text: str, words: tuple[str, 
         bad(chain, *words, args=args)
 
 
+@pytest.mark.parametrize(("old", "new", "words"), [
+    ("md5: ", "md5: [1]\n      was: ", ("dvc.lock:", "stages.prepare.deps.0.md5", "expected str")),
+    ("size: ", "size: lots\n      was: ", ("dvc.lock:", "size", "expected int")),
+    ("cmd: ", "cmd: {a: 1}\n    was: ", ("dvc.lock:4:", "stages.prepare.cmd")),
+])
+def test_wrong_types_in_dvc_lock(chain: Project, old: str, new: str,
+                                 words: tuple[str, ...]) -> None:
+    chain.write("dvc.lock", chain.read("dvc.lock").replace(old, new, 1))
+    for args in (("run",), ("status",)):
+        bad(chain, *words, files=CHAIN_OUTS, args=args)
+
+
 @pytest.mark.parametrize(("suffix", "text", "words"), [
     ("json", '{"lr": 0.1,,}', "extra.json:1:"),
     ("toml", "lr = = 1\n", "extra.toml"),
@@ -175,6 +187,14 @@ def test_stage_name_dvc_refuses_in_a_declaration_file_name(declared: Project,
     shutil.copy(declared.path / "stages/x.yaml", declared.path / f"stages/{stem}.yaml")
     (declared.path / f"stages/{stem}.yaml").write_text(DECL.replace("x.txt", "y.txt"))
     bad(declared, f"stages/{stem}.yaml", "punctuation", files=("x.txt", "dvc.yaml"))
+
+
+def test_the_name_rule_is_dvcs() -> None:
+    from dvc.stage import INVALID_STAGENAME_CHARS
+
+    from mlbuild.pipeline import INVALID_NAME_CHARS
+
+    assert set(INVALID_NAME_CHARS) == INVALID_STAGENAME_CHARS
 
 
 def test_foreach_members_and_dashes_are_fine(tmp_path: Path) -> None:
