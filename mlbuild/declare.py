@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from mlbuild.imports import closure, code_deps, module_file, third_party
 from mlbuild.pipeline import check_stage_name, parse_stage
 from mlbuild.resolve import state_dir
 from mlbuild.settings import load_project_config, merge
-from mlbuild.yamlio import dump_yaml, load_mapping, write_atomic
+from mlbuild.yamlio import dump_yaml, load_mapping, locate, write_atomic
 
 DECL_DIR = "stages"
 DECL_KEYS = ("cmd", "deps", "outs", "params", "metrics", "plots", "hermetic", "contracts",
@@ -38,16 +39,27 @@ class Declaration:
     data: dict[str, Any]
 
 
-def _check_list(value: Any, where: str, allow_dicts: bool) -> list[Any]:
+Locator = Callable[..., str]  # key path -> 'file:line:column' (computed only for an error)
+
+
+def _locator(path: Path, where: str) -> Locator:
+    def at(*keys: Any, key_itself: bool = False) -> str:
+        return where + locate(path.read_text(encoding="utf-8"), list(keys), key_itself)
+
+    return at
+
+
+def _check_list(value: Any, at: Locator, key: str, allow_dicts: bool) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise ConfigError(f"{where}: expected a list")
-    for item in value:
+        raise ConfigError(f"{at(key)}: {key}: expected a list, got {value!r}")
+    for idx, item in enumerate(value):
         if isinstance(item, str) or (allow_dicts and isinstance(item, dict) and len(item) == 1):
             continue
         kind = "a path or {path: options}" if allow_dicts else "a path"
-        raise ConfigError(f"{where}: each entry must be {kind}, got {item!r}")
+        raise ConfigError(f"{at(key, idx)}: {key}[{idx}]: each entry must be {kind}, "
+                          f"got {item!r}")
     return value
 
 
@@ -88,13 +100,16 @@ def load_declaration(path: Path, root: Path) -> Declaration:
     where = path.relative_to(root).as_posix()
     check_stage_name(path.stem, where)
     data = load_mapping(path, where)
-    check_keys(data, DECL_KEYS, where)
+    at = _locator(path, where)
+    unknown = [k for k in data if k not in DECL_KEYS]
+    if unknown:
+        check_keys(data, DECL_KEYS, at(unknown[0], key_itself=True))
     cmd = data.get("cmd")
     if not isinstance(cmd, str) or not cmd.strip():
-        raise ConfigError(f"{where}: 'cmd' is required and must be a command string")
-    _check_list(data.get("deps"), f"{where}.deps", allow_dicts=False)
+        raise ConfigError(f"{at('cmd')}: 'cmd' is required and must be a command string")
+    _check_list(data.get("deps"), at, "deps", allow_dicts=False)
     for key in ("outs", "metrics", "plots", "params"):
-        _check_list(data.get(key), f"{where}.{key}", allow_dicts=True)
+        _check_list(data.get(key), at, key, allow_dicts=True)
     merge(load_project_config(root).hermetic, data.get("hermetic"), f"{where}.hermetic")
     _check_contracts(data.get("contracts"), f"{where}.contracts")
     return Declaration(name=path.stem, source=where, data=data)

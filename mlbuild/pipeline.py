@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import string
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,10 +97,15 @@ def check_stage_name(name: str, where: str) -> None:
         raise ConfigError(f"{where}: stage name '{name}' is not allowed{shown}: {NAME_RULE}")
 
 
-def check_stage_names(raw: Any, where: str) -> None:
-    """Check the stage names of an unresolved dvc.yaml (foreach members get their '@' later)."""
+def check_stage_names(raw: Any, where: str, text: Callable[[], str] | None = None) -> None:
+    """Check the stage names of an unresolved dvc.yaml (foreach members get their '@' later);
+    *text* gives the file's text, read only to say on which line a bad name is."""
     stages = raw.get("stages") if isinstance(raw, dict) else None
     for name in stages if isinstance(stages, dict) else ():
+        if INVALID_NAME_CHARS & set(str(name)) and text is not None:
+            from mlbuild.yamlio import locate
+
+            where += locate(text(), ["stages", name], key_itself=True)
         check_stage_name(str(name), where)
 
 

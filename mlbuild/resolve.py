@@ -97,7 +97,7 @@ def _check_parsed(root: Path, raw: Any) -> None:
     meant), then DVC's schema, whose refusal would break every DVC command."""
     if not isinstance(raw, dict):
         return  # the caller says what is wrong
-    check_stage_names(raw, DVCFILE)
+    check_stage_names(raw, DVCFILE, lambda: load_raw(root)[0])
     if not _is_templated(raw):
         build_pipeline(root, raw)
     from mlbuild.dvcschema import check_dvcyaml
@@ -123,10 +123,10 @@ def resolved_dvcyaml(root: Path, text: str | None = None) -> dict[str, Any]:
     """The dvc.yaml mapping with all templating expanded."""
     raw = _load_memo(root) if text is None else None
     if raw is not None and not _is_templated(raw):
-        check_stage_names(raw, DVCFILE)
+        check_stage_names(raw, DVCFILE, lambda: load_raw(root)[0])
         return raw
     text, raw = load_raw(root, text)
-    check_stage_names(raw, DVCFILE)
+    check_stage_names(raw, DVCFILE, lambda: text)
     if not _is_templated(raw):
         return raw
     key = _cache_key(root, text, raw)

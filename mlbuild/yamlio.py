@@ -33,9 +33,10 @@ def yaml_error(exc: Exception, where: str) -> ConfigError:
     return ConfigError(f"{where}{loc}: malformed YAML: {problem}")
 
 
-def locate(text: str, keys: list[Any]) -> str:
-    """':line:column' of the value at *keys* (mapping keys and list indexes) in YAML *text*,
-    of its nearest enclosing node when the value itself is absent; '' when not found.
+def locate(text: str, keys: list[Any], key_itself: bool = False) -> str:
+    """':line:column' of the value at *keys* (mapping keys and list indexes) in YAML *text*
+    (with *key_itself*, of the last key), or of its nearest enclosing node when it is absent;
+    '' when the text does not parse.
 
     Composes the node tree only: no Python object is built, whatever tags the text holds.
     """
@@ -49,20 +50,23 @@ def locate(text: str, keys: list[Any]) -> str:
         return ""
     mark = node.start_mark if node is not None else None
     for key in keys:
-        child = _child(node, key)
-        if child is None:
+        found = _child(node, key)
+        if found is None:
             break
-        node, mark = child, child.start_mark
+        key_node, node = found
+        mark = (key_node or node).start_mark if key_itself else node.start_mark
     return f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
 
 
-def _child(node: Any, key: Any) -> Any:
+def _child(node: Any, key: Any) -> tuple[Any, Any] | None:
+    """(key node or None, value node) of *key* under *node*."""
     import yaml
 
     if isinstance(node, yaml.MappingNode):
-        return next((v for k, v in node.value if getattr(k, "value", None) == str(key)), None)
+        return next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(key)),
+                    None)
     if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-        return node.value[key]
+        return None, node.value[key]
     return None
 
 

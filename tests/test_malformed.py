@@ -177,7 +177,7 @@ def test_malformed_json_and_toml_params(chain: Project, suffix: str, text: str,
 @pytest.mark.parametrize("name", ["a@b", "a:b", "a/b", "a\\\\b", "a.b", "a+b"])
 def test_stage_name_dvc_refuses_in_dvc_yaml(chain: Project, name: str) -> None:
     chain.write("dvc.yaml", CHAIN.replace("  report:", f'  "{name}":'))
-    line = bad(chain, "dvc.yaml", "punctuation")
+    line = bad(chain, "dvc.yaml:15:3", "punctuation")
     assert name.replace("\\\\", "\\") in line
 
 
@@ -276,6 +276,18 @@ def test_wrong_value_types_in_a_declaration(declared: Project, old: str, new: st
         line = bad(declared, *words, files=("x.txt", "dvc.yaml"), args=args)
         assert "DVC" in line
     assert declared.dvc("status").returncode == 0  # dvc.yaml was never broken
+
+
+@pytest.mark.parametrize(("old", "new", "words"), [
+    ("deps:\n  - data.txt\n", "deps: data.txt\n", ("stages/x.yaml:2:7", "deps", "a list")),
+    ("  - data.txt\n", "  - data.txt\n  - {a: 1, b: 2}\n", ("stages/x.yaml:4:5", "deps[1]")),
+    ("deps:", "dpes:", ("stages/x.yaml:2:1", "'dpes'", "did you mean 'deps'")),
+    ("cmd: python stages/x.py", "cmd: [python]", ("stages/x.yaml:1:6", "'cmd'")),
+])
+def test_declaration_structure_errors_name_the_line(declared: Project, old: str, new: str,
+                                                    words: tuple[str, ...]) -> None:
+    declared.write("stages/x.yaml", DECL.replace(old, new))
+    bad(declared, *words, files=("x.txt", "dvc.yaml"))
 
 
 @pytest.mark.parametrize(("old", "new", "words"), [
