@@ -161,9 +161,11 @@ def _stage_definition(root: Path, decl: Declaration, params_text: str | None
 
 def _cmd(root: Path, decl: Declaration, params_text: str | None) -> str:
     """The declared cmd, with `${key}` filled in from params.yaml and quoted for the shell."""
+    cmd: str = decl.data["cmd"]
+    if "${" not in cmd:  # the common case, answered without loading the quoting machinery
+        return cmd
     from mlbuild.cmdquote import is_templated, quote_cmd
 
-    cmd: str = decl.data["cmd"]
     if not is_templated(cmd):
         return cmd
     from mlbuild.yamlio import parse_yaml

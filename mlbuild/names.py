@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 NAME_MAX = 255  # bytes in one path component on Linux, macOS and Windows filesystems alike
 
 
@@ -19,6 +17,8 @@ def derived(name: str, prefix: str = "", suffix: str = "") -> str:
     whole = f"{prefix}{name}{suffix}"
     if fits(whole):
         return whole
+    import hashlib  # only for an over-long name
+
     digest = hashlib.md5(name.encode("utf-8", "surrogateescape"),
                          usedforsecurity=False).hexdigest()[:12]
     room = NAME_MAX - len(f"{prefix}~{digest}{suffix}".encode("utf-8", "surrogateescape"))
