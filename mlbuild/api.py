@@ -59,7 +59,7 @@ def prepare(root: Path, overrides: list[str] | None = None, dry: bool = False) -
     from mlbuild.declare import sync_dvcyaml
 
     params = sync_params(root, overrides or [], dry=dry)
-    compiled = sync_dvcyaml(root, check=dry)
+    compiled = sync_dvcyaml(root, check=dry, params_text=params if dry else None)
     if not dry:
         return open_workspace(root)
     pending = {"params.yaml": params, ENV_FILE: compiled.environment}

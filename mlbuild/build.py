@@ -26,7 +26,7 @@ from mlbuild.fingerprint import Hasher, HashInfo
 from mlbuild.graph import Graph
 from mlbuild.lockfile import LockFile, stage_entry
 from mlbuild.runcache import RunCache, can_cache, run_key, saves_run_cache
-from mlbuild.runner import ProcessTable, backed_up_outputs, run_command
+from mlbuild.runner import ProcessTable, backed_up_outputs, log_name, run_command
 from mlbuild.sandbox.policy import Sandbox
 from mlbuild.status import Reason, Snapshot, StatusChecker
 
@@ -75,7 +75,7 @@ class Builder:
             result = StageResult(name, outcome, reasons=[str(r) for r in reasons],
                                  message=self.restored.get(name, ""))
         except MlbuildError as exc:
-            log = str(self.scratch / "logs" / f"{name.replace('/', '_')}.err")
+            log = str(self.scratch / "logs" / log_name(name, ".err"))
             result = StageResult(name, FAILED, message=str(exc), log=log)
         except (OSError, ValueError, RuntimeError) as exc:
             # one stage's unexpected problem (unreadable data, a vanished directory) fails
@@ -87,6 +87,8 @@ class Builder:
         with self._mutex:
             self.outcomes[name] = result.outcome
             result.warnings = self.warnings.get(name, [])
+            if result.outcome == RAN:  # about the command's interpolated values
+                result.warnings = [*self.graph.stages[name].warnings, *result.warnings]
         self.emit(Event("done", name, result.outcome, result.seconds, tuple(result.reasons),
                         result.message, result.log, tuple(result.warnings)))
         return result

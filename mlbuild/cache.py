@@ -14,6 +14,7 @@ from pathlib import Path
 from mlbuild.dvcconfig import cache_dir, cache_types
 from mlbuild.errors import IntegrityError
 from mlbuild.fingerprint import Hasher, HashInfo, md5_file
+from mlbuild.names import derived
 
 FICLONE = 0x40049409  # Linux ioctl that makes a copy-on-write clone (reflink)
 INGEST_MIN = 4 * 1024 * 1024  # files this big are copied while being hashed (one read)
@@ -213,7 +214,7 @@ class Cache:
     def _checkout_file(self, md5: str, dst: Path, kinds: list[str] | None = None) -> None:
         src = self.object_path(md5)
         dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.parent / f".{dst.name}.{uuid.uuid4().hex}.tmp"
+        tmp = dst.parent / derived(dst.name, ".", f".{uuid.uuid4().hex}.tmp")
         kinds = kinds or self.types
         for kind in kinds:
             try:
@@ -288,7 +289,7 @@ def unprotect(path: Path) -> None:
         files = [path] if path.exists() else []
     for file in files:
         if file.is_symlink() or file.lstat().st_nlink > 1:
-            tmp = file.parent / f".{file.name}.{uuid.uuid4().hex}.tmp"
+            tmp = file.parent / derived(file.name, ".", f".{uuid.uuid4().hex}.tmp")
             shutil.copyfile(file, tmp)
             tmp.replace(file)
         file.chmod(file.stat().st_mode | 0o200)

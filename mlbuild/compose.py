@@ -11,7 +11,7 @@ from typing import Any
 from mlbuild.errors import ConfigError, did_you_mean_key
 from mlbuild.params import flat_keys
 from mlbuild.resolve import state_dir
-from mlbuild.yamlio import dump_yaml, write_atomic, write_json_atomic
+from mlbuild.yamlio import dump_yaml, write_atomic, write_json_atomic, yaml_error
 
 CONFIG_DIR = "configs"
 CONFIG_NAME = "config"
@@ -75,11 +75,22 @@ def _suggest_key(root: Path, overrides: list[str], message: str) -> str:
         return ""
 
 
+def _config_file(root: Path, exc: Exception) -> str:
+    """The project-relative name of the config file a YAML error is in."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    name = str(getattr(mark, "name", "") or "")
+    try:
+        return Path(name).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return name or f"{CONFIG_DIR}/"
+
+
 def compose(root: Path, overrides: list[str]) -> dict[str, Any]:
     """Run Hydra's compose() on configs/ and return the resolved plain mapping."""
+    import yaml
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
-    from hydra.errors import HydraException
+    from hydra.errors import HydraException, OverrideParseException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -87,6 +98,14 @@ def compose(root: Path, overrides: list[str]) -> dict[str, Any]:
         with initialize_config_dir(str(root / CONFIG_DIR), version_base="1.3"):
             cfg = hydra_compose(CONFIG_NAME, overrides=overrides)
         data = OmegaConf.to_container(cfg, resolve=True)
+    except yaml.YAMLError as exc:  # Hydra lets the YAML parser's errors through unwrapped
+        raise yaml_error(exc, _config_file(root, exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{CONFIG_DIR}/: a config file is not UTF-8 text ({exc.reason})") from exc
+    except OverrideParseException as exc:  # the command line is at fault, not configs/
+        raise ConfigError(
+            f"override '{exc.override}': {_one_line(exc)} (quote a value holding shell or "
+            f"Hydra syntax, e.g. key='\"value\"')") from exc
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         hint = _suggest_key(root, overrides, str(exc))
         raise ConfigError(f"{CONFIG_DIR}/: {_one_line(exc)}{hint}") from exc

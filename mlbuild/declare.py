@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,10 +11,10 @@ from mlbuild.contracts import check_attribute, check_ref, is_file_ref
 from mlbuild.envinfo import PackageResolver, interpreter
 from mlbuild.errors import ConfigError, check_keys
 from mlbuild.imports import EXCLUDED_TOP, closure, code_deps, module_file, third_party
-from mlbuild.pipeline import parse_stage
+from mlbuild.pipeline import check_stage_name, parse_stage
 from mlbuild.resolve import state_dir
 from mlbuild.settings import load_project_config, merge
-from mlbuild.yamlio import dump_yaml, load_mapping, write_atomic
+from mlbuild.yamlio import dump_yaml, load_mapping, locate, write_atomic
 
 DECL_DIR = "stages"
 DECL_KEYS = ("cmd", "deps", "outs", "params", "metrics", "plots", "hermetic", "contracts",
@@ -38,16 +39,27 @@ class Declaration:
     data: dict[str, Any]
 
 
-def _check_list(value: Any, where: str, allow_dicts: bool) -> list[Any]:
+Locator = Callable[..., str]  # key path -> 'file:line:column' (computed only for an error)
+
+
+def _locator(path: Path, where: str) -> Locator:
+    def at(*keys: Any, key_itself: bool = False) -> str:
+        return where + locate(path.read_text(encoding="utf-8"), list(keys), key_itself)
+
+    return at
+
+
+def _check_list(value: Any, at: Locator, key: str, allow_dicts: bool) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise ConfigError(f"{where}: expected a list")
-    for item in value:
+        raise ConfigError(f"{at(key)}: {key}: expected a list, got {value!r}")
+    for idx, item in enumerate(value):
         if isinstance(item, str) or (allow_dicts and isinstance(item, dict) and len(item) == 1):
             continue
         kind = "a path or {path: options}" if allow_dicts else "a path"
-        raise ConfigError(f"{where}: each entry must be {kind}, got {item!r}")
+        raise ConfigError(f"{at(key, idx)}: {key}[{idx}]: each entry must be {kind}, "
+                          f"got {item!r}")
     return value
 
 
@@ -86,14 +98,18 @@ def _schema_files(root: Path, contracts: dict[str, dict[str, str]], where: str) 
 def load_declaration(path: Path, root: Path) -> Declaration:
     """Read and validate one declaration file."""
     where = path.relative_to(root).as_posix()
+    check_stage_name(path.stem, where)
     data = load_mapping(path, where)
-    check_keys(data, DECL_KEYS, where)
+    at = _locator(path, where)
+    unknown = [k for k in data if k not in DECL_KEYS]
+    if unknown:
+        check_keys(data, DECL_KEYS, at(unknown[0], key_itself=True))
     cmd = data.get("cmd")
     if not isinstance(cmd, str) or not cmd.strip():
-        raise ConfigError(f"{where}: 'cmd' is required and must be a command string")
-    _check_list(data.get("deps"), f"{where}.deps", allow_dicts=False)
+        raise ConfigError(f"{at('cmd')}: 'cmd' is required and must be a command string")
+    _check_list(data.get("deps"), at, "deps", allow_dicts=False)
     for key in ("outs", "metrics", "plots", "params"):
-        _check_list(data.get(key), f"{where}.{key}", allow_dicts=True)
+        _check_list(data.get(key), at, key, allow_dicts=True)
     merge(load_project_config(root).hermetic, data.get("hermetic"), f"{where}.hermetic")
     _check_contracts(data.get("contracts"), f"{where}.contracts")
     return Declaration(name=path.stem, source=where, data=data)
@@ -115,7 +131,8 @@ class Compiled:
     environment: str | None
 
 
-def _stage_definition(root: Path, decl: Declaration) -> tuple[dict[str, Any], set[str]]:
+def _stage_definition(root: Path, decl: Declaration, params_text: str | None
+                      ) -> tuple[dict[str, Any], set[str]]:
     data = decl.data
     deps = list(dict.fromkeys(data.get("deps") or []))
     files = code_deps(root, data["cmd"], root)
@@ -132,7 +149,7 @@ def _stage_definition(root: Path, decl: Declaration) -> tuple[dict[str, Any], se
     definition: dict[str, Any] = {}
     if data.get("desc"):
         definition["desc"] = data["desc"]
-    definition["cmd"] = data["cmd"]
+    definition["cmd"] = _cmd(root, decl, params_text)
     for key, value in (("deps", deps), ("params", params),
                        *((k, data.get(k)) for k in ("outs", "metrics", "plots"))):
         if value:
@@ -153,7 +170,26 @@ def _packages(resolver: PackageResolver, imports: set[str]) -> dict[str, str]:
     return dict(sorted(packages.items()))
 
 
-def compile_project(root: Path, decls: list[Declaration]) -> tuple[str, str]:
+def _cmd(root: Path, decl: Declaration, params_text: str | None) -> str:
+    """The declared cmd, with `${key}` filled in from params.yaml and quoted for the shell."""
+    cmd: str = decl.data["cmd"]
+    if "${" not in cmd:  # the common case, answered without loading the quoting machinery
+        return cmd
+    from mlbuild.cmdquote import is_templated, quote_cmd
+
+    if not is_templated(cmd):
+        return cmd
+    from mlbuild.yamlio import parse_yaml
+
+    path = root / "params.yaml"
+    text = params_text if params_text is not None else (
+        path.read_text(encoding="utf-8") if path.is_file() else "")
+    params = parse_yaml(text, "params.yaml") or {}
+    return quote_cmd(cmd, params if isinstance(params, dict) else {}, decl.source)
+
+
+def compile_project(root: Path, decls: list[Declaration], params_text: str | None = None,
+                    ) -> tuple[str, str, dict[str, Any]]:
     """The generated dvc.yaml and environment file for these declarations."""
     sources = " ".join(d.source for d in decls)
     header = (
@@ -165,14 +201,15 @@ def compile_project(root: Path, decls: list[Declaration]) -> tuple[str, str]:
     stages: dict[str, Any] = {}
     env_stages: dict[str, Any] = {}
     for decl in decls:
-        stages[decl.name], imports = _stage_definition(root, decl)
+        stages[decl.name], imports = _stage_definition(root, decl, params_text)
         parse_stage(decl.name, stages[decl.name], decl.source)  # fail before writing dvc.yaml
         hermetic = merge(defaults, decl.data.get("hermetic"), f"{decl.source}.hermetic")
         env_stages[decl.name] = {"packages": _packages(resolver, imports),
                                  "hermetic": hermetic.to_doc()}
     resolver.save()
     environment = {**interpreter(), "stages": env_stages}
-    return header + dump_yaml({"stages": stages}), ENV_HEADER + dump_yaml(environment)
+    doc = {"stages": stages}
+    return header + dump_yaml(doc), ENV_HEADER + dump_yaml(environment), doc
 
 
 def is_generated(root: Path) -> bool:
@@ -184,18 +221,22 @@ def is_generated(root: Path) -> bool:
         return fobj.readline().startswith(GENERATED_MARK)
 
 
+def _current(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.exists() else None
+
+
 def _update(path: Path, text: str, check: bool) -> str | None:
-    current = path.read_text(encoding="utf-8") if path.exists() else None
-    if current == text:
+    if _current(path) == text:
         return None
     if not check:
         write_atomic(path, text)
     return text
 
 
-def sync_dvcyaml(root: Path, check: bool = False) -> Compiled:
+def sync_dvcyaml(root: Path, check: bool = False, params_text: str | None = None) -> Compiled:
     """Regenerate dvc.yaml and the environment file from the declarations (with check, only
-    report what would change). A project without declarations is left alone."""
+    report what would change; *params_text* is a params.yaml not yet written). A project
+    without declarations is left alone."""
     decls = declarations(root)
     if not decls:
         return Compiled(None, None)
@@ -204,6 +245,10 @@ def sync_dvcyaml(root: Path, check: bool = False) -> Compiled:
             "dvc.yaml is hand-written but stages/*.yaml declarations exist; remove one of them "
             "(mlbuild only overwrites a dvc.yaml it generated)"
         )
-    dvcyaml, environment = compile_project(root, decls)
+    dvcyaml, environment, doc = compile_project(root, decls, params_text)
+    if _current(root / "dvc.yaml") != dvcyaml:  # validated when it changes, not on a no-op
+        from mlbuild.dvcschema import check_compiled
+
+        check_compiled(root, doc, {d.name: d.source for d in decls})
     return Compiled(_update(root / "dvc.yaml", dvcyaml, check),
                     _update(root / ENV_FILE, environment, check))

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from mlbuild.errors import ConfigError, MlbuildError
+from mlbuild.pipeline import WARNINGS_KEY
 
 
 def _repo(root: Path) -> Any:
@@ -22,14 +23,45 @@ def resolve_dvcyaml(root: Path, raw: dict[str, Any]) -> dict[str, Any]:
     try:
         repo = _repo(root)
         try:
-            resolved = DataResolver(repo, str(root), raw).resolve()
+            resolver = DataResolver(repo, str(root), raw)
+            resolved = resolver.resolve()
         finally:
             repo.close()
     except DvcException as exc:
         message = " ".join(str(exc).split())
         raise ConfigError(f"dvc.yaml: {message}") from exc
     return {**{k: v for k, v in raw.items() if k not in ("stages", "vars")},
-            "stages": _plain(resolved.get("stages", {}))}
+            "stages": _plain(resolved.get("stages", {})),
+            WARNINGS_KEY: _shell_warnings(raw, resolver.context)}
+
+
+def _shell_warnings(raw: dict[str, Any], context: Any) -> dict[str, list[str]]:
+    """Stage (as named in dvc.yaml) -> warnings about values its cmd hands the shell."""
+    from mlbuild.cmdquote import shell_warnings
+
+    found: dict[str, list[str]] = {}
+    for name, definition in (raw.get("stages") or {}).items():
+        body = definition.get("do", definition) if isinstance(definition, dict) else {}
+        cmd = body.get("cmd") if isinstance(body, dict) else None
+        lines = [cmd] if isinstance(cmd, str) else cmd if isinstance(cmd, list) else []
+        warnings = [w for line in lines if isinstance(line, str)
+                    for w in shell_warnings(line, lambda e: context.select(e, unwrap=True))]
+        if warnings:
+            found[str(name)] = warnings
+    return found
+
+
+def schema_problems(doc: dict[str, Any]) -> list[tuple[list[Any], str]]:
+    """Where and why DVC's own dvc.yaml schema (dvc/schema.py) refuses *doc*: (key path,
+    message) pairs; none when DVC accepts it."""
+    from dvc.schema import COMPILED_MULTI_STAGE_SCHEMA
+    from voluptuous import MultipleInvalid
+
+    try:
+        COMPILED_MULTI_STAGE_SCHEMA(doc)
+    except MultipleInvalid as exc:
+        return [(list(err.path), err.error_message) for err in exc.errors]
+    return []
 
 
 def _plain(node: Any) -> Any:

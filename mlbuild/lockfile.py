@@ -64,7 +64,8 @@ class LockFile:
         from mlbuild.parsed import load_yaml_memo
         from mlbuild.resolve import state_dir
 
-        data = load_yaml_memo(self.path, LOCKFILE, state_dir(self.path.parent) / "parsed") or {}
+        data = load_yaml_memo(self.path, LOCKFILE, state_dir(self.path.parent) / "parsed",
+                              check=lambda d: check_lock(d, self.path)) or {}
         if not isinstance(data, dict) or not isinstance(data.get("stages", {}), dict):
             raise ConfigError(f"{LOCKFILE}: not a DVC lock file (expected 'schema' and 'stages')")
         if data.get("schema") != SCHEMA:
@@ -72,15 +73,7 @@ class LockFile:
                 f"{LOCKFILE}: unsupported schema {data.get('schema')!r}; expected '{SCHEMA}' "
                 "(run 'dvc repro' once with DVC 2+ to upgrade it)"
             )
-        stages = dict(data.get("stages") or {})
-        for name, entry in stages.items():
-            if not isinstance(entry, dict) or not isinstance(entry.get("outs", []), list) or \
-                    not isinstance(entry.get("deps", []), list):
-                raise ConfigError(
-                    f"{LOCKFILE}: the entry of stage '{name}' is malformed; restore dvc.lock "
-                    "from git or delete that entry to rebuild the stage"
-                )
-        return stages
+        return dict(data.get("stages") or {})
 
     def get(self, name: str) -> dict[str, Any] | None:
         """The recorded entry for a stage."""
@@ -112,6 +105,54 @@ class LockFile:
         write_atomic(self.path, dump_yaml({"schema": SCHEMA, "stages": self.stages}))
         self._dirty = False
         self._written = time.monotonic()
+
+
+_ITEM_TYPES = (("path", str), ("md5", str), ("hash", str), ("size", int), ("nfiles", int))
+
+
+def _item_problem(item: Any) -> tuple[list[Any], str] | None:
+    if not isinstance(item, dict) or not isinstance(item.get("path"), str):
+        return [], "expected a mapping with a 'path'"
+    for key, kind_type in _ITEM_TYPES:
+        value = item.get(key)
+        if value is not None and (not isinstance(value, kind_type) or isinstance(value, bool)):
+            return [key], f"expected {kind_type.__name__}, got {value!r}"
+    return None
+
+
+def _entry_problem(entry: Any) -> tuple[list[Any], str] | None:
+    """Where and why a stage's lock entry is not what DVC writes (key path, expectation)."""
+    if not isinstance(entry, dict):
+        return [], "expected a mapping"
+    if not isinstance(entry.get("cmd"), str | list):
+        return ["cmd"], "expected a command or a list of them"
+    if not isinstance(entry.get("params", {}), dict):
+        return ["params"], "expected a mapping of params files"
+    for kind in ("deps", "outs"):
+        items = entry.get(kind, [])
+        if not isinstance(items, list):
+            return [kind], "expected a list"
+        for idx, item in enumerate(items):
+            problem = _item_problem(item)
+            if problem is not None:
+                return [kind, idx, *problem[0]], problem[1]
+    return None
+
+
+def check_lock(data: Any, path: Path) -> None:
+    """Refuse a dvc.lock whose entries do not have the types DVC writes, naming the line."""
+    stages = data.get("stages") if isinstance(data, dict) else None
+    for name, entry in (stages or {}).items() if isinstance(stages, dict) else ():
+        problem = _entry_problem(entry)
+        if problem is None:
+            continue
+        from mlbuild.yamlio import locate
+
+        keys, why = problem
+        where = locate(path.read_text(encoding="utf-8"), ["stages", name, *keys])
+        dotted = ".".join(str(k) for k in ["stages", name, *keys])
+        raise ConfigError(f"{LOCKFILE}{where}: {dotted}: {why}; restore dvc.lock from git or "
+                          "delete that stage's entry to rebuild it")
 
 
 def recorded(entries: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,14 @@ from mlbuild.pipeline import ParamsDep, Stage
 from mlbuild.yamlio import parse_yaml
 
 _MISSING = object()
+
+
+def _position(exc: ValueError) -> str:
+    """':line:column' of a JSON or TOML syntax error (TOML says it only in its message)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f":{exc.lineno}:{exc.colno}"
+    found = re.search(r"at line (\d+), column (\d+)", str(exc))
+    return f":{found.group(1)}:{found.group(2)}" if found else ""
 
 
 class ParamsReader:
@@ -58,7 +67,7 @@ class ParamsReader:
             else:
                 data = parse_yaml(text, relpath)
         except ValueError as exc:  # TOMLDecodeError and JSONDecodeError are ValueErrors
-            raise ConfigError(f"{relpath}: malformed params file: {exc}") from exc
+            raise ConfigError(f"{relpath}{_position(exc)}: malformed params file: {exc}") from exc
         return self._mapping(data, relpath)
 
     @staticmethod

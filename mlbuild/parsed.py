@@ -10,24 +10,33 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mlbuild.errors import ConfigError
+from mlbuild.names import derived
 from mlbuild.yamlio import load_yaml, write_atomic
+
+MEMO_VERSION = 2  # 2: dvc.yaml memos are written only after DVC's schema accepted the file
 
 
 def _memo_path(memo_dir: Path, where: str) -> Path:
-    return memo_dir / (where.replace("/", "__") + ".json")
+    return memo_dir / derived(where.replace("/", "__"), suffix=".json")
 
 
-def load_yaml_memo(path: Path, where: str, memo_dir: Path) -> Any:
-    """load_yaml(), answered from the JSON memo when the file is unchanged."""
+def load_yaml_memo(path: Path, where: str, memo_dir: Path,
+                   check: Callable[[Any], None] | None = None) -> Any:
+    """load_yaml(), answered from the JSON memo when the file is unchanged.
+
+    *check* validates a freshly parsed file before it is memoised: it runs once per change
+    of the file, never on the no-op path.
+    """
     try:
         st = path.stat()
     except FileNotFoundError as exc:
         raise ConfigError(f"{where}: file not found") from exc
-    key = [st.st_ino, st.st_mtime_ns, st.st_size]
+    key = [st.st_ino, st.st_mtime_ns, st.st_size, MEMO_VERSION]
     memo = _memo_path(memo_dir, where)
     try:
         doc = json.loads(memo.read_text(encoding="utf-8"))
@@ -36,6 +45,8 @@ def load_yaml_memo(path: Path, where: str, memo_dir: Path) -> Any:
     except (OSError, ValueError):
         pass
     data = load_yaml(path, where)
+    if check is not None:
+        check(data)
     try:
         text = json.dumps({"key": key, "data": data}, separators=(",", ":"))
     except (TypeError, ValueError):

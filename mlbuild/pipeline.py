@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import posixpath
+import string
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,21 @@ STAGE_KEYS = (
 )
 OUT_OPTIONS = ("cache", "persist", "remote", "push", "desc", "type", "labels", "meta",
                "checkpoint", "x", "y", "template", "title", "x_label", "y_label", "header")
+WARNINGS_KEY = "mlbuild:warnings"  # resolution's warnings, kept beside the resolved stages
 TOP_KEYS = ("stages", "vars", "artifacts", "metrics", "plots", "params", "datasets")
+# DVC's stage-name rule (dvc.stage.INVALID_STAGENAME_CHARS, enforced by `dvc stage add`):
+# no punctuation but '-' and '_'. '@' joins foreach members to their key, ':' separates
+# 'dvc.yaml:stage' targets and '/' or '\\' would read as a path, so such a name cannot be
+# addressed. Copied rather than imported: reading a pipeline must not import DVC.
+INVALID_NAME_CHARS = frozenset(string.punctuation) - {"_", "-"}
+NAME_RULE = ("stage names may not contain punctuation other than '-' and '_' (DVC's rule: "
+             "'@' joins foreach members, ':' separates dvc.yaml:stage targets, '/' and '\\' "
+             "are path separators)")
+# `dvc repro` still runs a hand-written dvc.yaml whose names hold other punctuation ('a.b'):
+# there only the characters that collide with DVC's own syntax are refused.
+SYNTAX_NAME_CHARS = frozenset("@:/\\")
+SYNTAX_RULE = ("stage names may not contain '@' (it joins foreach members), ':' (it separates "
+               "dvc.yaml:stage targets) or '/' and '\\' (path separators)")
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,7 @@ class Stage:
     frozen: bool = False
     always_changed: bool = False
     contracts: tuple[Contract, ...] = ()
+    warnings: tuple[str, ...] = ()  # reported when the stage runs
 
     @property
     def is_callback(self) -> bool:
@@ -75,6 +92,29 @@ class Pipeline:
 
     root: Path
     stages: dict[str, Stage] = field(default_factory=dict)
+
+
+def check_stage_name(name: str, where: str, hand_written: bool = False) -> None:
+    """Refuse a stage name DVC refuses (in a hand-written dvc.yaml: one that collides with
+    DVC's syntax, as `dvc repro` runs the rest), stating the rule."""
+    chars, rule = (SYNTAX_NAME_CHARS, SYNTAX_RULE) if hand_written else (INVALID_NAME_CHARS,
+                                                                          NAME_RULE)
+    bad = sorted(chars & set(name))
+    if bad or not name.strip():
+        shown = f" ({' '.join(repr(c) for c in bad)})" if bad else ""
+        raise ConfigError(f"{where}: stage name '{name}' is not allowed{shown}: {rule}")
+
+
+def check_stage_names(raw: Any, where: str, text: Callable[[], str] | None = None) -> None:
+    """Check the stage names of an unresolved dvc.yaml (foreach members get their '@' later);
+    *text* gives the file's text, read only to say on which line a bad name is."""
+    stages = raw.get("stages") if isinstance(raw, dict) else None
+    for name in stages if isinstance(stages, dict) else ():
+        if SYNTAX_NAME_CHARS & set(str(name)) and text is not None:
+            from mlbuild.yamlio import locate
+
+            where += locate(text(), ["stages", name], key_itself=True)
+        check_stage_name(str(name), where, hand_written=True)
 
 
 def normpath(wdir: str, path: str, where: str) -> str:
@@ -174,7 +214,9 @@ def parse_stage(name: str, data: Any, where: str) -> Stage:
     check_keys(data, STAGE_KEYS, loc)
     cmd = data.get("cmd")
     if isinstance(cmd, str) and cmd.strip():
-        cmds: tuple[str, ...] = (cmd,)
+        # as dvc/stage/run.py does: each line of a multi-line cmd is its own command, run by
+        # its own shell (no state carried over), and the first that fails stops the stage
+        cmds: tuple[str, ...] = tuple(cmd.splitlines())
     elif isinstance(cmd, list) and cmd and all(isinstance(c, str) for c in cmd):
         cmds = tuple(cmd)
     else:

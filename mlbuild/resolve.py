@@ -9,11 +9,18 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from mlbuild.errors import ConfigError
-from mlbuild.pipeline import DEFAULT_PARAMS_FILE, Pipeline, build_pipeline
+from mlbuild.pipeline import (
+    DEFAULT_PARAMS_FILE,
+    WARNINGS_KEY,
+    Pipeline,
+    build_pipeline,
+    check_stage_names,
+)
 from mlbuild.yamlio import parse_yaml, write_atomic
 
 DVCFILE = "dvc.yaml"
@@ -85,6 +92,19 @@ def load_raw(root: Path, text: str | None = None) -> tuple[str, dict[str, Any]]:
     return text, raw
 
 
+def _check_parsed(root: Path, raw: Any) -> None:
+    """Validate a freshly parsed dvc.yaml: mlbuild's own checks first (they suggest the key
+    meant), then DVC's schema, whose refusal would break every DVC command."""
+    if not isinstance(raw, dict):
+        return  # the caller says what is wrong
+    check_stage_names(raw, DVCFILE, lambda: load_raw(root)[0])
+    if not _is_templated(raw):
+        build_pipeline(root, raw)
+    from mlbuild.dvcschema import check_dvcyaml
+
+    check_dvcyaml(raw, lambda: (root / DVCFILE).read_text(encoding="utf-8"))
+
+
 def _load_memo(root: Path) -> dict[str, Any] | None:
     """dvc.yaml through the parsed-file memo (None when it cannot be used)."""
     from mlbuild.parsed import load_yaml_memo
@@ -92,7 +112,8 @@ def _load_memo(root: Path) -> dict[str, Any] | None:
     path = root / DVCFILE
     if not path.is_file():
         return None
-    raw = load_yaml_memo(path, DVCFILE, state_dir(root) / "parsed") or {}
+    raw = load_yaml_memo(path, DVCFILE, state_dir(root) / "parsed",
+                         check=lambda data: _check_parsed(root, data)) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{DVCFILE}: expected a mapping with a 'stages' key")
     return raw
@@ -102,8 +123,10 @@ def resolved_dvcyaml(root: Path, text: str | None = None) -> dict[str, Any]:
     """The dvc.yaml mapping with all templating expanded."""
     raw = _load_memo(root) if text is None else None
     if raw is not None and not _is_templated(raw):
+        check_stage_names(raw, DVCFILE, lambda: load_raw(root)[0])
         return raw
     text, raw = load_raw(root, text)
+    check_stage_names(raw, DVCFILE, lambda: text)
     if not _is_templated(raw):
         return raw
     key = _cache_key(root, text, raw)
@@ -122,4 +145,12 @@ def resolved_dvcyaml(root: Path, text: str | None = None) -> dict[str, Any]:
 
 def load_pipeline(root: Path, text: str | None = None) -> Pipeline:
     """Load and validate the project's pipeline (from *text* instead of dvc.yaml if given)."""
-    return build_pipeline(root, resolved_dvcyaml(root, text))
+    data = dict(resolved_dvcyaml(root, text))
+    warnings: dict[str, list[str]] = data.pop(WARNINGS_KEY, None) or {}
+    pipeline = build_pipeline(root, data)
+    for name, found in warnings.items():
+        for member, stage in pipeline.stages.items():
+            if member == name or member.startswith(name + "@"):
+                pipeline.stages[member] = replace(
+                    stage, warnings=tuple(f"stage '{member}': {w}" for w in found))
+    return pipeline

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mlbuild.cache import remove
 from mlbuild.errors import StageFailedError
+from mlbuild.names import derived
 from mlbuild.pipeline import Stage
 
 TAIL_LINES = 3  # of the command's stderr, quoted in the one-line failure message
@@ -69,6 +70,19 @@ def stage_env(root: Path, stage: Stage) -> dict[str, str]:
     return env
 
 
+def log_name(stage: str, suffix: str) -> str:
+    """The file name of a stage's log (a foreach member's name may hold '/')."""
+    return derived(stage.replace("/", "_"), suffix=suffix)
+
+
+def shell_command(shell: str, cmd: str) -> list[str]:
+    """The argv DVC runs a command with (dvc/stage/run.py _make_cmd): the user's shell, told
+    not to read its start-up files, which could change the environment or the command."""
+    name = Path(shell).name.lower()
+    options = {"bash": ["--noprofile", "--norc"], "zsh": ["--no-rcs"]}.get(name, [])
+    return [shell, *options, "-c", cmd]
+
+
 def tail(path: Path, lines: int = TAIL_LINES) -> str:
     """The last non-blank lines of a log file, joined with ' | ' into one line."""
     try:
@@ -97,7 +111,7 @@ def _move_aside(path: Path, box: Path, idx: int) -> Path:
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-        aside = path.parent / f".{path.name}.mlbuild-backup-{uuid.uuid4().hex[:8]}"
+        aside = path.parent / derived(path.name, ".", f".mlbuild-backup-{uuid.uuid4().hex[:8]}")
         os.replace(path, aside)
     return aside
 
@@ -122,7 +136,7 @@ def backed_up_outputs(root: Path, stage: Stage, scratch: Path) -> Iterator[None]
     A backup that cannot be put back is kept (and named in the error), never deleted.
     """
     moved: list[tuple[Path, Path]] = []
-    box = scratch / f"{stage.name.replace('/', '_')}-{uuid.uuid4().hex[:8]}"
+    box = scratch / derived(stage.name.replace("/", "_"), suffix=f"-{uuid.uuid4().hex[:8]}")
     stranded: list[Path] = []
     try:
         for idx, out in enumerate(stage.outs):
@@ -157,15 +171,14 @@ def run_command(root: Path, stage: Stage, logdir: Path, procs: ProcessTable,
     """Run the stage's commands in its wdir; raise StageFailedError on a non-zero exit."""
     shell = os.environ.get("SHELL") or "/bin/sh"
     logdir.mkdir(parents=True, exist_ok=True)
-    safe = stage.name.replace("/", "_")
-    out_log, err_log = logdir / f"{safe}.out", logdir / f"{safe}.err"
+    out_log, err_log = logdir / log_name(stage.name, ".out"), logdir / log_name(stage.name, ".err")
     env = env if env is not None else stage_env(root, stage)
     with open(out_log, "wb") as out, open(err_log, "wb") as err:
         for cmd in stage.cmd:
             try:
                 proc = subprocess.Popen(
-                    [shell, "-c", cmd], cwd=root / stage.wdir, env=env, stdout=out, stderr=err,
-                    stdin=subprocess.DEVNULL, start_new_session=True,
+                    shell_command(shell, cmd), cwd=root / stage.wdir, env=env, stdout=out,
+                    stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
                 )
             except OSError as exc:
                 raise StageFailedError(

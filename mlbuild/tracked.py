@@ -6,9 +6,12 @@ import os
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlbuild.cache import Cache
+from mlbuild.errors import ConfigError
 from mlbuild.fingerprint import HashInfo
+from mlbuild.names import fits
 from mlbuild.yamlio import load_mapping
 
 
@@ -49,19 +52,34 @@ def find_pointers(root: Path, paths: list[str], everything: bool = False) -> lis
         parts = path.split("/")
         for i in range(1, len(parts) + 1):
             cand = "/".join(parts[:i]) + ".dvc"
-            if (root / cand).is_file():
+            if fits(parts[i - 1] + ".dvc") and (root / cand).is_file():
                 files.add(cand)
     found = []
     for name in sorted(files):
-        data = load_mapping(root / name, name)
         base = posixpath.dirname(name)
-        for out in data.get("outs") or []:
-            if isinstance(out, dict) and out.get("path") and out.get("md5"):
-                info = HashInfo(md5=str(out["md5"]), size=int(out.get("size") or 0),
-                                nfiles=out.get("nfiles"))
-                rel = posixpath.normpath(posixpath.join(base, str(out["path"])))
-                found.append(TrackedOut(dvcfile=name, path=rel, info=info))
+        for out in _pointer_outs(load_mapping(root / name, name), name):
+            rel = posixpath.normpath(posixpath.join(base, str(out["path"])))
+            info = HashInfo(md5=str(out["md5"]), size=out.get("size") or 0,
+                            nfiles=out.get("nfiles"))
+            found.append(TrackedOut(dvcfile=name, path=rel, info=info))
     return found
+
+
+def _pointer_outs(data: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """The hashed outputs of a .dvc file, each checked for the types DVC writes."""
+    outs = data.get("outs") or []
+    if not isinstance(outs, list):
+        raise ConfigError(f"{name}: 'outs' must be a list of {{path, md5, size}} entries")
+    for idx, out in enumerate(outs):
+        if not isinstance(out, dict):
+            raise ConfigError(f"{name}: outs[{idx}] must be a mapping with 'path' and 'md5'")
+        for key, kinds in (("path", (str,)), ("md5", (str,)), ("size", (int, type(None))),
+                           ("nfiles", (int, type(None)))):
+            value = out.get(key)
+            if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+                raise ConfigError(f"{name}: outs[{idx}].{key}: expected "
+                                  f"{'a number' if int in kinds else 'a string'}, got {value!r}")
+    return [o for o in outs if o.get("path") and o.get("md5")]
 
 
 def covers(tracked: list[TrackedOut], path: str) -> TrackedOut | None:

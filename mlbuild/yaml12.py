@@ -73,6 +73,9 @@ _Dumper.add_implicit_resolver(_INT, _INT_12, _DIGITS)
 
 
 
+Loader = _Loader
+
+
 def load(text: str) -> Any:
     """Parse YAML 1.2 text (raises yaml.YAMLError)."""
     return yaml.load(text, Loader=_Loader)

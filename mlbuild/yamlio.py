@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mlbuild.errors import ConfigError
+from mlbuild.names import derived
 
 
 def parse_yaml(text: str, where: str) -> Any:
@@ -20,10 +21,53 @@ def parse_yaml(text: str, where: str) -> Any:
     try:
         return yaml12.load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        loc = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{where}{loc}: malformed YAML: {problem}") from exc
+        raise yaml_error(exc, where) from exc
+
+
+def yaml_error(exc: Exception, where: str) -> ConfigError:
+    """A PyYAML error (syntax, or a tag the safe loader refuses) as one line naming the file,
+    line and column."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    loc = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+    return ConfigError(f"{where}{loc}: malformed YAML: {problem}")
+
+
+def locate(text: str, keys: list[Any], key_itself: bool = False) -> str:
+    """':line:column' of the value at *keys* (mapping keys and list indexes) in YAML *text*
+    (with *key_itself*, of the last key), or of its nearest enclosing node when it is absent;
+    '' when the text does not parse.
+
+    Composes the node tree only: no Python object is built, whatever tags the text holds.
+    """
+    import yaml
+
+    from mlbuild import yaml12
+
+    try:
+        node = yaml.compose(text, Loader=yaml12.Loader)
+    except yaml.YAMLError:
+        return ""
+    mark = node.start_mark if node is not None else None
+    for key in keys:
+        found = _child(node, key)
+        if found is None:
+            break
+        key_node, node = found
+        mark = (key_node or node).start_mark if key_itself else node.start_mark
+    return f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+
+
+def _child(node: Any, key: Any) -> tuple[Any, Any] | None:
+    """(key node or None, value node) of *key* under *node*."""
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        return next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(key)),
+                    None)
+    if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+        return None, node.value[key]
+    return None
 
 
 def load_yaml(path: Path, where: str | None = None) -> Any:
@@ -75,7 +119,9 @@ def _mode_for(path: Path) -> int:
 def write_atomic(path: Path, text: str | bytes) -> None:
     """Write a file atomically: temp file in the same directory, fsync, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # mkstemp puts 8 random characters between prefix and suffix: leave room for them
+    prefix = derived(path.name, ".", ".12345678.tmp")[:-len("12345678.tmp")]
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fobj:
             fobj.write(text.encode("utf-8") if isinstance(text, str) else text)

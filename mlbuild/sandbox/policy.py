@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mlbuild.errors import StageFailedError
+from mlbuild.names import derived
 from mlbuild.pipeline import Stage
 from mlbuild.sandbox.environ import PINNED, THREAD_VARS, allowed_names, stage_environment
 from mlbuild.sandbox.findings import Findings, analyse, snapshot
@@ -83,11 +84,11 @@ class Sandbox:
         """Prepare the environment, watch the workspace, then collect findings."""
         hermetic = self.hermetic_for(stage)
         safe = stage.name.replace("/", "_")
-        trace = self.scratch / "trace" / f"{safe}-{uuid.uuid4().hex[:8]}"
+        trace = self.scratch / "trace" / derived(safe, suffix=f"-{uuid.uuid4().hex[:8]}")
         trace.mkdir(parents=True)
         allow = _settings_hint(stage, self.declaration(stage), "network: true")
-        env = stage_environment(self.root, stage.name, hermetic, self.scratch / "home" / safe,
-                                trace, allow)
+        home = self.scratch / "home" / derived(safe)
+        env = stage_environment(self.root, stage.name, hermetic, home, trace, allow)
         box = Box(env)
         before = snapshot(self.root, self.all_outs)
         try:
