@@ -124,6 +124,9 @@ def pull(root: Path, targets: list[str], remote_name: str | None) -> PullResult:
     bad = fsck(cache, only=set(needed), remove=True)
     if bad:
         raise IntegrityError(_corrupt_message(bad, needed, local))
+    from mlbuild.boundary import check_project
+
+    check_project(root)  # DVC's checkout would follow a symlink out of the project
     try:
         remote.checkout(root, targets)
     except remote.RemoteError as exc:
