@@ -193,3 +193,118 @@ stages:
     assert proc.returncode == 2, proc.stderr + proc.stdout
     assert "'out/pipe' is a FIFO" in proc.stderr
     assert not (proj.path / "dvc.lock").exists() or "make" not in lock(proj)
+
+
+# ---- hermetic stages: tool metadata and undeclared files (issue 8 items 4 and 5) -----------
+
+def _hermetic(tmp_path: Path, code: str, files: dict[str, str] | None = None,
+              cmd: str = "python stages/s.py") -> Project:
+    """A project with one hermetic (declared) stage 's' running *code*, declaring out.txt."""
+    proj = new_project(tmp_path / "p", {
+        "victim.txt": "user data\n",
+        "stages/s.yaml": f"cmd: {cmd}\nouts: [out.txt]\n",
+        "stages/s.py": "import os\nimport subprocess\nimport sys\n\n" + code
+                       + "\nopen('out.txt', 'w').write('ok')\n",
+        **(files or {}),
+    })
+    proj.run("compile")
+    proj.git("add", "-A")
+    proj.git("commit", "-qm", "compiled")
+    return proj
+
+
+def _meta_state(proj: Project) -> dict[str, str]:
+    return {rel: proj.read(rel) for rel in (".dvc/config", "dvc.yaml", "params.yaml",
+                                            "victim.txt") if (proj.path / rel).exists()}
+
+
+@pytest.mark.parametrize("target", [".git/hooks/post-checkout", ".dvc/config", "dvc.yaml",
+                                    "dvc.lock", "params.yaml", ".mlbuild/environment.yaml",
+                                    ".dvc/tmp/mlbuild/shim/python", ".gitignore"])
+def test_hermetic_python_write_to_tool_metadata_is_refused(tmp_path: Path, target: str) -> None:
+    proj = _hermetic(tmp_path, f"open({target!r}, 'a').write('[core]\\n  evil = 1\\n')\n")
+    before = {p: (proj.path / p).read_bytes() for p in (target,) if (proj.path / p).exists()}
+    proc = proj.run("run")
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    assert f"writing '{target}' (tool metadata) is refused" in proc.stderr
+    assert "PermissionError" in proj.read(".dvc/tmp/mlbuild/logs/s.err")
+    path = proj.path / target
+    if target in before and target != "dvc.lock":  # mlbuild itself writes dvc.lock
+        assert path.read_bytes() == before[target]
+    assert not path.exists() or b"evil" not in path.read_bytes()
+
+
+def test_hermetic_shell_write_to_git_hooks_and_dvc_config_is_put_back(tmp_path: Path) -> None:
+    cmd = ("sh -c 'printf \"#!/bin/sh\\ntouch pwned\\n\" > .git/hooks/post-checkout; "
+           "chmod +x .git/hooks/post-checkout; echo \"  evil = 1\" >> .dvc/config; "
+           "echo x > dvc.yaml; echo ok > out.txt'")
+    proj = _hermetic(tmp_path, "", cmd=cmd)
+    before = _meta_state(proj)
+    proc = proj.run("run")
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    assert "they were put back as they were before the run" in proc.stderr
+    for rel in (".dvc/config", ".git/hooks/post-checkout", "dvc.yaml"):
+        assert f"'{rel}'" in proc.stderr
+    assert not (proj.path / ".git" / "hooks" / "post-checkout").exists()
+    assert _meta_state(proj) == before
+    assert "s" not in (lock(proj) if (proj.path / "dvc.lock").exists() else {})
+
+
+@pytest.mark.parametrize("how", ["open('victim.txt', 'w').write('gone')",
+                                 "os.remove('victim.txt')",
+                                 "open('t', 'w').write('gone'); os.replace('t', 'victim.txt')",
+                                 "os.truncate('victim.txt', 0)",
+                                 "os.symlink('out.txt', 'l'); open('l', 'w').close(); "
+                                 "os.rename('l', 'victim.txt')"])
+def test_hermetic_python_overwrite_of_an_undeclared_file_is_refused(tmp_path: Path,
+                                                                    how: str) -> None:
+    proj = _hermetic(tmp_path, how + "\n")
+    proc = proj.run("run")
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    assert ("changing 'victim.txt', which it does not declare as an output, is refused "
+            "(nothing was changed)") in proc.stderr
+    assert proj.read("victim.txt") == "user data\n"
+    assert not (proj.path / "victim.txt").is_symlink()
+
+
+def test_refused_write_fails_the_stage_even_when_the_code_catches_it(tmp_path: Path) -> None:
+    proj = _hermetic(tmp_path, "try:\n    open('victim.txt', 'w')\nexcept OSError:\n    pass\n")
+    proc = proj.run("run")
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    assert "was refused 1 change(s) to files it does not declare" in proc.stderr
+    assert proj.read("victim.txt") == "user data\n"
+
+
+@pytest.mark.parametrize("state", ["committed", "edited", "untracked"])
+def test_non_python_overwrite_is_put_back_and_the_stage_version_kept(tmp_path: Path,
+                                                                     state: str) -> None:
+    proj = _hermetic(tmp_path, "", cmd="sh -c 'echo damaged > victim.txt; rm notes.txt; "
+                                       "echo ok > out.txt'", files={"notes.txt": "n\n"})
+    expected = "user data\n"
+    if state == "edited":  # the user's uncommitted edit is what must come back
+        expected = proj.write("victim.txt", "edited, not committed\n").read_text()
+    elif state == "untracked":
+        proj.git("rm", "-q", "--cached", "victim.txt", "notes.txt")
+        proj.write(".gitignore", "victim.txt\nnotes.txt\n")
+    proc = proj.run("run")
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    assert "changed undeclared file(s) 'notes.txt', 'victim.txt'" in proc.stderr
+    assert proj.read("victim.txt") == expected
+    assert proj.read("notes.txt") == "n\n"
+    kept = next((proj.path / ".dvc" / "tmp" / "mlbuild" / "guard").glob("*/changed/victim.txt"))
+    assert kept.read_text() == "damaged\n"  # nothing is deleted: the stage's version is kept
+    assert f"its version is kept in {kept.parent.relative_to(proj.path)}" in proc.stderr
+
+
+def test_declared_outputs_temporaries_and_home_stay_writable(tmp_path: Path) -> None:
+    proj = _hermetic(tmp_path, (
+        "import tempfile\n"
+        "os.makedirs('stages', exist_ok=True)\n"
+        "open(os.path.join(os.environ['HOME'], 'cache.txt'), 'w').write('c')\n"
+        "tempfile.NamedTemporaryFile(dir=os.environ['TMPDIR']).close()\n"
+        "open('out.txt.tmp', 'w').write('o')\n"
+        "os.replace('out.txt.tmp', 'out.txt')\n"
+        "subprocess.run(['sh', '-c', 'echo shell >> out.txt'], check=True)\n"))
+    report = proj.run_json("run")
+    assert proj.outcomes(report) == {"s": "ran"}
+    assert proj.read("victim.txt") == "user data\n"
