@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -308,3 +310,99 @@ def test_declared_outputs_temporaries_and_home_stay_writable(tmp_path: Path) -> 
     report = proj.run_json("run")
     assert proj.outcomes(report) == {"s": "ran"}
     assert proj.read("victim.txt") == "user data\n"
+
+
+# ---- ways round the hook (issue 8 item 6) ------------------------------------------------
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A listening TCP socket on the loopback interface."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        sock.settimeout(0.5)
+        yield sock
+
+
+def _no_connection(sock: socket.socket) -> bool:
+    try:
+        conn, _ = sock.accept()
+    except TimeoutError:
+        return True
+    conn.close()
+    return False
+
+
+def _connect_code(port: int) -> str:
+    return f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=5).close()"
+
+
+@pytest.mark.parametrize("start", [
+    "subprocess.run([sys.executable, '-c', CODE], env={})",
+    "subprocess.run(['python3', '-c', CODE], env={'PATH': os.environ['PATH']})",
+    "os.environ.pop('PYTHONPATH'); os.system(sys.executable + ' -c \"' + CODE + '\"')",
+    "os.environ.clear(); subprocess.run([sys.executable, '-c', CODE])",
+])
+def test_child_interpreters_carry_the_hook_however_started(tmp_path: Path, start: str,
+                                                           listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
+    proj = _hermetic(tmp_path, f"CODE = {_connect_code(port)!r}\n{start}\n")
+    proc = proj.run("run")
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    assert f"stage 's' is hermetic and used the network (getaddrinfo 127.0.0.1:{port})" \
+        in proc.stderr
+    assert _no_connection(listener)
+
+
+@pytest.mark.parametrize("start", [
+    "os.execve(sys.executable, [sys.executable, '-c', CODE], {'PATH': '/bin'})",
+    "os.posix_spawn(sys.executable, [sys.executable, '-c', CODE], {})",
+    "os.spawnve(os.P_WAIT, sys.executable, [sys.executable, '-c', CODE], {'PATH': '/bin'})",
+])
+def test_exec_with_a_scrubbed_environment_is_refused(tmp_path: Path, start: str,
+                                                     listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
+    proj = _hermetic(tmp_path, f"CODE = {_connect_code(port)!r}\n{start}\n")
+    proc = proj.run("run")
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    assert ("starting a process with an environment that drops mlbuild's variables would "
+            "escape its audit hook") in proc.stderr + proj.read(".dvc/tmp/mlbuild/logs/s.err")
+    assert _no_connection(listener)
+
+
+@pytest.mark.parametrize(("where", "flag"), [("python", "-I"), ("python", "-S"),
+                                             ("shell", "-I"), ("shell", "-sE")])
+def test_interpreter_flags_that_skip_the_hook_are_refused(tmp_path: Path, where: str, flag: str,
+                                                          listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
+    code = _connect_code(port)
+    if where == "python":
+        proj = _hermetic(tmp_path, f"subprocess.run([sys.executable, {flag!r}, '-c', {code!r}])\n")
+    else:
+        proj = _hermetic(tmp_path, "", cmd=f"python {flag} -c \"{code}\" && python stages/s.py")
+    proc = proj.run("run")
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    assert f"starting Python with '{flag}' would escape its audit hook" in proc.stderr
+    assert _no_connection(listener)
+
+
+def test_libc_calls_through_ctypes_are_refused(tmp_path: Path) -> None:
+    proj = _hermetic(tmp_path, "import ctypes\nlibc = ctypes.CDLL(None)\n"
+                               "libc.fopen(b'victim.txt', b'w')\n")
+    proc = proj.run("run")
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    assert "calling 'fopen' through ctypes is refused" in proc.stderr
+    assert proj.read("victim.txt") == "user data\n"
+
+
+def test_adopted_stage_child_with_fresh_environment_is_still_traced(tmp_path: Path) -> None:
+    proj = new_project(tmp_path / "p", {
+        "notes.txt": "n\n",
+        "run.py": "import subprocess, sys\n"
+                  "subprocess.run([sys.executable, '-c', 'open(\"notes.txt\").read()'], env={},"
+                  " check=True)\nopen('o.txt', 'w').write('o')\n",
+        "dvc.yaml": "stages:\n  s:\n    cmd: python run.py\n    deps: [run.py]\n"
+                    "    outs: [o.txt]\n"})
+    report = proj.run_json("run")
+    [warning] = [w for s in report["stages"] for w in s["warnings"]]  # type: ignore[union-attr]
+    assert "read undeclared input(s) 'notes.txt'" in warning

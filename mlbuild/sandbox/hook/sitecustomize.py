@@ -28,6 +28,8 @@ _NET_EVENTS = ("socket.connect", "socket.getaddrinfo", "socket.sendto", "socket.
 _CARRIED = ("MLBUILD_TRACE_DIR", "MLBUILD_ROOT", "MLBUILD_NETWORK", "MLBUILD_ALLOW_NETWORK",
             "MLBUILD_GUARD", "MLBUILD_HERMETIC", "DVC_STAGE", "DVC_ROOT")
 _HOOK_DIR = os.path.dirname(os.path.abspath(__file__))
+# Taken at start-up: the stage's code may clear os.environ before starting a child.
+_ORIGINAL = {key: os.environ[key] for key in _CARRIED if key in os.environ}
 # Events that change a path: (position of the path, position of its dir_fd) pairs the guard
 # checks before they happen (a dir_fd is how shutil.rmtree removes what is inside a tree).
 _MUTATING = {"os.rename": ((0, 2), (1, 3)), "os.remove": ((0, 1),), "os.truncate": ((0, -1),),
@@ -60,12 +62,21 @@ def _carry(env: object) -> None:
     target = os.environ if env is None else env
     if not hasattr(target, "get") or not hasattr(target, "__setitem__"):
         return
-    for key in _CARRIED:
-        if key in os.environ and target.get(key) != os.environ[key]:
-            target[key] = os.environ[key]
+    for key, value in _ORIGINAL.items():
+        if target.get(key) != value:
+            target[key] = value
     path = str(target.get("PYTHONPATH") or "")
     if _HOOK_DIR not in path.split(os.pathsep):
         target["PYTHONPATH"] = os.pathsep.join([_HOOK_DIR, *([path] if path else [])])
+
+
+def _lacks(env: object) -> bool:
+    """True when a child's environment would not load this hook into the same trace."""
+    get = getattr(env, "get", None)
+    if get is None:
+        return True
+    path = str(get("PYTHONPATH") or "").split(os.pathsep)
+    return _HOOK_DIR not in path or any(get(key) != value for key, value in _ORIGINAL.items())
 
 
 def _is_python(word: str) -> bool:
@@ -152,6 +163,7 @@ def _install(trace_dir: str) -> None:  # noqa: PLR0915 - one closure keeps the h
 
     def refuse(what: str) -> None:
         refused.append(what)
+        dump()  # now: a forked child that is refused leaves by os._exit, without atexit
         raise PermissionError(f"mlbuild: stage '{stage}' is hermetic: {what}")
 
     def covered(rel: str, paths: object) -> bool:
@@ -190,7 +202,12 @@ def _install(trace_dir: str) -> None:  # noqa: PLR0915 - one closure keeps the h
             refuse(f"changing '{rel}', which it does not declare as an output, is refused "
                    "(nothing was changed)")
 
-    def on_exec(argv: object, env: object) -> None:
+    def on_exec(argv: object, env: object, parsed: bool = False) -> None:
+        """Give the child what loads the hook; *parsed*: the event comes after the
+        environment was read (os.exec*, os.posix_spawn), so a scrubbed one is refused."""
+        if parsed and hermetic and env is not None and _lacks(env):
+            refuse("starting a process with an environment that drops mlbuild's variables "
+                   "would escape its audit hook; pass os.environ on (or use subprocess)")
         _carry(env)
         flag = _isolated_python(argv) if hermetic else None
         if flag is not None:
@@ -233,7 +250,8 @@ def _install(trace_dir: str) -> None:  # noqa: PLR0915 - one closure keeps the h
     handlers: dict[str, Callable[[tuple[object, ...]], None]] = {
         "open": on_open, "ctypes.dlsym": on_dlsym,
         "subprocess.Popen": lambda a: on_exec(a[1], a[3]),
-        "os.exec": lambda a: on_exec(a[1], a[2]), "os.posix_spawn": lambda a: on_exec(a[1], a[2]),
+        "os.exec": lambda a: on_exec(a[1], a[2], parsed=True),
+        "os.posix_spawn": lambda a: on_exec(a[1], a[2], parsed=True),
         "os.system": lambda a: on_exec(a[0], None),
     }
     for name in _NET_EVENTS:
