@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Project
-from tests.scenario import lock, new_project
+from tests.scenario import empty_project, lock, new_project
 
 STAGE_OUT_SUB = """
 stages:
@@ -406,3 +406,17 @@ def test_adopted_stage_child_with_fresh_environment_is_still_traced(tmp_path: Pa
     report = proj.run_json("run")
     [warning] = [w for s in report["stages"] for w in s["warnings"]]  # type: ignore[union-attr]
     assert "read undeclared input(s) 'notes.txt'" in warning
+
+
+def test_dvc_tracked_data_is_put_back_from_the_cache_without_a_copy(tmp_path: Path) -> None:
+    proj = empty_project(tmp_path / "p")
+    big = os.urandom(65 * 1024 * 1024)  # over the copy budget: only the DVC cache has it
+    (proj.path / "big.bin").write_bytes(big)
+    assert proj.dvc("add", "big.bin").returncode == 0
+    proj.write("stages/s.yaml", "cmd: sh -c 'echo damaged > big.bin; echo ok > out.txt'\n"
+                                "deps: [big.bin]\nouts: [out.txt]\n")
+    proc = proj.run("run")
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    assert "changed undeclared file(s) 'big.bin'; they were put back" in proc.stderr
+    assert (proj.path / "big.bin").read_bytes() == big
+    assert proj.dvc("status", "big.bin.dvc").stdout.strip().endswith("up to date.")

@@ -15,13 +15,15 @@ import shutil
 import stat
 import subprocess
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlbuild.boundary import BoundaryError, ensure_inside
 
-COPY_BUDGET = 256 * 1024 * 1024  # bytes of untracked files copied before one stage runs
+# Bytes of files neither git nor the DVC cache can give back, copied before one stage runs:
+# beyond it, only the audit hook protects them (documented in the README).
+COPY_BUDGET = 64 * 1024 * 1024
 META_FILES = ("dvc.yaml", "params.yaml", ".dvc/config", ".dvc/config.local", ".git/config")
 META_DIRS = (".git/hooks", ".git/info", ".mlbuild")
 
@@ -66,14 +68,16 @@ class Protection:
     root: Path
     area: Path
     from_git: set[str] = field(default_factory=set)
-    copies: dict[str, Path] = field(default_factory=dict)
+    copies: dict[str, Path] = field(default_factory=dict)  # copies, or DVC cache objects
+    modes: dict[str, int] = field(default_factory=dict)
     meta: dict[str, tuple[bytes, int]] = field(default_factory=dict)
     unprotected: list[str] = field(default_factory=list)  # over the copy budget
 
 
 def protect(root: Path, area: Path, existing: Iterable[str],
-            budget: int = COPY_BUDGET) -> Protection:
-    """Take what is needed to restore *existing* files and the watched metadata."""
+            in_cache: Callable[[str], Path | None], budget: int = COPY_BUDGET) -> Protection:
+    """Take what is needed to restore *existing* files and the watched metadata: nothing for
+    a file git has unchanged, or one whose content *in_cache* finds in the DVC cache."""
     prot = Protection(root, area)
     tracked, modified = _git_state(root)
     for rel in sorted(existing):
@@ -87,6 +91,10 @@ def protect(root: Path, area: Path, existing: Iterable[str],
             continue
         size = st.st_size
         regular = stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)
+        obj = in_cache(rel) if stat.S_ISREG(st.st_mode) else None
+        if obj is not None:
+            prot.copies[rel], prot.modes[rel] = obj, st.st_mode
+            continue
         if size > budget or not regular:  # a FIFO or device is never read
             prot.unprotected.append(rel)
             continue
@@ -153,6 +161,8 @@ def _restore_one(prot: Protection, rel: str) -> bool:
         tmp.chmod(mode & 0o7777)
     elif rel in prot.copies:
         shutil.copy2(prot.copies[rel], tmp, follow_symlinks=False)
+        if rel in prot.modes:  # a read-only cache object: the file's own mode back
+            tmp.chmod(prot.modes[rel] & 0o7777)
     else:
         with open(tmp, "wb") as fobj:
             subprocess.run(["git", "show", f":./{rel}"], cwd=prot.root, stdout=fobj,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +64,8 @@ class Sandbox:
     project: ProjectConfig
     all_outs: list[str]
     strict: bool = False
+    # the DVC cache object holding a project file's current content, if the stat cache knows
+    in_cache: Callable[[str], Path | None] = field(default=lambda _rel: None)
 
     def hermetic_for(self, stage: Stage) -> Hermetic | None:
         """The stage's settings, or None when it runs in adoption mode (as under DVC)."""
@@ -118,7 +120,7 @@ class Sandbox:
         outs = [o.path for o in stage.outs]
         others = [o for o in self.all_outs if o not in outs]
         write_policy(trace / "policy", self.root, outs, before, others, [home, trace])
-        return protect(self.root, self.scratch / "guard" / run_id, before)
+        return protect(self.root, self.scratch / "guard" / run_id, before, self.in_cache)
 
     def _put_back(self, prot: Protection, before: Snapshot, after: Snapshot,
                   findings: Findings) -> None:
