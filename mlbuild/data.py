@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,8 +57,13 @@ def check_contracts(root: Path, paths: list[str]) -> int:
 @_serialised
 def add(root: Path, paths: list[str]) -> list[str]:
     """Validate contracts first (bad data never gets in), then track like `dvc add`."""
+    from mlbuild.boundary import check_path
+
     rel = []
     for path in paths:
+        lexical = os.path.relpath(os.path.normpath(Path.cwd() / path), root)
+        if not lexical.startswith(".."):  # through a symlink out or into .git, or a FIFO
+            check_path(root, lexical, "cannot add: path")
         full = (Path.cwd() / path).resolve()
         if not full.exists():
             raise UsageError(f"cannot add '{path}': no such file or directory")

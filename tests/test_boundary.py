@@ -420,3 +420,17 @@ def test_dvc_tracked_data_is_put_back_from_the_cache_without_a_copy(tmp_path: Pa
     assert "changed undeclared file(s) 'big.bin'; they were put back" in proc.stderr
     assert (proj.path / "big.bin").read_bytes() == big
     assert proj.dvc("status", "big.bin.dvc").stdout.strip().endswith("up to date.")
+
+
+def test_data_add_through_a_symlink_out_names_the_real_place(tmp_path: Path,
+                                                            elsewhere: Path) -> None:
+    proj = _linked(tmp_path, {"README.md": "r\n"}, "ext", elsewhere)
+    proc = proj.run("data", "add", "ext/sub")
+    assert proc.returncode == 2, proc.stderr + proc.stdout
+    assert (f"cannot add: path 'ext/sub' leads out of the project through a symlink: it really "
+            f"is '{elsewhere.resolve() / 'sub'}'") in proc.stderr
+    _untouched(elsewhere)
+    os.mkfifo(proj.path / "pipe")
+    proc = proj.run("data", "add", "pipe", timeout=60)
+    assert proc.returncode == 2, proc.stderr + proc.stdout
+    assert "'pipe' is a FIFO" in proc.stderr

@@ -188,6 +188,7 @@ def _install(trace_dir: str) -> None:  # noqa: PLR0915 - one closure keeps the h
         if not policy:
             with open(guard_file, encoding="utf-8") as fobj:  # type: ignore[arg-type]
                 policy.update(json.load(fobj))
+            policy["existing"] = set(policy["existing"])  # type: ignore[call-overload]
         if any(full == a or full.startswith(a + os.sep) for a in policy["allow"]):  # type: ignore[attr-defined]
             return
         rel = full[len(root):] if full != root.rstrip(os.sep) else "."
