@@ -18,7 +18,11 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+
+TYPE_CHECKING = False  # typing is not imported at run time: this file loads into every stage
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 _TRACE_DIR = os.environ.get("MLBUILD_TRACE_DIR")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
@@ -145,123 +149,170 @@ def _letters(cluster: str) -> str:
     return cluster
 
 
-def _install(trace_dir: str) -> None:  # noqa: PLR0915 - one closure keeps the hook fast
-    root = os.environ.get("MLBUILD_ROOT", "")
-    network = os.environ.get("MLBUILD_NETWORK", "allow")
-    allow = os.environ.get("MLBUILD_ALLOW_NETWORK", "'hermetic: {network: true}'")
-    stage = os.environ.get("DVC_STAGE", "?")
-    hermetic = os.environ.get("MLBUILD_HERMETIC") == "1"
-    guard_file = os.environ.get("MLBUILD_GUARD")
-    policy: dict[str, object] = {}
-    reads: set[str] = set()
-    writes: set[str] = set()
-    refused: list[str] = []
-    net: list[str] = []
-    env_read: set[str] = set()
-    prefix = os.path.realpath(sys.prefix) + os.sep
-    tool = prefix[len(root):] if prefix.startswith(root) else None  # a venv inside the project
+class _Tracer:
+    """One process's record of what it touched, and the stage's rules for it."""
 
-    def refuse(what: str) -> None:
-        refused.append(what)
-        dump()  # now: a forked child that is refused leaves by os._exit, without atexit
-        raise PermissionError(f"mlbuild: stage '{stage}' is hermetic: {what}")
+    def __init__(self, trace_dir: str) -> None:
+        self.trace_dir = trace_dir
+        self.root = os.environ.get("MLBUILD_ROOT", "")
+        self.network = os.environ.get("MLBUILD_NETWORK", "allow")
+        self.allow = os.environ.get("MLBUILD_ALLOW_NETWORK", "'hermetic: {network: true}'")
+        self.stage = os.environ.get("DVC_STAGE", "?")
+        self.hermetic = os.environ.get("MLBUILD_HERMETIC") == "1"
+        self.guard_file = os.environ.get("MLBUILD_GUARD")
+        self.policy: dict[str, Any] = {}
+        self.reads: set[str] = set()
+        self.writes: set[str] = set()
+        self.refused: list[str] = []
+        self.net: list[str] = []
+        self.env_read: set[str] = set()
+        prefix = os.path.realpath(sys.prefix) + os.sep
+        # a venv inside the project is the tool's, not the stage's
+        self.tool = prefix[len(self.root):] if prefix.startswith(self.root) else None
 
-    def covered(rel: str, paths: object) -> bool:
-        return any(rel == p or rel.startswith(p.rstrip("/") + "/") for p in paths)  # type: ignore[attr-defined]
+    def handlers(self) -> dict[str, Callable[[tuple[Any, ...]], None]]:
+        """The audit events this tracer answers, each with its handler."""
+        found: dict[str, Callable[[tuple[Any, ...]], None]] = {
+            "open": self.on_open, "ctypes.dlsym": self.on_dlsym,
+            "subprocess.Popen": lambda a: self.on_exec(a[1], a[3]),
+            "os.exec": lambda a: self.on_exec(a[1], a[2], parsed=True),
+            "os.posix_spawn": lambda a: self.on_exec(a[1], a[2], parsed=True),
+            "os.system": lambda a: self.on_exec(a[0], None),
+        }
+        for name in _NET_EVENTS:
+            found[name] = functools.partial(self.on_net, name)
+        if self.guard_file:
+            for name in _MUTATING:
+                found[name] = functools.partial(self.on_change, name)
+        return found
 
-    def metadata(rel: str) -> bool:
+    def refuse(self, what: str) -> None:
+        """Record and refuse an action (the caller gets PermissionError)."""
+        self.refused.append(what)
+        self.dump()  # now: a forked child that is refused leaves by os._exit, without atexit
+        raise PermissionError(f"mlbuild: stage '{self.stage}' is hermetic: {what}")
+
+    def metadata(self, rel: str) -> bool:
+        """Tool metadata a stage never writes (its HOME and TMPDIR are allowed before this)."""
         first = rel.split("/", 1)[0]
         if first == ".dvc":
             return not rel.startswith(".dvc/tmp/") or rel.startswith(".dvc/tmp/mlbuild/")
         return (first in (".git", ".mlbuild") or rel in ("dvc.yaml", "dvc.lock", "params.yaml")
                 or rel.rsplit("/", 1)[-1] in (".gitignore", ".dvcignore")
-                or (tool is not None and rel.startswith(tool)))
+                or (self.tool is not None and rel.startswith(self.tool)))
 
-    def guard(path: str | None, tree: bool = False, create: bool = False) -> None:
+    def _rules(self) -> dict[str, Any]:
+        if not self.policy:  # read on the first write: most events never need it
+            with open(str(self.guard_file), encoding="utf-8") as fobj:
+                self.policy.update(json.load(fobj))
+            self.policy["existing"] = set(self.policy["existing"])
+        return self.policy
+
+    def guard(self, path: str | None, tree: bool = False, create: bool = False) -> None:
         """Refuse a change to tool metadata or to a project file the stage did not declare
         (with *tree*, to a directory holding one; with *create*, only tool metadata)."""
         if path is None:
             return
         full = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
-        if not (full + os.sep).startswith(root):
+        if not (full + os.sep).startswith(self.root):
             return
-        if not policy:
-            with open(guard_file, encoding="utf-8") as fobj:  # type: ignore[arg-type]
-                policy.update(json.load(fobj))
-            policy["existing"] = set(policy["existing"])  # type: ignore[call-overload]
-        if any(full == a or full.startswith(a + os.sep) for a in policy["allow"]):  # type: ignore[attr-defined]
+        rules = self._rules()
+        rel = full[len(self.root):] if full != self.root.rstrip(os.sep) else "."
+        if (any(full == a or full.startswith(a + os.sep) for a in rules["allow"])
+                or _covered(rel, rules["outs"]) or _bytecode(rel)):
             return
-        rel = full[len(root):] if full != root.rstrip(os.sep) else "."
-        if covered(rel, policy["outs"]):
-            return
-        if metadata(rel):
-            refuse(f"writing '{rel}' (tool metadata) is refused")
-        if create:
-            return
-        if rel in policy["existing"] or covered(rel, policy["others"]) or (  # type: ignore[operator]
-                tree and any(e.startswith(rel + "/") for e in policy["existing"])):  # type: ignore[attr-defined]
-            refuse(f"changing '{rel}', which it does not declare as an output, is refused "
-                   "(nothing was changed)")
+        if self.metadata(rel):
+            self.refuse(f"writing '{rel}' (tool metadata) is refused")
+        if not create and (rel in rules["existing"] or _covered(rel, rules["others"]) or (
+                tree and any(e.startswith(rel + "/") for e in rules["existing"]))):
+            self.refuse(f"changing '{rel}', which it does not declare as an output, is refused "
+                        "(nothing was changed)")
 
-    def on_exec(argv: object, env: object, parsed: bool = False) -> None:
+    def on_exec(self, argv: object, env: object, parsed: bool = False) -> None:
         """Give the child what loads the hook; *parsed*: the event comes after the
         environment was read (os.exec*, os.posix_spawn), so a scrubbed one is refused."""
-        if parsed and hermetic and env is not None and _lacks(env):
-            refuse("starting a process with an environment that drops mlbuild's variables "
-                   "would escape its audit hook; pass os.environ on (or use subprocess)")
+        if parsed and self.hermetic and env is not None and _lacks(env):
+            self.refuse("starting a process with an environment that drops mlbuild's "
+                        "variables would escape its audit hook; pass os.environ on (or use "
+                        "subprocess)")
         _carry(env)
-        flag = _isolated_python(argv) if hermetic else None
+        flag = _isolated_python(argv) if self.hermetic else None
         if flag is not None:
-            refuse(f"starting Python with '{flag}' would escape its audit hook; drop the flag")
+            self.refuse(f"starting Python with '{flag}' would escape its audit hook; drop "
+                        "the flag")
 
-    def on_open(args: tuple[object, ...]) -> None:
+    def on_open(self, args: tuple[Any, ...]) -> None:
+        """Record a project file opened; check a write before it happens."""
         path, mode, flags = args
         if path is None or isinstance(path, int):
             return
-        full = os.path.abspath(os.fsdecode(path))  # type: ignore[arg-type]
-        if not full.startswith(root):
+        full = os.path.abspath(os.fsdecode(path))
+        if not full.startswith(self.root):
             return
         writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
             isinstance(flags, int) and flags & _WRITE_FLAGS)
-        if writing and guard_file:
-            guard(os.path.realpath(full))  # a write follows a symlink to its target
-        (writes if writing else reads).add(full)
+        if writing and self.guard_file:
+            self.guard(os.path.realpath(full))  # a write follows a symlink to its target
+        (self.writes if writing else self.reads).add(full)
 
-    def on_change(event: str, args: tuple[object, ...]) -> None:
+    def on_change(self, event: str, args: tuple[Any, ...]) -> None:
+        """Check a rename, removal, truncation, link or mode change before it happens."""
         for pos, fd_pos in _MUTATING[event]:
             fd = args[fd_pos] if fd_pos >= 0 else None
-            guard(_resolve(args[pos], fd), tree=event == "os.rename", create=event == "os.mkdir")
+            self.guard(_resolve(args[pos], fd), tree=event == "os.rename",
+                       create=event == "os.mkdir")
 
-    def on_net(event: str, args: tuple[object, ...]) -> None:
+    def on_net(self, event: str, args: tuple[Any, ...]) -> None:
+        """Record network use; refuse it when the stage is hermetic."""
         if event == "socket.connect" and isinstance(args[1], (str, bytes)):
             return  # AF_UNIX: local inter-process communication
         what = f"{event.split('.', 1)[1]} {_target(event, args)}"
-        net.append(what)
-        if network == "deny":
+        self.net.append(what)
+        if self.network == "deny":
             raise PermissionError(
-                f"mlbuild: stage '{stage}' is hermetic: network access is refused "
-                f"({what}); allow it with {allow}"
+                f"mlbuild: stage '{self.stage}' is hermetic: network access is refused "
+                f"({what}); allow it with {self.allow}"
             )
 
-    def on_dlsym(args: tuple[object, ...]) -> None:
-        if hermetic and args[1] in _LIBC_UNSEEN:
-            refuse(f"calling '{args[1]}' through ctypes is refused (the audit hook cannot "
-                   "see what it opens)")
+    def on_dlsym(self, args: tuple[Any, ...]) -> None:
+        """Refuse libc entry points reached through ctypes that would act unseen."""
+        if self.hermetic and args[1] in _LIBC_UNSEEN:
+            self.refuse(f"calling '{args[1]}' through ctypes is refused (the audit hook "
+                        "cannot see what it opens)")
 
-    handlers: dict[str, Callable[[tuple[object, ...]], None]] = {
-        "open": on_open, "ctypes.dlsym": on_dlsym,
-        "subprocess.Popen": lambda a: on_exec(a[1], a[3]),
-        "os.exec": lambda a: on_exec(a[1], a[2], parsed=True),
-        "os.posix_spawn": lambda a: on_exec(a[1], a[2], parsed=True),
-        "os.system": lambda a: on_exec(a[0], None),
-    }
-    for name in _NET_EVENTS:
-        handlers[name] = functools.partial(on_net, name)
-    if guard_file:
-        for name in _MUTATING:
-            handlers[name] = functools.partial(on_change, name)
+    def dump(self) -> None:
+        """Write this process's record into the trace directory."""
+        root = self.root
+        modules = {
+            os.path.abspath(f) for m in list(sys.modules.values())
+            if isinstance(f := getattr(m, "__file__", None), str) and f.startswith(root)
+        }
+        record = {"pid": os.getpid(), "reads": sorted(self.reads | modules),
+                  "writes": sorted(self.writes), "network": self.net,
+                  "env": sorted(self.env_read), "refused": self.refused}
+        try:
+            with open(os.path.join(self.trace_dir, f"{os.getpid()}.json"), "w") as fobj:
+                json.dump(record, fobj)
+        except OSError:
+            pass
 
-    def hook(event: str, args: tuple[object, ...]) -> None:
+
+def _covered(rel: str, paths: Any) -> bool:
+    return any(rel == p or rel.startswith(p.rstrip("/") + "/") for p in paths)
+
+
+def _bytecode(rel: str) -> bool:
+    """The interpreter's own bytecode cache (a __pycache__ directory or a file in one)."""
+    parts = rel.split("/")
+    return parts[0] not in (".git", ".dvc", ".mlbuild") and "__pycache__" in parts[-2:]
+
+
+def _install(trace_dir: str) -> None:
+    tracer = _Tracer(trace_dir)
+    handlers = tracer.handlers()
+    env_read = tracer.env_read
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
         handler = handlers.get(event)
         if handler is not None:
             handler(args)
@@ -276,24 +327,11 @@ def _install(trace_dir: str) -> None:  # noqa: PLR0915 - one closure keeps the h
                 env_read.add(key)
             return bool(super().__contains__(key))
 
-    def dump() -> None:
-        modules = {
-            os.path.abspath(f) for m in list(sys.modules.values())
-            if isinstance(f := getattr(m, "__file__", None), str) and f.startswith(root)
-        }
-        record = {"pid": os.getpid(), "reads": sorted(reads | modules), "writes": sorted(writes),
-                  "network": net, "env": sorted(env_read), "refused": refused}
-        try:
-            with open(os.path.join(trace_dir, f"{os.getpid()}.json"), "w") as fobj:
-                json.dump(record, fobj)
-        except OSError:
-            pass
-
     try:
         os.environ.__class__ = _Environ
     except TypeError:
         pass
-    atexit.register(dump)
+    atexit.register(tracer.dump)
     sys.addaudithook(hook)
 
 
