@@ -434,3 +434,15 @@ def test_data_add_through_a_symlink_out_names_the_real_place(tmp_path: Path,
     proc = proj.run("data", "add", "pipe", timeout=60)
     assert proc.returncode == 2, proc.stderr + proc.stdout
     assert "'pipe' is a FIFO" in proc.stderr
+
+
+def test_persistent_output_under_a_symlink_inside_the_project_stays_writable(
+        tmp_path: Path) -> None:
+    proj = _hermetic(tmp_path, "open('models/log.txt', 'a').write('more\\n')\n",
+                     files={"storage/models/log.txt": "first\n"})
+    (proj.path / "models").symlink_to("storage/models")
+    proj.write("stages/s.yaml", "cmd: python stages/s.py\n"
+                                "outs: [out.txt, {models/log.txt: {persist: true}}]\n")
+    proc = proj.run("run")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert proj.read("storage/models/log.txt") == "first\nmore\n"

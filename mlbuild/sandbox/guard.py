@@ -28,10 +28,21 @@ META_FILES = ("dvc.yaml", "params.yaml", ".dvc/config", ".dvc/config.local", ".g
 META_DIRS = (".git/hooks", ".git/info", ".mlbuild")
 
 
+def with_targets(root: Path, paths: list[str]) -> list[str]:
+    """*paths* and, where a symlink inside the project leads elsewhere, where they land."""
+    real_root = os.path.realpath(root)
+    real = [os.path.relpath(os.path.realpath(root / p), real_root) for p in paths]
+    return sorted(set(paths) | {r for r in real if not r.startswith("..")})
+
+
 def write_policy(path: Path, root: Path, outs: list[str], existing: Iterable[str],
                  others: list[str], allow: list[Path]) -> None:
-    """The rules the audit hook enforces (sitecustomize reads them on the first write)."""
-    doc = {"outs": outs, "existing": sorted(existing), "others": others,
+    """The rules the audit hook enforces (sitecustomize reads them on the first write).
+
+    Declared paths are listed as written and as resolved through symlinks inside the
+    project, since the hook judges a write where it lands."""
+    doc = {"outs": with_targets(root, outs), "existing": sorted(existing),
+           "others": with_targets(root, others),
            "allow": [os.path.realpath(p) for p in allow]}
     path.write_text(json.dumps(doc), encoding="utf-8")
 

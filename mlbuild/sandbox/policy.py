@@ -15,7 +15,14 @@ from mlbuild.errors import StageFailedError
 from mlbuild.pipeline import Stage
 from mlbuild.sandbox.environ import PINNED, THREAD_VARS, allowed_names, stage_environment
 from mlbuild.sandbox.findings import Findings, Snapshot, analyse, snapshot
-from mlbuild.sandbox.guard import Protection, meta_changes, protect, put_back, write_policy
+from mlbuild.sandbox.guard import (
+    Protection,
+    meta_changes,
+    protect,
+    put_back,
+    with_targets,
+    write_policy,
+)
 from mlbuild.settings import Hermetic, ProjectConfig
 
 MAX_LISTED = 5
@@ -92,7 +99,8 @@ class Sandbox:
         trace = self.scratch / "trace" / run_id
         trace.mkdir(parents=True)
         home = self.scratch / "home" / safe
-        before = snapshot(self.root, self.all_outs)
+        skip = with_targets(self.root, self.all_outs)  # outputs, also where symlinks land
+        before = snapshot(self.root, skip)
         prot = None
         if hermetic is not None:
             prot = self._protect(stage, before, trace, home, run_id)
@@ -104,7 +112,7 @@ class Sandbox:
         try:
             yield box
         finally:
-            after = snapshot(self.root, self.all_outs)
+            after = snapshot(self.root, skip)
             allowed = None
             if hermetic is None:
                 allowed = allowed_names(Hermetic()) | set(PINNED) | set(THREAD_VARS) | {
