@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlbuild.errors import MlbuildError
 from mlbuild.events import FAILED, FROZEN, RAN, RESTORED, Emit, Event, StageResult, ignore
 from mlbuild.graph import select, topo_order
 from mlbuild.params import check_declared
@@ -76,7 +78,20 @@ def make_sandbox(ws: Workspace, strict: bool) -> Sandbox:
         environment = ws.checker.params.file(ENV_FILE)
     outs = [o.path for s in ws.graph.stages.values() for o in s.outs]
     return Sandbox(root=ws.root, scratch=state_dir(ws.root), environment=environment,
-                   project=load_project_config(ws.root), all_outs=outs, strict=strict)
+                   project=load_project_config(ws.root), all_outs=outs, strict=strict,
+                   in_cache=functools.partial(_cache_object, ws))
+
+
+def _cache_object(ws: Workspace, rel: str) -> Path | None:
+    """The cache object with a file's current content, when the stat cache already knows its
+    hash (no reading): hermetic stages' undeclared changes are put back from it."""
+    try:
+        info = ws.hasher.cached(ws.root / rel)
+    except (OSError, MlbuildError):
+        return None
+    if info is None or not ws.cache.has_md5(info.md5):
+        return None
+    return ws.cache.object_path(info.md5)
 
 
 def ensure_tracked_data(ws: Workspace) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mlbuild import gitignore
+from mlbuild.boundary import BoundaryError, check_paths, stage_paths
 from mlbuild.cache import Cache, unprotect
 from mlbuild.errors import MlbuildError, StageFailedError
 from mlbuild.events import (
@@ -74,6 +75,8 @@ class Builder:
             outcome, reasons = self._build(name)
             result = StageResult(name, outcome, reasons=[str(r) for r in reasons],
                                  message=self.restored.get(name, ""))
+        except BoundaryError:
+            raise  # bad input (exit 2), as when found before the build: stops the build
         except MlbuildError as exc:
             log = str(self.scratch / "logs" / log_name(name, ".err"))
             result = StageResult(name, FAILED, message=str(exc), log=log)
@@ -95,6 +98,8 @@ class Builder:
 
     def _build(self, name: str) -> tuple[str, list[Reason]]:
         stage = self.graph.stages[name]
+        # again now: an upstream stage may have made a symlink or a FIFO since loading
+        check_paths(self.root, stage_paths(stage), self.cache.dir)
         reasons, snap = self.checker.check(stage, self.lock.get(name))
         if stage.frozen:
             return self._frozen(stage, reasons, snap), reasons

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from mlbuild.boundary import ensure_inside
 from mlbuild.dvcconfig import cache_dir, cache_types
 from mlbuild.errors import IntegrityError
 from mlbuild.fingerprint import Hasher, HashInfo, md5_file
@@ -256,6 +257,7 @@ class Cache:
 
         *private* (for cache: false outputs, which git tracks) never links into the cache.
         """
+        ensure_inside(self.root, dst)  # never restore through a link out of the project
         entries = self.verify(info)
         remove(dst)
         kinds = ["reflink", "copy"] if private else None

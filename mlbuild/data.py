@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,8 +57,13 @@ def check_contracts(root: Path, paths: list[str]) -> int:
 @_serialised
 def add(root: Path, paths: list[str]) -> list[str]:
     """Validate contracts first (bad data never gets in), then track like `dvc add`."""
+    from mlbuild.boundary import check_path
+
     rel = []
     for path in paths:
+        lexical = os.path.relpath(os.path.normpath(Path.cwd() / path), root)
+        if not lexical.startswith(".."):  # through a symlink out or into .git, or a FIFO
+            check_path(root, lexical, "cannot add: path")
         full = (Path.cwd() / path).resolve()
         if not full.exists():
             raise UsageError(f"cannot add '{path}': no such file or directory")
@@ -124,6 +130,9 @@ def pull(root: Path, targets: list[str], remote_name: str | None) -> PullResult:
     bad = fsck(cache, only=set(needed), remove=True)
     if bad:
         raise IntegrityError(_corrupt_message(bad, needed, local))
+    from mlbuild.boundary import check_project
+
+    check_project(root)  # DVC's checkout would follow a symlink out of the project
     try:
         remote.checkout(root, targets)
     except remote.RemoteError as exc:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlbuild.boundary import refuse_special
 from mlbuild.dvcignore import IgnoreRules
 from mlbuild.state import StatCache, stat_key
 
@@ -95,9 +96,16 @@ class Hasher:
         rules, prefix = self._ignore, os.path.relpath(top, self.root).replace(os.sep, "/")
         return lambda rel, is_dir: rules.ignored(f"{prefix}/{rel}", is_dir)
 
+    def _stat(self, path: Path) -> os.stat_result:
+        """stat (following links) of a file about to be hashed; special files refused."""
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            refuse_special(path, st.st_mode, self._key(path))
+        return st
+
     def file(self, path: Path) -> HashInfo:
         """Hash one file."""
-        st = path.stat()
+        st = self._stat(path)
         key = stat_key(st)
         rel = self._key(path)
         md5 = self.cache.get(rel, key)
@@ -108,7 +116,7 @@ class Hasher:
 
     def cached(self, path: Path) -> HashInfo | None:
         """The file's hash if the stat cache knows it (no reading)."""
-        st = path.stat()
+        st = self._stat(path)
         md5 = self.cache.get(self._key(path), stat_key(st))
         if md5 is None:
             return None
@@ -116,7 +124,7 @@ class Hasher:
 
     def remember(self, path: Path, md5: str) -> HashInfo:
         """Record a hash computed elsewhere (while committing) for the file's current stat."""
-        st = path.stat()
+        st = self._stat(path)
         self.cache.put(self._key(path), stat_key(st), md5)
         return HashInfo(md5=md5, size=st.st_size, isexec=bool(st.st_mode & stat.S_IXUSR))
 
@@ -137,6 +145,8 @@ class Hasher:
                 if skip(prefix + name, False):
                     continue
                 st = os.stat(os.path.join(dirpath, name))  # noqa: PTH116, PTH118 - hot loop
+                if not stat.S_ISREG(st.st_mode):  # a FIFO would block the hash forever
+                    refuse_special(path, st.st_mode, f"{self._key(path)}/{prefix}{name}")
                 skey = stat_key(st)
                 md5 = get(key_dir + name, skey)
                 if md5 is None:
@@ -153,8 +163,10 @@ class Hasher:
     def path(self, relpath: str) -> HashInfo | None:
         """Hash a project-relative path; None when it does not exist."""
         full = self.root / relpath
-        if full.is_dir():
+        try:
+            mode = full.stat().st_mode
+        except OSError:
+            return None
+        if stat.S_ISDIR(mode):
             return self.directory(full)[0]
-        if full.is_file():
-            return self.file(full)
-        return None
+        return self.file(full)

@@ -7,6 +7,7 @@ import re
 import threading
 from pathlib import Path
 
+from mlbuild.boundary import ensure_inside
 from mlbuild.yamlio import write_atomic
 
 _LOCK = threading.Lock()
@@ -31,6 +32,7 @@ def ignore(root: Path, relpath: str) -> None:
     if not in_git(root):
         return
     path = root / relpath
+    ensure_inside(root, path)  # never write a .gitignore through a link out of the project
     gitignore = path.parent / ".gitignore"
     entry = f"/{escape(path.name)}"
     with _LOCK:

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlbuild.boundary import check_paths, stage_paths
 from mlbuild.cache import Cache
 from mlbuild.errors import BusyError, GraphError, UsageError
 from mlbuild.fingerprint import Hasher, md5_file
@@ -76,13 +77,16 @@ def open_workspace(
                 f"{clash.dvcfile} tracks; a path has one owner: move the output elsewhere"
             )
 
+    cache = Cache(root)
+    check_paths(root, [p for s in pipeline.stages.values() for p in stage_paths(s)]
+                + [(t.path, f"{t.dvcfile}: tracked path") for t in tracked], cache.dir)
+
     def exists(path: str) -> bool:
         return os.path.lexists(root / path) or covers(tracked, path) is not None
 
     graph = build_graph(pipeline, exists)
     stat_cache = StatCache(state_dir(root) / "stat-cache.json")
     hasher = Hasher(root, stat_cache)
-    cache = Cache(root)
     cache.verifier = object_verifier(root, stat_cache)
     return Workspace(
         root=root, pipeline=pipeline, graph=graph, tracked=tracked, lock=LockFile(root),

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from mlbuild.boundary import ensure_inside
 from mlbuild.cache import remove
 from mlbuild.errors import StageFailedError
 from mlbuild.names import derived
@@ -143,6 +144,7 @@ def backed_up_outputs(root: Path, stage: Stage, scratch: Path) -> Iterator[None]
             path = root / out.path
             if out.persist or not (path.exists() or path.is_symlink()):
                 continue
+            ensure_inside(root, path)
             moved.append((path, _move_aside(path, box, idx)))
         yield
     except BaseException:

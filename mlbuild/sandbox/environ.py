@@ -35,29 +35,45 @@ def allowed_names(hermetic: Hermetic) -> set[str]:
     return {"PATH", *PASS_THROUGH, *hermetic.env}
 
 
+def _hermetic(env: dict[str, str], hermetic: Hermetic, home: Path, guard: Path | None,
+              shim: Path | None) -> None:
+    """Pin what a hermetic stage gets, and point it at the guard and the python shim."""
+    env.update(PINNED)
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(home / "tmp", ignore_errors=True)  # HOME's caches persist; TMPDIR not
+    (home / "tmp").mkdir()
+    env["HOME"] = str(home)
+    env["TMPDIR"] = str(home / "tmp")
+    env.update({var: str(hermetic.threads) for var in THREAD_VARS})
+    env["MLBUILD_SEED"] = str(hermetic.seed)
+    env["MLBUILD_NETWORK"] = "allow" if hermetic.network else "deny"
+    env["MLBUILD_HERMETIC"] = "1"
+    if guard is not None:
+        env["MLBUILD_GUARD"] = str(guard)
+    if shim is not None:
+        from mlbuild.sandbox.shim import python_shim
+
+        env["PATH"] = os.pathsep.join([str(python_shim(shim)), env["PATH"]])
+
+
 def stage_environment(
     root: Path, stage: str, hermetic: Hermetic | None, home: Path, trace_dir: Path,
-    allow_network: str,
+    allow_network: str, guard: Path | None = None, shim: Path | None = None,
 ) -> dict[str, str]:
     """The environment for one stage command. *hermetic* None means adoption mode: the
     caller's environment passes through (as under dvc repro) and findings only warn.
-    *allow_network* tells the refused stage how to allow the network."""
+    *allow_network* tells the refused stage how to allow the network; *guard* is the write
+    policy file the audit hook enforces in a hermetic stage, *shim* where its python
+    launcher goes."""
     caller = dict(os.environ)
     if hermetic is None:
         env = caller
         env["MLBUILD_NETWORK"] = "allow"
     else:
         env = {k: v for k, v in caller.items() if k in allowed_names(hermetic)}
-        env.update(PINNED)
-        home.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(home / "tmp", ignore_errors=True)  # HOME's caches persist; TMPDIR not
-        (home / "tmp").mkdir()
-        env["HOME"] = str(home)
-        env["TMPDIR"] = str(home / "tmp")
-        env.update({var: str(hermetic.threads) for var in THREAD_VARS})
-        env["MLBUILD_SEED"] = str(hermetic.seed)
-        env["MLBUILD_NETWORK"] = "allow" if hermetic.network else "deny"
     env["PATH"] = _path_with_interpreter(caller.get("PATH", ""))
+    if hermetic is not None:
+        _hermetic(env, hermetic, home, guard, shim)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(HOOK_DIR), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
     env["DVC_ROOT"] = str(root)

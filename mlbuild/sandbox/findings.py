@@ -27,9 +27,14 @@ class Findings:
     changed: list[str] = field(default_factory=list)  # seen changing while it ran
     network: list[str] = field(default_factory=list)
     env: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # writes the audit hook refused
+    restored: list[str] = field(default_factory=list)  # undeclared changes put back
+    lost: list[str] = field(default_factory=list)  # undeclared changes not put back
+    kept: str | None = None  # where the stage's versions of restored files were moved
 
     def __bool__(self) -> bool:
-        return bool(self.reads or self.writes or self.changed or self.network or self.env)
+        return bool(self.reads or self.writes or self.changed or self.network or self.env
+                    or self.refused or self.restored or self.lost)
 
 
 def _ignored(rel: str, prefixes: tuple[str, ...]) -> bool:
@@ -105,6 +110,7 @@ def analyse(root: Path, stage: Stage, trace_dir: Path, before: Snapshot, after: 
         writes |= {os.path.relpath(p, root) for p in record.get("writes", [])}
         found.network += record.get("network", [])
         venv += _inside(root, record.get("tool"))
+        found.refused += record.get("refused", [])
         env_read |= set(record.get("env", []))
     # a file the stage wrote itself is not an input; one it removed again (a temporary file,
     # or one renamed onto a declared output) is not an output

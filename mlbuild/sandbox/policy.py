@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,15 @@ from mlbuild.errors import StageFailedError
 from mlbuild.names import derived
 from mlbuild.pipeline import Stage
 from mlbuild.sandbox.environ import PINNED, THREAD_VARS, allowed_names, stage_environment
-from mlbuild.sandbox.findings import Findings, analyse, snapshot
+from mlbuild.sandbox.findings import Findings, Snapshot, analyse, snapshot
+from mlbuild.sandbox.guard import (
+    Protection,
+    meta_changes,
+    protect,
+    put_back,
+    with_targets,
+    write_policy,
+)
 from mlbuild.settings import Hermetic, ProjectConfig
 
 MAX_LISTED = 5
@@ -63,6 +72,8 @@ class Sandbox:
     project: ProjectConfig
     all_outs: list[str]
     strict: bool = False
+    # the DVC cache object holding a project file's current content, if the stat cache knows
+    in_cache: Callable[[str], Path | None] = field(default=lambda _rel: None)
 
     def hermetic_for(self, stage: Stage) -> Hermetic | None:
         """The stage's settings, or None when it runs in adoption mode (as under DVC)."""
@@ -81,26 +92,76 @@ class Sandbox:
 
     @contextmanager
     def session(self, stage: Stage) -> Iterator[Box]:
-        """Prepare the environment, watch the workspace, then collect findings."""
+        """Prepare the environment, watch the workspace, then collect findings; in a hermetic
+        stage, refuse undeclared writes up front and put back what changed anyway."""
         hermetic = self.hermetic_for(stage)
         safe = stage.name.replace("/", "_")
-        trace = self.scratch / "trace" / derived(safe, suffix=f"-{uuid.uuid4().hex[:8]}")
+        run_id = derived(safe, suffix=f"-{uuid.uuid4().hex[:8]}")
+        trace = self.scratch / "trace" / run_id
         trace.mkdir(parents=True)
-        allow = _settings_hint(stage, self.declaration(stage), "network: true")
         home = self.scratch / "home" / derived(safe)
-        env = stage_environment(self.root, stage.name, hermetic, home, trace, allow)
+        skip = with_targets(self.root, self.all_outs)  # outputs, also where symlinks land
+        before = snapshot(self.root, skip)
+        prot = None
+        if hermetic is not None:
+            prot = self._protect(stage, before, trace, home, run_id)
+        allow = _settings_hint(stage, self.declaration(stage), "network: true")
+        env = stage_environment(self.root, stage.name, hermetic, home, trace, allow,
+                                guard=None if prot is None else trace / "policy",
+                                shim=self.scratch / "shim")
         box = Box(env)
-        before = snapshot(self.root, self.all_outs)
         try:
             yield box
         finally:
-            after = snapshot(self.root, self.all_outs)
+            after = snapshot(self.root, skip)
             allowed = None
             if hermetic is None:
                 allowed = allowed_names(Hermetic()) | set(PINNED) | set(THREAD_VARS) | {
                     "HOME", "TMPDIR", "PYTHONPATH"}
             box.findings = analyse(self.root, stage, trace, before, after, allowed)
             shutil.rmtree(trace, ignore_errors=True)
+            if prot is not None:
+                self._put_back(prot, before, after, box.findings)
+
+    def _protect(self, stage: Stage, before: Snapshot, trace: Path, home: Path,
+                 run_id: str) -> Protection:
+        """Write the hook's policy and take what is needed to put files back."""
+        outs = [o.path for o in stage.outs]
+        others = [o for o in self.all_outs if o not in outs]
+        write_policy(trace / "policy", self.root, outs, before, others, [home, trace])
+        return protect(self.root, self.scratch / "guard" / run_id, before, self.in_cache)
+
+    def _put_back(self, prot: Protection, before: Snapshot, after: Snapshot,
+                  findings: Findings) -> None:
+        """Restore undeclared files the stage changed (seen only afterwards: non-Python code)."""
+        changed = [p for p in before if before[p] != after.get(p)] + meta_changes(prot)
+        result = put_back(prot, changed)
+        findings.restored, findings.lost = result.restored, result.lost
+        findings.changed = [p for p in findings.changed if p not in changed]
+        if result.kept is not None:
+            findings.kept = os.path.relpath(result.kept, self.root)
+            shutil.rmtree(prot.area / "before", ignore_errors=True)
+        else:
+            shutil.rmtree(prot.area, ignore_errors=True)
+
+    def _guarded(self, stage: Stage, findings: Findings, where: str
+                 ) -> list[tuple[bool, str]]:
+        """What the write guard refused or put back (hermetic stages only; always fatal)."""
+        found = []
+        if findings.refused:
+            found.append((True, f"was refused {len(findings.refused)} change(s) to files it "
+                                f"does not declare, first: {findings.refused[0]}"))
+        if findings.restored:
+            kept = f" (its version is kept in {findings.kept})" if findings.kept else ""
+            found.append((True, f"changed undeclared file(s) {_listed(findings.restored)}; "
+                                f"they were put back as they were before the run{kept}; if "
+                                "the stage should write them, "
+                                + _lines_to_add("outs", findings.restored, stage, where)))
+        if findings.lost:
+            found.append((True, f"changed undeclared file(s) {_listed(findings.lost)}, which "
+                                "could not be put back (no copy was taken: larger than the "
+                                "copy budget, or not a regular file)"))
+        return found
 
     def judge(self, stage: Stage, findings: Findings) -> list[str]:
         """Warnings to show; raises StageFailedError when a hermetic stage broke its rules."""
@@ -119,6 +180,7 @@ class Sandbox:
             problems.append((hermetic is not None,
                              f"wrote undeclared output(s) {_listed(findings.writes)}; "
                              + _lines_to_add("outs", findings.writes, stage, where)))
+        problems += self._guarded(stage, findings, where)
         if findings.changed:
             problems.append((False, f"ran while undeclared file(s) {_listed(findings.changed)} "
                                     "changed; if the stage wrote them, "
