@@ -93,8 +93,9 @@ def ensure_tracked_data(ws: Workspace) -> None:
 def run(root: Path, request: RunRequest, emit: Emit = ignore,
         on_wait: Callable[[str], None] | None = None) -> dict[str, StageResult]:
     """Bring the requested stages (and their upstream) up to date."""
-    with project_lock(root, wait=request.wait, on_wait=on_wait):
+    with project_lock(root, wait=request.wait, on_wait=on_wait) as lock_fd:
         ws = prepare(root, request.overrides, dry=request.dry_run)
+        procs = None
         try:
             if request.pull and not request.dry_run:
                 ensure_tracked_data(ws)
@@ -111,6 +112,9 @@ def run(root: Path, request: RunRequest, emit: Emit = ignore,
                     return settled
             from mlbuild.build import Builder, BuildOptions
             from mlbuild.executor import execute
+            from mlbuild.procgroup import ProcessTable
+
+            procs = ProcessTable(lock_fd, state_dir(root) / "stages.pgid")
 
             builder = Builder(
                 root=root, graph=ws.graph, lock=ws.lock, hasher=ws.hasher, checker=ws.checker,
@@ -118,11 +122,14 @@ def run(root: Path, request: RunRequest, emit: Emit = ignore,
                 sandbox=make_sandbox(ws, request.strict),
                 options=BuildOptions(force=request.force, dry_run=request.dry_run,
                                      pull=request.pull_remote),
+                procs=procs,
             )
             return execute(order, ws.graph.upstream, builder.build_stage, emit,
                            jobs=1 if request.dry_run else request.jobs,
                            keep_going=request.keep_going, on_abort=builder.procs.terminate_all)
         finally:
+            if procs is not None:
+                procs.close()
             ws.lock.flush()
             ws.save_state()
 

@@ -3,7 +3,7 @@
 PyYAML builds Python objects slowly; a 100-stage dvc.lock takes ~15 ms to load, which is
 most of a no-op build's own work. JSON loads ten times faster, so the parsed form of
 dvc.yaml, dvc.lock and params files is kept under .dvc/tmp/mlbuild/parsed/ until the file
-changes (new inode, mtime or size).
+changes (new inode, mtime, ctime or size).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def load_yaml_memo(path: Path, where: str, memo_dir: Path) -> Any:
         st = path.stat()
     except FileNotFoundError as exc:
         raise ConfigError(f"{where}: file not found") from exc
-    key = [st.st_ino, st.st_mtime_ns, st.st_size]
+    key = [st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size]  # ctime: see state.py
     memo = _memo_path(memo_dir, where)
     try:
         doc = json.loads(memo.read_text(encoding="utf-8"))
