@@ -23,6 +23,7 @@ class Leftovers:
 
     restored: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    dry: bool = False  # only find them (gc without --force)
 
     def __bool__(self) -> bool:
         return bool(self.restored or self.removed)
@@ -51,16 +52,16 @@ def _put_back(root: Path, box: Path, found: Leftovers, crashed: bool) -> None:
             if not (aside.exists() or aside.is_symlink()):
                 continue
             if crashed or not (target.exists() or target.is_symlink()):
-                remove(target)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(aside, target)
                 found.restored.append(str(entry.get("path")))
+                if not found.dry:
+                    remove(target)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(aside, target)
             else:
-                remove(aside)
                 found.removed.append(str(aside))
-    for path in box.iterdir() if box.is_dir() else []:
-        found.removed.append(str(path))
-    shutil.rmtree(box, ignore_errors=True)
+    found.removed.append(str(box))
+    if not found.dry:
+        shutil.rmtree(box, ignore_errors=True)
 
 
 def _backups(root: Path, found: Leftovers, crashed: bool) -> None:
@@ -94,11 +95,13 @@ def _stray_backup(root: Path, path: Path, found: Leftovers) -> None:
     """A same-directory backup (an output on another filesystem) whose box is gone."""
     target = path.parent / path.name[1:].rsplit(".", 2)[0]
     if not (target.exists() or target.is_symlink()):
-        os.replace(path, target)
         found.restored.append(os.path.relpath(target, root))
+        if not found.dry:
+            os.replace(path, target)
     else:
-        remove(path)
         found.removed.append(str(path))
+        if not found.dry:
+            remove(path)
 
 
 def _temporaries(root: Path, outputs: list[str], found: Leftovers) -> None:
@@ -116,15 +119,17 @@ def _temporaries(root: Path, outputs: list[str], found: Leftovers) -> None:
                         _stray_backup(root, path, found)
                 elif (entry.name.startswith(".") or in_cache) and abandoned(
                         entry.name, any_tmp=in_cache) and entry.is_file(follow_symlinks=False):
-                    path.unlink()
                     found.removed.append(str(path))
+                    if not found.dry:
+                        path.unlink()
 
 
 def _traces(root: Path, found: Leftovers) -> None:
     trace = _state(root) / "trace"
     for path in trace.iterdir() if trace.is_dir() else []:
-        shutil.rmtree(path, ignore_errors=True)
         found.removed.append(str(path))
+        if not found.dry:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _outputs(root: Path) -> list[str]:
@@ -136,15 +141,17 @@ def _outputs(root: Path) -> list[str]:
     return []
 
 
-def clean(root: Path, crashed: bool) -> Leftovers:
+def clean(root: Path, crashed: bool, dry: bool = False) -> Leftovers:
     """Kill orphaned stages, put stranded backups back, remove abandoned temporary files.
 
-    Call only while holding the project lock.
+    After a crash (*crashed*) a backup replaces what the killed stage left; otherwise only a
+    missing output. Call only while holding the project lock.
     """
     from mlbuild.procgroup import kill_orphans
 
-    kill_orphans(root, _state(root) / "stages.pgid")
-    found = Leftovers()
+    if not dry:
+        kill_orphans(root, _state(root) / "stages.pgid")
+    found = Leftovers(dry=dry)
     _backups(root, found, crashed)
     _temporaries(root, _outputs(root), found)
     _traces(root, found)

@@ -6,14 +6,15 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Project
+from tests.conftest import Project, _env
 from tests.errcheck import error_line
-from tests.scenario import lock, new_project, stale
+from tests.scenario import lock, new_project, run_cache, stale
 
 COPY = """
 stages:
@@ -79,7 +80,9 @@ def test_same_size_edit_with_mtime_restored_is_seen(tmp_path: Path) -> None:
 GATED = """
 stages:
   gated:
-    cmd: cat data.txt > out.txt && touch {started} && while [ ! -e {go} ]; do sleep 0.05; done && echo B >> out.txt
+    cmd: >-
+      cat data.txt > out.txt && touch {started} &&
+      while [ ! -e {go} ]; do sleep 0.05; done && echo B >> out.txt
     deps: [data.txt]
     outs: [out.txt]
 """
@@ -94,11 +97,9 @@ def gated(tmp_path: Path) -> tuple[Project, Path, Path]:
 
 
 def dvc_popen(proj: Project, *args: str) -> subprocess.Popen[str]:
-    from tests.conftest import _env
-
-    return subprocess.Popen([os.sys.executable, "-m", "dvc", *args], cwd=proj.path,  # type: ignore[attr-defined]
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    """Real DVC's CLI started in the background (output piped)."""
+    return subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=proj.path, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def test_dvc_commands_refuse_while_mlbuild_runs(tmp_path: Path) -> None:
@@ -139,10 +140,10 @@ def test_mlbuild_waits_for_dvc_repro_in_mid_stage(tmp_path: Path) -> None:
 
 
 def test_mlbuild_waits_for_a_dvc_command_holding_the_lock(tmp_path: Path) -> None:
-    proj, started, go = gated(tmp_path)
+    proj, _, go = gated(tmp_path)
     go.touch()
     holder = subprocess.Popen(  # DVC's own lock class, held as `dvc repro` holds it
-        [os.sys.executable, "-c",  # type: ignore[attr-defined]
+        [sys.executable, "-c",
          "import sys, time; from dvc.lock import make_lock; "
          "l = make_lock('.dvc/tmp/lock'); l.lock(); print('locked', flush=True); "
          "sys.stdin.read()"],
@@ -156,3 +157,182 @@ def test_mlbuild_waits_for_a_dvc_command_holding_the_lock(tmp_path: Path) -> Non
     holder.communicate("", timeout=10)
     assert proj.run("run").returncode == 0
     assert proj.read("out.txt") == "A\nB\n"
+
+
+# -- item 2: a dependency edited while its stage runs ----------------------------------------
+
+
+def test_dependency_edited_mid_stage_fails_it_and_records_nothing(tmp_path: Path) -> None:
+    proj, started, go = gated(tmp_path)
+    go.touch()
+    assert proj.run("run").returncode == 0
+    go.unlink()
+    started.unlink()
+    before_lock, before_runs = proj.read("dvc.lock"), run_cache(proj)
+    proj.write("data.txt", "A2\n")  # the build reads A2 ...
+    first = proj.popen("run", "-j", "1")
+    wait_for(started)
+    proj.write("data.txt", "A3\n")  # ... and A3 is there when it ends
+    go.touch()
+    _, stderr = first.communicate(timeout=60)
+    assert first.returncode == 1, stderr
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("mlbuild: error:")]
+    assert len(lines) == 1 and "dependency 'data.txt' changed while the stage ran" in lines[0]
+    assert "undeclared" not in stderr and "under outs" not in stderr, stderr
+    assert proj.read("dvc.lock") == before_lock and run_cache(proj) == before_runs
+    assert proj.read("out.txt") == "A\nB\n"  # the previous output is back
+    started.unlink()
+    assert proj.run("run").returncode == 0
+    assert proj.read("out.txt") == "A3\nB\n" and stale(proj) == {}
+
+
+def test_params_edited_mid_stage_fail_it(tmp_path: Path) -> None:
+    started, go = tmp_path / "started", tmp_path / "go"
+    proj = new_project(tmp_path / "proj", {"params.yaml": "lr: 1\n", "dvc.yaml": f"""
+stages:
+  train:
+    cmd: touch {started} && while [ ! -e {go} ]; do sleep 0.05; done && cp params.yaml m.txt
+    params: [lr]
+    outs: [m.txt]
+"""})
+    first = proj.popen("run", "-j", "1")
+    wait_for(started)
+    proj.write("params.yaml", "lr: 2\n")
+    go.touch()
+    _, stderr = first.communicate(timeout=60)
+    assert first.returncode == 1 and "'params.yaml' changed while the stage ran" in stderr
+    assert not (proj.path / "dvc.lock").exists() and not (proj.path / "m.txt").exists()
+
+
+# -- item 3: kill -9 of mlbuild never leaves its stages running ------------------------------
+
+ORPHAN = """
+stages:
+  slow:
+    cmd: >-
+      cat data.txt > out.txt; echo $$ > {pids}/shell;
+      (while [ ! -e {go} ]; do sleep 0.05; done; echo B >> out.txt) &
+      echo $! > {pids}/child; wait
+    deps: [data.txt]
+    outs: [out.txt]
+"""
+
+
+def orphan_project(tmp_path: Path) -> tuple[Project, Path, Path]:
+    pids, go = tmp_path / "pids", tmp_path / "go"
+    pids.mkdir()
+    proj = new_project(tmp_path / "proj", {
+        "dvc.yaml": ORPHAN.format(pids=pids, go=go), "data.txt": "A\n"})
+    return proj, pids, go
+
+
+def kill_mid_stage(proj: Project, pids: Path) -> tuple[int, int]:
+    """Start a build, SIGKILL mlbuild once its stage runs; the stage's shell and child pids."""
+    proc = proj.popen("run", "-j", "1")
+    wait_for(pids / "child")
+    time.sleep(0.1)  # the pid file is written before it is flushed to disk
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    return int((pids / "shell").read_text()), int((pids / "child").read_text())
+
+
+def test_kill_9_of_mlbuild_kills_its_stage_and_children(tmp_path: Path) -> None:
+    proj, pids, go = orphan_project(tmp_path)
+    shell, child = kill_mid_stage(proj, pids)
+    assert gone(shell) and gone(child), "the stage outlived mlbuild"
+    go.touch()  # an orphan would now append a second B
+    proc = proj.run("run", "--no-wait")
+    assert proc.returncode == 0, proc.stderr
+    assert proj.read("out.txt") == "A\nB\n" and stale(proj) == {}
+
+
+def test_next_run_kills_a_stage_left_running(tmp_path: Path) -> None:
+    proj, pids, go = orphan_project(tmp_path)
+    proc = proj.popen("run", "-j", "1")
+    wait_for(pids / "child")
+    time.sleep(0.1)
+    watcher = int((proj.path / ".dvc/tmp/mlbuild/stages.pgid").read_text())
+    os.kill(watcher, signal.SIGKILL)  # as if both were killed at once (OOM killer, pkill -9)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    shell, child = int((pids / "shell").read_text()), int((pids / "child").read_text())
+    assert not gone(shell, timeout=0.5) and not gone(child, timeout=0.5)
+    dry = proj.run("run", "--dry-run")  # the next run takes the lock: the orphans go first
+    assert dry.returncode == 0, dry.stderr
+    assert gone(shell) and gone(child), "the next run left the previous stage running"
+    go.touch()
+    assert proj.run("run").returncode == 0
+    assert proj.read("out.txt") == "A\nB\n"
+
+
+# -- item 6: what a kill -9 leaves behind -----------------------------------------------------
+
+
+def dead_pid() -> int:
+    proc = subprocess.run(["true"], check=True)
+    del proc
+    probe = subprocess.Popen(["true"])
+    probe.wait()
+    return probe.pid
+
+
+def plant_temporaries(proj: Project, pid: int) -> dict[str, bool]:
+    """Temporary files as killed writers leave them -> whether they must survive a cleanup."""
+    files = proj.path / ".dvc" / "cache" / "files" / "md5"
+    planted = {
+        f".dvc.lock.{pid}-0123456789ab.tmp": False,
+        ".dvc.lock.k3j4_x9q.tmp": False,  # mkstemp's name, from before names carried a pid
+        f".out.txt.{pid}-0123456789ab.tmp": False,
+        f".dvc/cache/files/md5/.ingest.{pid}-0123456789ab.tmp": False,
+        f".dvc/cache/files/md5/{next(files.iterdir()).name}/.ab.{pid}-0123456789ab.tmp": False,
+        f".dvc/tmp/mlbuild/.stat-cache.json.{pid}-0123456789ab.tmp": False,
+        f".dvc.lock.{os.getpid()}-0123456789ab.tmp": True,  # its writer is alive
+        ".notes.tmp": True,  # the user's
+    }
+    for rel in planted:
+        (proj.path / rel).write_text("partial")
+    return planted
+
+
+def test_next_run_puts_back_a_stranded_backup_and_removes_temporaries(tmp_path: Path) -> None:
+    proj, started, go = gated(tmp_path)
+    go.touch()
+    assert proj.run("run").returncode == 0
+    go.unlink()
+    started.unlink()
+    first = proj.popen("run", "--force", "-j", "1")
+    wait_for(started)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    assert proj.read("out.txt") == "A\n"  # what the killed stage left: partial
+    backups = proj.path / ".dvc" / "tmp" / "mlbuild" / "backup"
+    assert any(backups.iterdir())
+    planted = plant_temporaries(proj, dead_pid())
+    go.touch()
+    report = proj.run_json("run", "-j", "1")
+    assert proj.outcomes(report) == {"gated": "up-to-date"}  # the backup is the built output
+    assert proj.read("out.txt") == "A\nB\n"
+    assert not any(backups.iterdir())
+    for rel, kept in planted.items():
+        assert (proj.path / rel).exists() == kept, rel
+    porcelain = proj.git("status", "--porcelain").stdout.splitlines()
+    assert {ln[3:] for ln in porcelain if ln.endswith(".tmp")} == {
+        rel for rel, kept in planted.items() if kept}, porcelain
+
+
+@pytest.mark.parametrize("command", [("gc", "-f"), ("data", "fsck")])
+def test_gc_and_fsck_report_and_remove_leftovers(tmp_path: Path, command: tuple[str, ...]
+                                                 ) -> None:
+    proj = built(tmp_path, COPY)
+    planted = plant_temporaries(proj, dead_pid())
+    box = proj.path / ".dvc/tmp/mlbuild/backup" / f"copy-{dead_pid()}-01234567"
+    box.mkdir(parents=True)
+    (box / "0").write_text("v0\n")
+    (box / "moved.json").write_text(json.dumps([{"path": "out.txt", "aside": [str(box / "0")]}]))
+    (proj.path / "out.txt").unlink()  # missing: the stranded backup is put back
+    proc = proj.run(*command)
+    assert proc.returncode == 0, proc.stderr
+    assert "leftover" in proc.stdout and "put back: out.txt" in proc.stdout, proc.stdout
+    assert proj.read("out.txt") == "v0\n" and not box.exists()
+    for rel, kept in planted.items():
+        assert (proj.path / rel).exists() == kept, rel
