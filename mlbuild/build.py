@@ -83,9 +83,8 @@ class Builder:
         except (OSError, ValueError, RuntimeError) as exc:
             # one stage's unexpected problem (unreadable data, a vanished directory) fails
             # that stage alone; the build and the stages running beside it carry on
-            detail = " ".join(str(exc).split()) or type(exc).__name__
             result = StageResult(name, FAILED, message=f"stage '{name}' failed: "
-                                 f"{type(exc).__name__}: {detail}")
+                                 f"{self._describe(exc)}")
         result.seconds = time.monotonic() - start
         with self._mutex:
             self.outcomes[name] = result.outcome
@@ -93,6 +92,17 @@ class Builder:
         self.emit(Event("done", name, result.outcome, result.seconds, tuple(result.reasons),
                         result.message, result.log, tuple(result.warnings)))
         return result
+
+    def _describe(self, exc: BaseException) -> str:
+        """An unexpected error in one line; a full disk says which filesystem."""
+        from mlbuild.diskspace import describe, is_full
+
+        if is_full(exc):
+            where = Path(getattr(exc, "filename", None) or self.cache.dir)
+            return (f"no space left on device while writing {where}; {describe(where)}; free "
+                    "some space and run again (its previous outputs were put back)")
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        return f"{type(exc).__name__}: {detail}"
 
     def _build(self, name: str) -> tuple[str, list[Reason]]:
         stage = self.graph.stages[name]

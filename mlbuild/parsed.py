@@ -8,13 +8,12 @@ changes (new inode, mtime, ctime or size).
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 from mlbuild.errors import ConfigError
-from mlbuild.yamlio import load_yaml, write_atomic
+from mlbuild.yamlio import load_yaml, write_memo
 
 
 def _memo_path(memo_dir: Path, where: str) -> Path:
@@ -41,6 +40,5 @@ def load_yaml_memo(path: Path, where: str, memo_dir: Path) -> Any:
     except (TypeError, ValueError):
         return data  # not representable as JSON (e.g. dates): parse each time
     if json.loads(text)["data"] == data:  # non-string keys would not survive: skip those
-        with contextlib.suppress(OSError):  # a read-only project still works, just slower
-            write_atomic(memo, text)
+        write_memo(memo, text)
     return data

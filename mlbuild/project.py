@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,8 +127,9 @@ def project_lock(root: Path, wait: bool = True,
             from mlbuild.recovery import clean
 
             clean(root, crashed=True)
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(f"{os.getpid()}\n")
+        with suppress(OSError):  # empty, so that even a full disk can hold it
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
         try:
             yield fd
         finally:

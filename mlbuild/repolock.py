@@ -156,10 +156,11 @@ def repo_lock(root: Path, wait: bool = True,
         return
     fobj = _acquire(tmp / "lock", wait, on_wait)
     try:
-        fobj.seek(0)
-        fobj.write(f" {os.getpid()}\n")  # what zc.lockfile writes
-        fobj.truncate()
-        fobj.flush()
+        with suppress(OSError):  # only informative: a full disk must not stop the build here
+            fobj.seek(0)
+            fobj.write(f" {os.getpid()}\n")  # what zc.lockfile writes
+            fobj.truncate()
+            fobj.flush()
         _HELD[root] = fobj.fileno()
         yield fobj.fileno()
     finally:

@@ -47,6 +47,21 @@ def tail(path: Path, lines: int = TAIL_LINES) -> str:
     return joined if len(joined) <= TAIL_CHARS else "..." + joined[-TAIL_CHARS:]
 
 
+def _full_disk(root: Path, stage: Stage) -> str:
+    """'; the filesystem mounted at ... is full' when the stage's filesystem has no space left:
+    the likely reason it failed, which its log (on the same full disk) cannot tell."""
+    from mlbuild.diskspace import describe, mount_point, nearly_full
+
+    seen = set()
+    for path in [root, *((root / o.path).parent for o in stage.outs)]:
+        mount = mount_point(path)
+        if mount not in seen and nearly_full(mount):
+            return (f"; no space left on device: {describe(mount)}, so the command could not "
+                    "write (and its log may be empty); free some space and run again")
+        seen.add(mount)
+    return ""
+
+
 def _exit_reason(code: int) -> str:
     if code < 0:
         with suppress(ValueError):
@@ -168,4 +183,5 @@ def run_command(root: Path, stage: Stage, logdir: Path, procs: ProcessTable,
                 raise StageFailedError(
                     f"stage '{stage.name}' failed: {_exit_reason(code)}"
                     + (f": {text}" if text else "") + f" (full log: {err_log.relative_to(root)})"
+                    + _full_disk(root, stage)
                 )

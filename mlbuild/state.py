@@ -50,4 +50,4 @@ class StatCache:
                 return
             text = json.dumps(self._data, separators=(",", ":"))
             self._dirty = False
-        write_atomic(self.path, text)
+        write_atomic(self.path, text, "the stat cache (hashes of unchanged files)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -93,6 +94,15 @@ def write_atomic(path: Path, text: str | bytes, what: str | None = None) -> None
         if is_full(exc):
             raise full_error(path, what or f"'{path.name}'") from exc
         raise
+
+
+def write_memo(path: Path, text: str) -> None:
+    """Write a file that only saves time later (a memo): if it cannot be written (a full disk,
+    a read-only project), everything still works, just slower."""
+    from mlbuild.errors import DiskFullError
+
+    with contextlib.suppress(OSError, DiskFullError):
+        write_atomic(path, text)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

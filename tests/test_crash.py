@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -336,3 +337,85 @@ def test_gc_and_fsck_report_and_remove_leftovers(tmp_path: Path, command: tuple[
     assert proj.read("out.txt") == "v0\n" and not box.exists()
     for rel, kept in planted.items():
         assert (proj.path / rel).exists() == kept, rel
+
+
+# -- item 8: a full disk ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MiB tmpfs (needs root; skipped otherwise)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("a small tmpfs for the full-disk tests needs root")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path) -> None:
+    """Fill the filesystem to the last byte."""
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for size in (1 << 20, 1 << 16, 1 << 12, 1):
+            try:
+                while os.write(fd, b"\0" * size):
+                    pass
+            except OSError:
+                continue
+    finally:
+        os.close(fd)
+
+
+def leftovers(proj: Project) -> list[str]:
+    return [p.name for p in proj.path.rglob("*.tmp")]
+
+
+def test_stage_that_fills_the_disk_names_the_filesystem(small_disk: Path) -> None:
+    proj = new_project(small_disk / "proj", {"dvc.yaml": """
+stages:
+  fill:
+    cmd: head -c 50000000 /dev/zero > big.bin
+    outs: [big.bin]
+"""})
+    proc = proj.run("run")
+    error_line(proc, 1, "stage 'fill'", "no space left on device", str(small_disk))
+    assert not (proj.path / "big.bin").exists() and leftovers(proj) == []
+
+
+def test_full_disk_at_the_dvc_lock_write_is_a_clear_error(small_disk: Path,
+                                                           tmp_path: Path) -> None:
+    started, go, pad = tmp_path / "started", tmp_path / "go", "x" * 40000
+    proj = new_project(small_disk / "proj", {"data.txt": "A\n", "dvc.yaml": f"""
+stages:
+  s:
+    cmd: cp data.txt out.txt && touch {started} && while [ ! -e {go} ]; do sleep 0.05; done; true {pad}
+    deps: [data.txt]
+    outs: [{{out.txt: {{cache: false}}}}]
+"""})  # the padding makes dvc.lock bigger than the few pages a finished stage frees
+    first = proj.popen("run", "-j", "1")
+    wait_for(started)
+    fill(small_disk)
+    go.touch()
+    _, stderr = first.communicate(timeout=60)
+    assert first.returncode == 1, stderr
+    assert "Traceback" not in stderr and "internal error" not in stderr, stderr
+    errors = [ln for ln in stderr.splitlines() if ln.startswith("mlbuild: error:")]
+    assert len(errors) == 1 and "dvc.lock" in errors[0] and str(small_disk) in errors[0], stderr
+    assert not (proj.path / "dvc.lock").exists() and leftovers(proj) == []
+
+
+def test_full_disk_at_the_stat_cache_write_is_a_clear_error(small_disk: Path) -> None:
+    proj = new_project(small_disk / "proj", {"dvc.yaml": COPY, "data.txt": "A\n"})
+    assert proj.run("run").returncode == 0
+    os.utime(proj.path / "data.txt")  # rehashed, so the stat cache has news to write
+    fill(small_disk)
+    proc = proj.run("run")
+    error_line(proc, 1, "stat cache", "no space left on device", str(small_disk))
+    assert leftovers(proj) == []
