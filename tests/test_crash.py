@@ -395,7 +395,9 @@ def test_full_disk_at_the_dvc_lock_write_is_a_clear_error(small_disk: Path,
     proj = new_project(small_disk / "proj", {"data.txt": "A\n", "dvc.yaml": f"""
 stages:
   s:
-    cmd: cp data.txt out.txt && touch {started} && while [ ! -e {go} ]; do sleep 0.05; done; true {pad}
+    cmd: >-
+      cp data.txt out.txt && touch {started} &&
+      while [ ! -e {go} ]; do sleep 0.05; done; true {pad}
     deps: [data.txt]
     outs: [{{out.txt: {{cache: false}}}}]
 """})  # the padding makes dvc.lock bigger than the few pages a finished stage frees
