@@ -110,9 +110,12 @@ def _unfinished(report: dict[str, Any]) -> set[str]:
 
 
 def _prepare(root: Path, dest: Path) -> None:
+    from mlbuild.project import project_lock
+
     scratch.checkout(root, dest)
-    pulls = scratch.seed_data(root, dest)
-    scratch.seed_frozen(root, dest)
+    with project_lock(root):  # no `dvc gc` (or build) changes the cache while it is copied
+        pulls = scratch.seed_data(root, dest)
+        scratch.seed_frozen(root, dest)
     if pulls:
         from mlbuild import dvcbridge
 

@@ -421,3 +421,21 @@ def test_full_disk_at_the_stat_cache_write_is_a_clear_error(small_disk: Path) ->
     proc = proj.run("run")
     error_line(proc, 1, "stat cache", "no space left on device", str(small_disk))
     assert leftovers(proj) == []
+
+
+def test_hardlink_lock_setting_uses_dvcs_hardlink_lock(tmp_path: Path) -> None:
+    proj, _, go = gated(tmp_path)
+    go.touch()
+    assert proj.dvc("config", "core.hardlink_lock", "true").returncode == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from dvc.lock import make_lock; "
+         "l = make_lock('.dvc/tmp/lock', tmp_dir='.dvc/tmp', hardlink_lock=True); l.lock(); "
+         "print('locked', flush=True); sys.stdin.read(); l.unlock()"],
+        cwd=proj.path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    error_line(proj.run("run", "--no-wait"), 2, "hardlink_lock", "--no-wait")
+    holder.communicate("", timeout=10)
+    proc = proj.run("run")
+    assert proc.returncode == 0, proc.stderr
+    assert proj.read("out.txt") == "A\nB\n"
