@@ -138,13 +138,14 @@ def _acquire(path: Path, wait: bool, on_wait: Callable[[str], None] | None) -> I
 
 
 @contextmanager
-def repo_lock(root: Path, wait: bool = True,
-              on_wait: Callable[[str], None] | None = None) -> Iterator[int | None]:
-    """Hold DVC's repository lock; yields its file descriptor (None for a hardlink lock)."""
+def repo_lock(root: Path, wait: bool = True, on_wait: Callable[[str], None] | None = None,
+              announce: bool = True) -> Iterator[int | None]:
+    """Hold DVC's repository lock; yields its file descriptor (None for a hardlink lock).
+    Without *announce* (a reader such as verify) the lock file's content is left alone."""
     tmp = root / ".dvc" / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     if root in _HELD:  # re-entrant within this process, as DVC's lock_repo
-        yield _HELD[root]
+        yield _HELD[root] if _HELD[root] >= 0 else None
         return
     if _hardlink_configured(root):
         with _hardlink_lock(root, tmp, wait):
@@ -156,11 +157,8 @@ def repo_lock(root: Path, wait: bool = True,
         return
     fobj = _acquire(tmp / "lock", wait, on_wait)
     try:
-        with suppress(OSError):  # only informative: a full disk must not stop the build here
-            fobj.seek(0)
-            fobj.write(f" {os.getpid()}\n")  # what zc.lockfile writes
-            fobj.truncate()
-            fobj.flush()
+        if announce:
+            _announce(fobj)
         _HELD[root] = fobj.fileno()
         yield fobj.fileno()
     finally:
@@ -168,6 +166,16 @@ def repo_lock(root: Path, wait: bool = True,
         with suppress(OSError):
             fcntl.flock(fobj.fileno(), fcntl.LOCK_UN)
         fobj.close()
+
+
+def _announce(fobj: IO[str]) -> None:
+    """Write ' <pid>' into the lock file, as zc.lockfile does; only informative, so a full
+    disk does not stop the command here."""
+    with suppress(OSError):
+        fobj.seek(0)
+        fobj.write(f" {os.getpid()}\n")
+        fobj.truncate()
+        fobj.flush()
 
 
 def _config_files(root: Path) -> list[Path]:

@@ -125,16 +125,16 @@ def backed_up_outputs(root: Path, stage: Stage, scratch: Path) -> Iterator[None]
     moved: list[tuple[Path, Path]] = []
     box = scratch / f"{stage.name.replace('/', '_')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     stranded: list[Path] = []
+    plan = _plan_backups(root, stage, box)  # before anything moves: a failure here loses nothing
     try:
-        for path, aside, beside in _plan_backups(root, stage, box):
+        for path, aside, beside in plan:
             moved.append((path, _move_aside(path, aside, beside)))
         yield
     except BaseException:
         stranded = _put_back(moved)
-        restored = {p for p, a in moved if a not in stranded}
+        kept = {p for p, _, _ in plan}  # moved and put back, or never moved at all
         for out in stage.outs:
-            if not out.persist and root / out.path not in restored and not any(
-                    root / out.path == p for p, _ in moved):
+            if not out.persist and root / out.path not in kept:
                 remove(root / out.path)  # a half-written output nobody had before
         if stranded:
             raise StageFailedError(

@@ -110,10 +110,10 @@ def _unfinished(report: dict[str, Any]) -> set[str]:
 
 
 def _prepare(root: Path, dest: Path) -> None:
-    from mlbuild.project import project_lock
+    from mlbuild.repolock import repo_lock
 
     scratch.checkout(root, dest)
-    with project_lock(root):  # no `dvc gc` (or build) changes the cache while it is copied
+    with repo_lock(root, announce=False):  # no `dvc gc` or build changes the cache meanwhile
         pulls = scratch.seed_data(root, dest)
         scratch.seed_frozen(root, dest)
     if pulls:
