@@ -439,3 +439,37 @@ def test_hardlink_lock_setting_uses_dvcs_hardlink_lock(tmp_path: Path) -> None:
     proc = proj.run("run")
     assert proc.returncode == 0, proc.stderr
     assert proj.read("out.txt") == "A\nB\n"
+
+
+def test_kill_9_of_verify_stops_its_scratch_build_and_next_verify_cleans_up(
+        tmp_path: Path) -> None:
+    import tempfile
+
+    started, go, pid = tmp_path / "started", tmp_path / "go", tmp_path / "pid"
+    proj = new_project(tmp_path / "proj", {"data.txt": "A\n", "dvc.yaml": f"""
+stages:
+  s:
+    cmd: >-
+      cp data.txt out.txt; echo $$ > {pid}; touch {started};
+      while [ ! -e {go} ]; do sleep 0.05; done
+    deps: [data.txt]
+    outs: [out.txt]
+"""})
+    go.touch()
+    assert proj.run("run").returncode == 0
+    proj.git("add", "-A")
+    proj.git("commit", "-qm", "built")
+    go.unlink()
+    started.unlink()
+    verify = proj.popen("verify")
+    wait_for(started)
+    time.sleep(0.1)
+    os.kill(verify.pid, signal.SIGKILL)
+    verify.wait(timeout=10)
+    assert gone(int(pid.read_text())), "the scratch build's stage outlived verify"
+    stale_dirs = list(Path(tempfile.gettempdir()).glob(f"mlbuild-verify-{verify.pid}-*"))
+    assert stale_dirs
+    go.touch()
+    again = proj.run("verify")
+    assert again.returncode == 0, again.stderr + again.stdout
+    assert not any(d.exists() for d in stale_dirs)
