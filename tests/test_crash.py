@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import Project, _env
 from tests.errcheck import error_line
-from tests.scenario import lock, new_project, run_cache, stale
+from tests.scenario import lock, md5, new_project, run_cache, stale
 
 COPY = """
 stages:
@@ -71,7 +71,7 @@ def test_same_size_edit_with_mtime_restored_is_seen(tmp_path: Path) -> None:
     assert stale(proj) == {"copy": ["dependency 'data.txt' modified"]}
     assert proj.run("run").returncode == 0
     assert proj.read("out.txt") == "v2\n"
-    assert lock(proj)["copy"]["deps"][0]["md5"] != "" and stale(proj) == {}
+    assert lock(proj)["copy"]["deps"][0]["md5"] == md5(proj, "data.txt") and stale(proj) == {}
 
 
 # -- item 1: DVC's repository lock -----------------------------------------------------------
@@ -220,6 +220,7 @@ stages:
 
 
 def orphan_project(tmp_path: Path) -> tuple[Project, Path, Path]:
+    """An unbuilt project whose stage leaves a child running until a 'go' file appears."""
     pids, go = tmp_path / "pids", tmp_path / "go"
     pids.mkdir()
     proj = new_project(tmp_path / "proj", {
@@ -270,8 +271,7 @@ def test_next_run_kills_a_stage_left_running(tmp_path: Path) -> None:
 
 
 def dead_pid() -> int:
-    proc = subprocess.run(["true"], check=True)
-    del proc
+    """The pid of a process that has exited."""
     probe = subprocess.Popen(["true"])
     probe.wait()
     return probe.pid
@@ -374,6 +374,7 @@ def fill(disk: Path) -> None:
 
 
 def leftovers(proj: Project) -> list[str]:
+    """Temporary files anywhere in the project."""
     return [p.name for p in proj.path.rglob("*.tmp")]
 
 
