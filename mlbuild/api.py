@@ -111,16 +111,16 @@ def run(root: Path, request: RunRequest, emit: Emit = ignore,
         on_wait: Callable[[str], None] | None = None) -> dict[str, StageResult]:
     """Bring the requested stages (and their upstream) up to date, and record the run in the
     history (a dry run changes nothing and is not recorded)."""
-    with project_lock(root, wait=request.wait, on_wait=on_wait):
+    with project_lock(root, wait=request.wait, on_wait=on_wait) as lock_fd:
         if request.dry_run:
-            return _run(root, request, emit)
+            return _run(root, request, emit, lock_fd)
         from mlbuild.history import recording
 
         args = [*request.targets, *request.overrides]
         with recording(root, "run", args) as recorder:
             recorder.record.detail = {"force": request.force, "jobs": request.jobs,
                                       "keep_going": request.keep_going}
-            results = _run(root, request, fanout(emit, recorder), recorder)
+            results = _run(root, request, fanout(emit, recorder), lock_fd, recorder)
             recorder.record.status = "failed" if failed(results) else "ok"
             return results
 
@@ -133,9 +133,10 @@ def fanout(*listeners: Emit) -> Emit:
     return emit
 
 
-def _run(root: Path, request: RunRequest, emit: Emit,
+def _run(root: Path, request: RunRequest, emit: Emit, lock_fd: int | None,
          recorder: Recorder | None = None) -> dict[str, StageResult]:
     ws = prepare(root, request.overrides, dry=request.dry_run)
+    procs = None
     try:
         if request.pull and not request.dry_run:
             ensure_tracked_data(ws)
@@ -152,13 +153,16 @@ def _run(root: Path, request: RunRequest, emit: Emit,
                 return settled
         from mlbuild.build import Builder, BuildOptions
         from mlbuild.executor import execute
+        from mlbuild.procgroup import ProcessTable
 
+        procs = ProcessTable(lock_fd, state_dir(root) / "stages.pgid")
         builder = Builder(
             root=root, graph=ws.graph, lock=ws.lock, hasher=ws.hasher, checker=ws.checker,
             cache=ws.cache, runcache=ws.runcache, emit=emit,
             sandbox=make_sandbox(ws, request.strict),
             options=BuildOptions(force=request.force, dry_run=request.dry_run,
                                  pull=request.pull_remote),
+            procs=procs,
         )
         results = execute(order, ws.graph.upstream, builder.build_stage, emit,
                           jobs=1 if request.dry_run else request.jobs,
@@ -167,6 +171,8 @@ def _run(root: Path, request: RunRequest, emit: Emit,
             _record_outputs(ws, results, recorder)
         return results
     finally:
+        if procs is not None:
+            procs.close()
         ws.lock.flush()
         ws.save_state()
 

@@ -26,10 +26,15 @@ from mlbuild.events import (
 from mlbuild.fingerprint import Hasher, HashInfo
 from mlbuild.graph import Graph
 from mlbuild.lockfile import LockFile, stage_entry
+from mlbuild.procgroup import ProcessTable
 from mlbuild.runcache import RunCache, can_cache, run_key, saves_run_cache
-from mlbuild.runner import ProcessTable, backed_up_outputs, log_name, run_command
+from mlbuild.runner import backed_up_outputs, log_name, run_command
 from mlbuild.sandbox.policy import Sandbox
 from mlbuild.status import Reason, Snapshot, StatusChecker
+
+
+def _md5(info: HashInfo | None) -> str | None:
+    return info.md5 if info is not None else None
 
 
 @dataclass
@@ -83,9 +88,8 @@ class Builder:
         except (OSError, ValueError, RuntimeError) as exc:
             # one stage's unexpected problem (unreadable data, a vanished directory) fails
             # that stage alone; the build and the stages running beside it carry on
-            detail = " ".join(str(exc).split()) or type(exc).__name__
             result = StageResult(name, FAILED, message=f"stage '{name}' failed: "
-                                 f"{type(exc).__name__}: {detail}")
+                                 f"{self._describe(exc)}")
         result.seconds = time.monotonic() - start
         with self._mutex:
             self.outcomes[name] = result.outcome
@@ -95,6 +99,17 @@ class Builder:
         self.emit(Event("done", name, result.outcome, result.seconds, tuple(result.reasons),
                         result.message, result.log, tuple(result.warnings)))
         return result
+
+    def _describe(self, exc: BaseException) -> str:
+        """An unexpected error in one line; a full disk says which filesystem."""
+        from mlbuild.diskspace import describe, is_full
+
+        if is_full(exc):
+            where = Path(getattr(exc, "filename", None) or self.cache.dir)
+            return (f"no space left on device while writing {where}; {describe(where)}; free "
+                    "some space and run again (its previous outputs were put back)")
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        return f"{type(exc).__name__}: {detail}"
 
     def _build(self, name: str) -> tuple[str, list[Reason]]:
         stage = self.graph.stages[name]
@@ -204,12 +219,31 @@ class Builder:
                 unprotect(self.root / out.path)
         with backed_up_outputs(self.root, stage, self.scratch / "backup"):
             self._sandboxed(stage)
+            self._check_inputs_unchanged(stage, snap)
             self._check_contracts(stage, "output")
             outs = self._commit_outputs(stage)
         entry = stage_entry(stage, snap.deps, snap.params, outs)
         self.lock.update(stage.name, entry)
         if saves_run_cache(stage):
             self.runcache.save(entry)
+
+    def _check_inputs_unchanged(self, stage: Any, snap: Snapshot) -> None:
+        """Fail the stage when a dependency or param changed while it ran: what it read is not
+        what the lock would record. Cheap: an unchanged file answers from the stat cache."""
+        changed = [d.path for d in stage.deps
+                   if _md5(self.hasher.path(d.path)) != _md5(snap.deps.get(d.def_path))]
+        if stage.params and not changed:
+            from mlbuild.params import ParamsReader
+
+            fresh = ParamsReader(self.root)
+            changed = [p.path for p in stage.params
+                       if fresh.values(p, stage.name) != snap.params.get(p.def_path)]
+        if changed:
+            raise StageFailedError(
+                f"stage '{stage.name}': dependency '{changed[0]}' changed while the stage ran, "
+                "so its outputs may come from either version; nothing was recorded and its "
+                "previous outputs were put back: run it again once the input is settled"
+            )
 
     def _check_contracts(self, stage: Any, side: str) -> None:
         """Validate the stage's inputs (before it runs) or outputs (before any commit)."""

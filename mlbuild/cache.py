@@ -7,7 +7,6 @@ import errno
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from mlbuild.boundary import ensure_inside
 from mlbuild.dvcconfig import cache_dir, cache_types
 from mlbuild.errors import IntegrityError
 from mlbuild.fingerprint import Hasher, HashInfo, md5_file
-from mlbuild.names import derived
+from mlbuild.tmpfiles import tmp_beside
 
 FICLONE = 0x40049409  # Linux ioctl that makes a copy-on-write clone (reflink)
 INGEST_MIN = 4 * 1024 * 1024  # files this big are copied while being hashed (one read)
@@ -98,7 +97,7 @@ class Cache:
 
     def _tmp(self, obj: Path) -> Path:
         obj.parent.mkdir(parents=True, exist_ok=True)
-        return obj.parent / f".{obj.name}.{uuid.uuid4().hex}.tmp"
+        return tmp_beside(obj)
 
     def add_file(self, src: Path, md5: str) -> None:
         """Store a file's content under its hash (reflink when possible, else copy)."""
@@ -122,7 +121,7 @@ class Cache:
         The copy is written while hashing (a reflink is tried first: then only the hash
         reads the data), so committing a fresh output costs about one read and one write.
         """
-        staging = self.files / f".ingest.{uuid.uuid4().hex}.tmp"
+        staging = tmp_beside(self.files / "x", "ingest")
         staging.parent.mkdir(parents=True, exist_ok=True)
         try:
             try:
@@ -215,21 +214,25 @@ class Cache:
     def _checkout_file(self, md5: str, dst: Path, kinds: list[str] | None = None) -> None:
         src = self.object_path(md5)
         dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.parent / derived(dst.name, ".", f".{uuid.uuid4().hex}.tmp")
+        tmp = tmp_beside(dst)
         kinds = kinds or self.types
-        for kind in kinds:
-            try:
-                _place(src, tmp, kind)
-                break
-            except OSError:
-                tmp.unlink(missing_ok=True)
-        else:
-            shutil.copyfile(src, tmp)
-        if kinds[:1] in (["copy"], ["reflink"]) or not tmp.is_symlink():
-            with contextlib.suppress(OSError):
-                if tmp.stat().st_nlink == 1:
-                    tmp.chmod(0o644)
-        os.replace(tmp, dst)
+        try:
+            for kind in kinds:
+                try:
+                    _place(src, tmp, kind)
+                    break
+                except OSError:
+                    tmp.unlink(missing_ok=True)
+            else:
+                shutil.copyfile(src, tmp)
+            if kinds[:1] in (["copy"], ["reflink"]) or not tmp.is_symlink():
+                with contextlib.suppress(OSError):
+                    if tmp.stat().st_nlink == 1:
+                        tmp.chmod(0o644)
+            os.replace(tmp, dst)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no partial file beside the output
+            raise
 
     def verify(self, info: HashInfo) -> list[tuple[str, str]]:
         """Check that the object (and every file of a directory) matches its hash; return the
@@ -291,7 +294,10 @@ def unprotect(path: Path) -> None:
         files = [path] if path.exists() else []
     for file in files:
         if file.is_symlink() or file.lstat().st_nlink > 1:
-            tmp = file.parent / derived(file.name, ".", f".{uuid.uuid4().hex}.tmp")
-            shutil.copyfile(file, tmp)
-            tmp.replace(file)
+            tmp = tmp_beside(file)
+            try:
+                shutil.copyfile(file, tmp)
+                tmp.replace(file)
+            finally:
+                tmp.unlink(missing_ok=True)
         file.chmod(file.stat().st_mode | 0o200)

@@ -11,7 +11,7 @@ from typing import Any
 from mlbuild.errors import ConfigError, did_you_mean_key
 from mlbuild.params import flat_keys
 from mlbuild.resolve import state_dir
-from mlbuild.yamlio import dump_yaml, write_atomic, write_json_atomic, yaml_error
+from mlbuild.yamlio import dump_yaml, write_atomic, write_memo, yaml_error
 
 CONFIG_DIR = "configs"
 CONFIG_NAME = "config"
@@ -159,5 +159,5 @@ def sync_params(root: Path, overrides: list[str], dry: bool = False) -> str | No
         return text if changed else None
     if changed:
         write_atomic(params, text)
-    write_json_atomic(memo, {"key": key, "params_md5": _md5(params)})
+    write_memo(memo, json.dumps({"key": key, "params_md5": _md5(params)}))
     return text if changed else None

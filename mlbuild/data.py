@@ -195,6 +195,28 @@ def _uncached_outputs(root: Path) -> set[str]:
     return {o.path for s in load_pipeline(root).stages.values() for o in s.outs if not o.cache}
 
 
+@dataclass
+class FsckResult:
+    """What fsck found: objects checked, corrupted ones, leftovers of killed runs cleaned."""
+
+    total: int
+    corrupt: list[Corrupt]
+    restored: list[str] = field(default_factory=list)
+    leftovers: list[str] = field(default_factory=list)
+
+
+@_serialised
+def check_cache(root: Path, repair: bool) -> FsckResult:
+    """Verify every cache object (with repair, delete the bad ones); put back stranded backups
+    and remove what killed runs left (temporary files, backups no longer needed)."""
+    from mlbuild.recovery import clean
+
+    found = clean(root, crashed=False)
+    cache = Cache(root)
+    total = len(objects(cache))
+    return FsckResult(total, fsck(cache, remove=repair), found.restored, found.removed)
+
+
 def status(root: Path, remote_name: str | None) -> dict[str, str]:
     """Per path: not pushed ('new'), missing locally ('deleted'), missing everywhere."""
     return remote.cloud_status(root, remote_name)
@@ -205,9 +227,13 @@ def gc(root: Path, force: bool, all_commits: bool = False, all_branches: bool = 
        all_tags: bool = False) -> GcPlan:
     """Plan (and with force, do) removal of unreferenced cache objects. Objects the current
     dvc.lock and .dvc files need are always kept, whatever DVC reports."""
+    from mlbuild.recovery import clean
+
+    found = clean(root, crashed=False, dry=not force)
     used = remote.used_hashes(root, all_commits, all_branches, all_tags) | lock_hashes(root)
     cache = Cache(root)
     plan = gc_plan(cache, used)
+    plan.restored, plan.leftovers = found.restored, found.removed
     if force:
         for path in plan.remove:
             path.chmod(0o644)

@@ -62,6 +62,8 @@ class GcPlan:
     remove: list[Path] = field(default_factory=list)
     size: int = 0
     kept: int = 0
+    restored: list[str] = field(default_factory=list)  # stranded backups put back
+    leftovers: list[str] = field(default_factory=list)  # abandoned temporary files, backups
 
 
 def expand(cache: Cache, used: set[str]) -> set[str]:

@@ -12,7 +12,19 @@ from mlbuild.pipeline import WARNINGS_KEY
 def _repo(root: Path) -> Any:
     from dvc.repo import Repo
 
-    return Repo(str(root))
+    return share_lock(Repo(str(root)), root)
+
+
+def share_lock(repo: Any, root: Path) -> Any:
+    """While this process holds the project's DVC lock, DVC's Repo must not take it again
+    (flock would refuse a second open file in the same process): it works under ours."""
+    from mlbuild.repolock import held
+
+    if held(root) is not None:
+        from dvc.lock import LockNoop
+
+        repo.lock = LockNoop()
+    return repo
 
 
 def resolve_dvcyaml(root: Path, raw: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import re
 import sys
 from pathlib import Path
 
-from mlbuild.yamlio import write_json_atomic
+from mlbuild.yamlio import write_memo
 
 _REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
@@ -115,5 +115,5 @@ class PackageResolver:
     def save(self) -> None:
         """Persist the memo if it grew."""
         if self.dirty:
-            write_json_atomic(self.memo, {"fingerprint": self.fingerprint,
-                                          "by_imports": self.known})
+            write_memo(self.memo, json.dumps({"fingerprint": self.fingerprint,
+                                              "by_imports": self.known}, sort_keys=True))

@@ -51,6 +51,12 @@ class IntegrityError(MlbuildError):
     exit_code = EXIT_FAILED
 
 
+class DiskFullError(MlbuildError):
+    """A write failed because its filesystem is full (exit 1); nothing half-written is kept."""
+
+    exit_code = EXIT_FAILED
+
+
 class CheckFailedError(MlbuildError):
     """A check found a difference (out-of-date dvc.yaml, failed verification; exit 1)."""
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from mlbuild.errors import ConfigError
+from mlbuild.errors import ConfigError, MlbuildError
 from mlbuild.fingerprint import HashInfo
 from mlbuild.pipeline import DEFAULT_PARAMS_FILE, Stage
 from mlbuild.yamlio import dump_yaml, write_atomic
@@ -88,9 +89,15 @@ class LockFile:
             if time.monotonic() - self._written >= FLUSH_INTERVAL:
                 self._write()
             elif self._timer is None:  # held back: written within FLUSH_INTERVAL regardless
-                self._timer = threading.Timer(FLUSH_INTERVAL, self.flush)
+                self._timer = threading.Timer(FLUSH_INTERVAL, self._flush_later)
                 self._timer.daemon = True
                 self._timer.start()
+
+    def _flush_later(self) -> None:
+        """The timer's flush: a failure (a full disk) is left for the final flush to report,
+        since this thread has no one to tell."""
+        with contextlib.suppress(MlbuildError, OSError):
+            self.flush()
 
     def flush(self) -> None:
         """Write pending entries."""
@@ -102,7 +109,7 @@ class LockFile:
                 self._write()
 
     def _write(self) -> None:
-        write_atomic(self.path, dump_yaml({"schema": SCHEMA, "stages": self.stages}))
+        write_atomic(self.path, dump_yaml({"schema": SCHEMA, "stages": self.stages}), "dvc.lock")
         self._dirty = False
         self._written = time.monotonic()
 

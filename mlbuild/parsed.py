@@ -3,12 +3,11 @@
 PyYAML builds Python objects slowly; a 100-stage dvc.lock takes ~15 ms to load, which is
 most of a no-op build's own work. JSON loads ten times faster, so the parsed form of
 dvc.yaml, dvc.lock and params files is kept under .dvc/tmp/mlbuild/parsed/ until the file
-changes (new inode, mtime or size).
+changes (new inode, mtime, ctime or size).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 from mlbuild.errors import ConfigError
 from mlbuild.names import derived
-from mlbuild.yamlio import load_yaml, write_atomic
+from mlbuild.yamlio import load_yaml, write_memo
 
 MEMO_VERSION = 2  # 2: dvc.yaml memos are written only after DVC's schema accepted the file
 
@@ -36,7 +35,8 @@ def load_yaml_memo(path: Path, where: str, memo_dir: Path,
         st = path.stat()
     except FileNotFoundError as exc:
         raise ConfigError(f"{where}: file not found") from exc
-    key = [st.st_ino, st.st_mtime_ns, st.st_size, MEMO_VERSION]
+    # ctime too: see state.py
+    key = [st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, MEMO_VERSION]
     memo = _memo_path(memo_dir, where)
     try:
         doc = json.loads(memo.read_text(encoding="utf-8"))
@@ -52,6 +52,5 @@ def load_yaml_memo(path: Path, where: str, memo_dir: Path,
     except (TypeError, ValueError):
         return data  # not representable as JSON (e.g. dates): parse each time
     if json.loads(text)["data"] == data:  # non-string keys would not survive: skip those
-        with contextlib.suppress(OSError):  # a read-only project still works, just slower
-            write_atomic(memo, text)
+        write_memo(memo, text)
     return data

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlbuild.boundary import check_paths, stage_paths
 from mlbuild.cache import Cache
-from mlbuild.errors import BusyError, GraphError, UsageError
+from mlbuild.errors import GraphError, UsageError
 from mlbuild.fingerprint import Hasher, md5_file
 from mlbuild.graph import Graph, build_graph
 from mlbuild.lockfile import LockFile
@@ -113,31 +112,29 @@ def object_verifier(root: Path, stat_cache: StatCache) -> Callable[[Path], str]:
 
 @contextmanager
 def project_lock(root: Path, wait: bool = True,
-                 on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
-    """Serialise builds in one project: a second run waits (or fails with a clear message)."""
-    path = state_dir(root) / "build.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fobj:
+                 on_wait: Callable[[str], None] | None = None) -> Iterator[int | None]:
+    """Serialise every command that writes with DVC and other mlbuild runs: DVC's own
+    repository lock (.dvc/tmp/lock). Yields the lock's descriptor (None for a hardlink lock).
+
+    A marker says a run holds the lock; finding it means that run was killed, so what it left
+    (stage processes, backups, temporary files) is cleaned up first.
+    """
+    from mlbuild.repolock import held, repo_lock
+
+    outer = held(root)
+    if outer is not None:  # nested: the outer holder owns the marker
+        yield outer if outer >= 0 else None
+        return
+    with repo_lock(root, wait, on_wait) as fd:
+        marker = state_dir(root) / "running"
+        if marker.exists():
+            from mlbuild.recovery import clean
+
+            clean(root, crashed=True)
+        with suppress(OSError):  # empty, so that even a full disk can hold it
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
         try:
-            fcntl.flock(fobj.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            fobj.seek(0)
-            holder = fobj.read().strip() or "another process"
-            if not wait:
-                raise BusyError(
-                    f"another mlbuild run is in progress in this project (pid {holder}); "
-                    "wait for it to finish or run again without --no-wait"
-                ) from exc
-            if on_wait is not None:
-                on_wait(f"waiting for another mlbuild run in this project (pid {holder}) to "
-                        "finish...")
-            fcntl.flock(fobj.fileno(), fcntl.LOCK_EX)
-        fobj.seek(0)
-        fobj.truncate()
-        fobj.write(str(os.getpid()))
-        fobj.flush()
-        try:
-            yield
+            yield fd
         finally:
-            fobj.truncate(0)
-            fcntl.flock(fobj.fileno(), fcntl.LOCK_UN)
+            marker.unlink(missing_ok=True)

@@ -21,8 +21,10 @@ def _repo(root: Path) -> Iterator[Any]:
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
+    from mlbuild.dvcbridge import share_lock
+
     try:
-        repo = Repo(str(root))
+        repo = share_lock(Repo(str(root)), root)
         repo.scm_context.quiet = True  # mlbuild prints its own "commit it with git" hint
     except DvcException as exc:
         raise BadInputError(f"not a DVC repository: {' '.join(str(exc).split())}") from exc

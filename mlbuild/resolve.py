@@ -21,7 +21,7 @@ from mlbuild.pipeline import (
     build_pipeline,
     check_stage_names,
 )
-from mlbuild.yamlio import parse_yaml, write_atomic
+from mlbuild.yamlio import parse_yaml, write_memo
 
 DVCFILE = "dvc.yaml"
 TEMPLATE_KEYS = ("vars", "foreach", "matrix")
@@ -139,7 +139,7 @@ def resolved_dvcyaml(root: Path, text: str | None = None) -> dict[str, Any]:
         pass
     data = _resolve_with_dvc(root, raw)
     # not sorted: stage order is dvc.yaml order, the planner's tie-break
-    write_atomic(cache_file, json.dumps({"key": key, "data": data}))
+    write_memo(cache_file, json.dumps({"key": key, "data": data}))
     return data
 
 

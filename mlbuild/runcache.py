@@ -6,11 +6,11 @@ import copy
 import hashlib
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 from mlbuild.pipeline import Stage
+from mlbuild.tmpfiles import tmp_beside
 from mlbuild.yamlio import dump_yaml, parse_yaml
 
 _EXCLUDE = ("size", "nfiles")
@@ -80,6 +80,14 @@ class RunCache:
         if target.exists():
             return
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{uuid.uuid4().hex}.tmp"
-        tmp.write_text(dump_yaml(entry), encoding="utf-8")
-        os.replace(tmp, target)
+        tmp = tmp_beside(target)
+        try:
+            tmp.write_text(dump_yaml(entry), encoding="utf-8")
+            os.replace(tmp, target)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            from mlbuild.diskspace import full_error, is_full
+
+            if is_full(exc):
+                raise full_error(target, "a run-cache entry") from exc
+            raise

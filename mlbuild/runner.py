@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -19,43 +19,10 @@ from mlbuild.cache import remove
 from mlbuild.errors import StageFailedError
 from mlbuild.names import derived
 from mlbuild.pipeline import Stage
+from mlbuild.procgroup import ProcessTable, popen_group
 
 TAIL_LINES = 3  # of the command's stderr, quoted in the one-line failure message
 TAIL_CHARS = 300
-KILL_GRACE = 5.0  # seconds a stopped stage gets after SIGTERM before SIGKILL
-
-
-class ProcessTable:
-    """Running child processes, so an interrupt can stop them all."""
-
-    def __init__(self) -> None:
-        self._procs: set[subprocess.Popen[bytes]] = set()
-        self._lock = threading.Lock()
-        self.interrupted = False
-
-    def add(self, proc: subprocess.Popen[bytes]) -> None:
-        with self._lock:
-            self._procs.add(proc)
-
-    def discard(self, proc: subprocess.Popen[bytes]) -> None:
-        with self._lock:
-            self._procs.discard(proc)
-
-    def terminate_all(self) -> None:
-        """Send SIGTERM to every running stage's process group, SIGKILL to what survives it."""
-        self.interrupted = True
-        self.signal_all(signal.SIGTERM)
-        timer = threading.Timer(KILL_GRACE, self.signal_all, (signal.SIGKILL,))
-        timer.daemon = True
-        timer.start()
-
-    def signal_all(self, signum: int) -> None:
-        """Send *signum* to the process group of every running stage."""
-        with self._lock:
-            procs = list(self._procs)
-        for proc in procs:
-            with suppress(OSError):
-                os.killpg(proc.pid, signum)
 
 
 def stage_env(root: Path, stage: Stage) -> dict[str, str]:
@@ -95,6 +62,21 @@ def tail(path: Path, lines: int = TAIL_LINES) -> str:
     return joined if len(joined) <= TAIL_CHARS else "..." + joined[-TAIL_CHARS:]
 
 
+def _full_disk(root: Path, stage: Stage) -> str:
+    """'; the filesystem mounted at ... is full' when the stage's filesystem has no space left:
+    the likely reason it failed, which its log (on the same full disk) cannot tell."""
+    from mlbuild.diskspace import describe, mount_point, nearly_full
+
+    seen = set()
+    for path in [root, *((root / o.path).parent for o in stage.outs)]:
+        mount = mount_point(path)
+        if mount not in seen and nearly_full(mount):
+            return (f"; no space left on device: {describe(mount)}, so the command could not "
+                    "write (and its log may be empty); free some space and run again")
+        seen.add(mount)
+    return ""
+
+
 def _exit_reason(code: int) -> str:
     if code < 0:
         with suppress(ValueError):
@@ -102,19 +84,40 @@ def _exit_reason(code: int) -> str:
     return f"command exited with code {code}"
 
 
-def _move_aside(path: Path, box: Path, idx: int) -> Path:
+MANIFEST = "moved.json"  # in a backup box: where each output went, for a run after a crash
+
+
+def _move_aside(path: Path, aside: Path, beside: Path) -> Path:
     """Move an output into the backup box; beside itself when the box is on another
     filesystem (an output under a symlink to another disk)."""
-    box.mkdir(parents=True, exist_ok=True)
-    aside = box / str(idx)
+    aside.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.replace(path, aside)
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-        aside = path.parent / derived(path.name, ".", f".mlbuild-backup-{uuid.uuid4().hex[:8]}")
-        os.replace(path, aside)
+        os.replace(path, beside)
+        return beside
     return aside
+
+
+def _plan_backups(root: Path, stage: Stage, box: Path) -> list[tuple[Path, Path, Path]]:
+    """(output, box path, same-directory path) of every output to move aside, written down in
+    the box first: a run after mlbuild was killed puts them back from there."""
+    plan = []
+    for idx, out in enumerate(stage.outs):
+        path = root / out.path
+        if out.persist or not (path.exists() or path.is_symlink()):
+            continue
+        ensure_inside(root, path)  # never move a file that a link leads out of the project
+        beside = path.parent / derived(path.name, ".",
+                                       f".{os.getpid()}-{uuid.uuid4().hex[:12]}.mlbuild-backup")
+        plan.append((path, box / str(idx), beside))
+    if plan:
+        box.mkdir(parents=True, exist_ok=True)
+        (box / MANIFEST).write_text(json.dumps([
+            {"path": os.path.relpath(p, root), "aside": [str(a), str(b)]} for p, a, b in plan]))
+    return plan
 
 
 def _put_back(moved: list[tuple[Path, Path]]) -> list[Path]:
@@ -137,22 +140,19 @@ def backed_up_outputs(root: Path, stage: Stage, scratch: Path) -> Iterator[None]
     A backup that cannot be put back is kept (and named in the error), never deleted.
     """
     moved: list[tuple[Path, Path]] = []
-    box = scratch / derived(stage.name.replace("/", "_"), suffix=f"-{uuid.uuid4().hex[:8]}")
+    box = scratch / derived(stage.name.replace("/", "_"),
+                            suffix=f"-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     stranded: list[Path] = []
+    plan = _plan_backups(root, stage, box)  # before anything moves: a failure here loses nothing
     try:
-        for idx, out in enumerate(stage.outs):
-            path = root / out.path
-            if out.persist or not (path.exists() or path.is_symlink()):
-                continue
-            ensure_inside(root, path)
-            moved.append((path, _move_aside(path, box, idx)))
+        for path, aside, beside in plan:
+            moved.append((path, _move_aside(path, aside, beside)))
         yield
     except BaseException:
         stranded = _put_back(moved)
-        restored = {p for p, a in moved if a not in stranded}
+        kept = {p for p, _, _ in plan}  # moved and put back, or never moved at all
         for out in stage.outs:
-            if not out.persist and root / out.path not in restored and not any(
-                    root / out.path == p for p, _ in moved):
+            if not out.persist and root / out.path not in kept:
                 remove(root / out.path)  # a half-written output nobody had before
         if stranded:
             raise StageFailedError(
@@ -180,7 +180,8 @@ def run_command(root: Path, stage: Stage, logdir: Path, procs: ProcessTable,
             try:
                 proc = subprocess.Popen(
                     shell_command(shell, cmd), cwd=root / stage.wdir, env=env, stdout=out,
-                    stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
+                    stderr=err, stdin=subprocess.DEVNULL,
+                    **popen_group(procs),  # type: ignore[call-overload]
                 )
             except OSError as exc:
                 raise StageFailedError(
@@ -192,13 +193,13 @@ def run_command(root: Path, stage: Stage, logdir: Path, procs: ProcessTable,
                 code = proc.wait()
             finally:
                 procs.discard(proc)
-            if procs.interrupted:
-                with suppress(OSError):  # children that outlived the shell
-                    os.killpg(proc.pid, signal.SIGKILL)
+            if procs.interrupted:  # children that outlived the shell
+                procs.kill_group(proc, signal.SIGKILL)
                 raise StageFailedError(f"stage '{stage.name}': interrupted")
             if code != 0:
                 text = tail(err_log) or tail(out_log)
                 raise StageFailedError(
                     f"stage '{stage.name}' failed: {_exit_reason(code)}"
                     + (f": {text}" if text else "") + f" (full log: {err_log.relative_to(root)})"
+                    + _full_disk(root, stage)
                 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 import tarfile
@@ -121,6 +122,16 @@ def seed_frozen(root: Path, dest: Path) -> list[str]:
     return absent
 
 
-def make(prefix: str = "mlbuild-verify-") -> Path:
-    """A fresh temporary directory outside the project."""
-    return Path(tempfile.mkdtemp(prefix=prefix))
+PREFIX = "mlbuild-verify-"
+
+
+def make(prefix: str = PREFIX) -> Path:
+    """A fresh temporary directory outside the project, named with this pid; the ones a killed
+    verify left behind (their pid is gone) are removed first."""
+    from mlbuild.tmpfiles import alive
+
+    for old in Path(tempfile.gettempdir()).glob(f"{prefix}*-*"):
+        pid = old.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))

@@ -1,4 +1,4 @@
-"""The stat cache: (inode, mtime, size) -> md5, so unchanged files are never rehashed."""
+"""The stat cache: (inode, mtime, ctime, size) -> md5, so unchanged files are never rehashed."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from pathlib import Path
 
 from mlbuild.yamlio import write_atomic
 
-StatKey = tuple[int, int, int]
+StatKey = tuple[int, ...]
 
 
 def stat_key(st: os.stat_result) -> StatKey:
-    """The identity of a file's content as far as the filesystem tells."""
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
+    """The identity of a file's content as far as the filesystem tells. The inode change
+    time is part of it: mtime can be set back after an edit (`touch -r`), ctime cannot."""
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
 
 class StatCache:
@@ -32,8 +33,8 @@ class StatCache:
     def get(self, relpath: str, key: StatKey) -> str | None:
         """The cached md5 if the file still has the same stat identity."""
         entry = self._data.get(relpath)
-        if entry is not None and tuple(entry[:3]) == key:
-            return str(entry[3])
+        if entry is not None and tuple(entry[:-1]) == key:
+            return str(entry[-1])
         return None
 
     def put(self, relpath: str, key: StatKey, md5: str) -> None:
@@ -49,4 +50,4 @@ class StatCache:
                 return
             text = json.dumps(self._data, separators=(",", ":"))
             self._dirty = False
-        write_atomic(self.path, text)
+        write_atomic(self.path, text, "the stat cache (hashes of unchanged files)")

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,11 +67,31 @@ def _lock_stages(path: Path) -> dict[str, dict[str, Any]]:
 STOP_GRACE = 15.0  # seconds the scratch build gets to stop its stages (SIGTERM, then SIGKILL)
 
 
+def _stop_with_parent() -> Callable[[], None] | None:
+    """A preexec hook: the scratch build gets SIGTERM (and stops its stages as on Ctrl-C)
+    when verify dies, even by kill -9 (Linux's parent-death signal)."""
+    import ctypes
+    import signal
+
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # verify died before the hook ran
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return hook
+
+
 def _supervised(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[str, str]:
     """Run the scratch build; if verify itself is interrupted, stop the build and its stages
     (it handles SIGTERM like Ctrl-C) before the scratch workspace is removed."""
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_stop_with_parent())  # noqa: PLW1509 - no threads here
     try:
         stdout, stderr = proc.communicate()
     except BaseException:
@@ -110,9 +131,12 @@ def _unfinished(report: dict[str, Any]) -> set[str]:
 
 
 def _prepare(root: Path, dest: Path) -> None:
+    from mlbuild.repolock import repo_lock
+
     scratch.checkout(root, dest)
-    pulls = scratch.seed_data(root, dest)
-    scratch.seed_frozen(root, dest)
+    with repo_lock(root, announce=False):  # no `dvc gc` or build changes the cache meanwhile
+        pulls = scratch.seed_data(root, dest)
+        scratch.seed_frozen(root, dest)
     if pulls:
         from mlbuild import dvcbridge
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from mlbuild.errors import ConfigError
-from mlbuild.names import derived
+from mlbuild.tmpfiles import tmp_beside
 
 
 def parse_yaml(text: str, where: str) -> Any:
@@ -116,22 +116,36 @@ def _mode_for(path: Path) -> int:
         return 0o666 & ~_UMASK
 
 
-def write_atomic(path: Path, text: str | bytes) -> None:
-    """Write a file atomically: temp file in the same directory, fsync, rename."""
+def write_atomic(path: Path, text: str | bytes, what: str | None = None) -> None:
+    """Write a file atomically: temp file in the same directory, fsync, rename. A full disk
+    raises DiskFullError naming *what* (default: the file) and its filesystem; the temp file
+    (named with this pid, so a run after a crash can tell it is abandoned) never stays."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # mkstemp puts 8 random characters between prefix and suffix: leave room for them
-    prefix = derived(path.name, ".", ".12345678.tmp")[:-len("12345678.tmp")]
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
+    tmp = tmp_beside(path)
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fobj:
             fobj.write(text.encode("utf-8") if isinstance(text, str) else text)
             fobj.flush()
             os.fsync(fobj.fileno())
-            os.fchmod(fobj.fileno(), _mode_for(path))  # mkstemp's 0600 is not what users get
+            os.fchmod(fobj.fileno(), _mode_for(path))  # not 0600: what a plain open() gives
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        from mlbuild.diskspace import full_error, is_full
+
+        if is_full(exc):
+            raise full_error(path, what or f"'{path.name}'") from exc
         raise
+
+
+def write_memo(path: Path, text: str) -> None:
+    """Write a file that only saves time later (a memo): if it cannot be written (a full disk,
+    a read-only project), everything still works, just slower."""
+    from mlbuild.errors import DiskFullError
+
+    with contextlib.suppress(OSError, DiskFullError):
+        write_atomic(path, text)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -55,18 +55,17 @@ def status(remote: RemoteOpt = None, json_out: JsonOpt = False) -> None:
 def fsck(repair: Annotated[bool, typer.Option(
     "--repair", help="Delete corrupted objects so a pull or build replaces them.")] = False,
          json_out: JsonOpt = False) -> None:
-    """Verify every object in the local cache against its hash."""
-    from mlbuild.cache import Cache
-    from mlbuild.datacheck import fsck as run_fsck
-    from mlbuild.datacheck import objects
+    """Verify every object in the local cache against its hash; clean up after killed runs."""
+    from mlbuild import data
 
-    cache = Cache(_root())
-    total = len(objects(cache))
-    bad = run_fsck(cache, remove=repair)
+    result = data.check_cache(_root(), repair)
+    total, bad = result.total, result.corrupt
     if json_out:
         typer.echo(json.dumps({"objects": total, "corrupt": [vars(b) for b in bad],
-                               "repaired": repair}, indent=2))
+                               "repaired": repair, "restored": result.restored,
+                               "leftovers": result.leftovers}, indent=2))
     else:
+        _leftovers(result.restored, result.leftovers, removed=True)
         for item in bad:
             typer.echo(f"corrupted: {item.path} (expected md5 {item.expected}, found "
                        f"{item.actual})" + (" - removed" if repair else ""))
@@ -109,11 +108,25 @@ def gc(
     if json_out:
         typer.echo(json.dumps({"removed" if force else "would_remove": len(plan.remove),
                                "bytes": plan.size, "kept": plan.kept,
-                               "paths": [str(p) for p in plan.remove]}, indent=2))
+                               "paths": [str(p) for p in plan.remove],
+                               "restored": plan.restored, "leftovers": plan.leftovers}, indent=2))
         return
+    _leftovers(plan.restored, plan.leftovers, removed=force)
     verb = "removed" if force else "would remove"
     typer.echo(f"gc: {verb} {len(plan.remove)} object(s), {plan.size:,} bytes; "
                f"kept {plan.kept}" + ("" if force else " (dry run: pass --force to delete)"))
+
+
+def _leftovers(restored: list[str], leftovers: list[str], removed: bool) -> None:
+    """Report what killed runs left: backups put back, temporary files removed."""
+    if restored:
+        verb = "put back" if removed else "would put back"
+        typer.echo(f"leftovers of a killed run: {verb}: {', '.join(restored)}")
+    if leftovers:
+        verb = "removed" if removed else "would remove"
+        typer.echo(f"leftovers of a killed run: {verb} {len(leftovers)} temporary file(s) or "
+                   f"backup(s): {', '.join(leftovers[:3])}" + (" ..." if len(leftovers) > 3
+                                                                else ""))
 
 
 def register(app: typer.Typer) -> None:

@@ -15,7 +15,7 @@ IGNORED_DIRS = {".git", ".dvc", ".mlbuild", "__pycache__", ".venv", "venv", ".my
                 ".pytest_cache", ".ruff_cache", "node_modules"}
 IGNORED_FILES = {"dvc.yaml", "dvc.lock", ".gitignore", ".dvcignore"}
 
-Snapshot = dict[str, tuple[int, int, int]]
+Snapshot = dict[str, tuple[int, ...]]
 
 
 @dataclass
@@ -66,7 +66,7 @@ def snapshot(root: Path, skip: list[str]) -> Snapshot:
                 st = os.stat(os.path.join(dirpath, name))  # noqa: PTH116, PTH118 - hot loop
             except OSError:
                 continue
-            found[rel] = (st.st_ino, st.st_mtime_ns, st.st_size)
+            found[rel] = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
     return found
 
 
@@ -121,7 +121,7 @@ def analyse(root: Path, stage: Stage, trace_dir: Path, before: Snapshot, after: 
     found.writes = sorted(p for p in writes if not _ignored(p, venv) and not _covered(p, outs)
                           and os.path.lexists(root / p))
     found.changed = sorted(p for p in changed - writes if not _ignored(p, venv)
-                           and not _covered(p, outs))
+                           and not _covered(p, outs + declared_in))  # deps: build.py fails it
     if allowed_env is not None:
         from mlbuild.sandbox.environ import TERMINAL_NOISE
 
