@@ -77,27 +77,44 @@ def make_sandbox(ws: Workspace, strict: bool) -> Sandbox:
                    project=load_project_config(ws.root), all_outs=outs, strict=strict)
 
 
-def ensure_tracked_data(ws: Workspace) -> None:
-    """Restore missing .dvc-tracked inputs from the cache, or pull them from the remote."""
+def ensure_tracked_data(ws: Workspace, notify: Callable[[str], None] | None = None) -> None:
+    """Restore missing .dvc-tracked inputs from the cache, or pull them from the remote (every
+    pulled object verified against its hash before it is checked out)."""
     from mlbuild.tracked import restore_missing
 
     need_pull = restore_missing(ws.root, ws.tracked, ws.cache)
-    if need_pull:
-        from mlbuild import dvcbridge
-        from mlbuild.data import check_contracts
+    if not need_pull:
+        return
+    from mlbuild.data import check_contracts
+    from mlbuild.dvcconfig import default_remote
+    from mlbuild.transfer import pull_tracked
 
-        dvcbridge.pull(ws.root, need_pull)
-        check_contracts(ws.root, [t.path for t in ws.tracked if t.dvcfile in need_pull])
+    outs = [t for t in ws.tracked if t.dvcfile in need_pull and not (ws.root / t.path).exists()]
+    if notify is not None:
+        count = sum(int(t.info.nfiles or 1) for t in outs)
+        notify(f"pulling {count} missing object(s) of {', '.join(need_pull)} from remote "
+               f"'{default_remote(ws.root) or '(none configured)'}'")
+    pull_tracked(ws.root, ws.cache, outs)
+    lost = restore_missing(ws.root, outs, ws.cache)
+    if lost:
+        from mlbuild.remote import RemoteError
+
+        raise RemoteError(
+            f"the data of {', '.join(lost)} is neither in the local cache nor on the remote; "
+            "push it from a machine that has it, or check the remote with 'mlbuild data status'")
+    check_contracts(ws.root, [t.path for t in outs])
 
 
 def run(root: Path, request: RunRequest, emit: Emit = ignore,
-        on_wait: Callable[[str], None] | None = None) -> dict[str, StageResult]:
-    """Bring the requested stages (and their upstream) up to date."""
+        on_wait: Callable[[str], None] | None = None,
+        on_notice: Callable[[str], None] | None = None) -> dict[str, StageResult]:
+    """Bring the requested stages (and their upstream) up to date (*on_notice* hears what is
+    done besides building, such as pulling missing data)."""
     with project_lock(root, wait=request.wait, on_wait=on_wait):
         ws = prepare(root, request.overrides, dry=request.dry_run)
         try:
             if request.pull and not request.dry_run:
-                ensure_tracked_data(ws)
+                ensure_tracked_data(ws, on_notice)
             if request.pull_remote and not request.dry_run:
                 from mlbuild import remote
 
