@@ -153,6 +153,7 @@ def send_objects(root: Path, md5s: set[str], remote_name: str | None) -> int:
             index.close()
         result = transfer(repo.cache.local, odb, {HashInfo("md5", m) for m in md5s})
         if result.failed:
-            raise RemoteError(f"{len(result.failed)} object(s) could not be uploaded to the "
-                              "remote: " + ", ".join(sorted(str(h.value) for h in result.failed)[:3]))
+            failed = sorted(str(h.value) for h in result.failed)
+            raise RemoteError(f"{len(failed)} object(s) could not be uploaded to the remote: "
+                              + ", ".join(failed[:3]))
         return len(result.transferred)

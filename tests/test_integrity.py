@@ -213,3 +213,30 @@ def test_push_killed_midway_then_pushed_again_leaves_a_complete_remote(
     pulled = proj.run("pull")
     assert pulled.returncode == 0, pulled.stderr + pulled.stdout
     assert fingerprints(proj) == fingerprints(two_models)
+
+
+# -- issue 8 item 16: what people see -----------------------------------------------------------
+
+def test_gc_verbose_lists_every_object_it_would_remove(example_built: Project) -> None:
+    assert outcomes(example_built, "model=logreg")["train"] == "ran"  # lightgbm's model unused
+    plan = example_built.run_json("gc")
+    paths = plan["paths"]
+    assert isinstance(paths, list) and paths
+    quiet = example_built.run("gc")
+    assert "-v lists them" in quiet.stdout
+    proc = example_built.run("gc", "-v")
+    assert proc.returncode == 0, proc.stderr
+    for path in paths:
+        assert f"would remove: {path} (" in proc.stdout
+    assert all(Path(p).exists() for p in paths)  # a dry run
+
+
+def test_data_add_of_tracked_directory_updates_its_dvc_file(example_built: Project) -> None:
+    (example_built.path / "data/raw/extra.csv").write_text("a,b\n1,2\n")
+    proc = example_built.run("data", "add", "data/raw")
+    assert proc.returncode == 0, proc.stderr
+    assert "tracked: data.dvc" in proc.stdout  # as the README says
+    assert not (example_built.path / "data/raw.dvc").exists()
+    assert yaml.safe_load(example_built.read("data.dvc"))["outs"][0]["nfiles"] == 3
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert "writes data/raw.dvc" not in readme
