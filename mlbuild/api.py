@@ -18,6 +18,7 @@ ENV_FILE = ".mlbuild/environment.yaml"  # declare.ENV_FILE, without importing th
 
 if TYPE_CHECKING:  # the build machinery is imported only when something may run
     from mlbuild.sandbox.policy import Sandbox
+    from mlbuild.tracked import TrackedChange
 
 
 @dataclass
@@ -178,6 +179,18 @@ def status(root: Path, targets: list[str] | None = None) -> list[StageStatus]:
             reasons, _ = ws.checker.check(stage, ws.lock.get(name))
             out.append(StageStatus(name, bool(reasons), stage.frozen, [str(r) for r in reasons]))
         return out
+    finally:
+        ws.save_state()
+
+
+def data_changes(root: Path) -> list[TrackedChange]:
+    """.dvc-tracked data edited, deleted or not cached, every .dvc file of the project
+    included, as `dvc status` reports it (record an edit with `mlbuild data add PATH`)."""
+    from mlbuild.tracked import changes, find_pointers
+
+    ws = open_workspace(root)
+    try:
+        return changes(find_pointers(root, [], everything=True), ws.hasher, ws.cache)
     finally:
         ws.save_state()
 

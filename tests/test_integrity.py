@@ -240,3 +240,25 @@ def test_data_add_of_tracked_directory_updates_its_dvc_file(example_built: Proje
     assert yaml.safe_load(example_built.read("data.dvc"))["outs"][0]["nfiles"] == 3
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert "writes data/raw.dvc" not in readme
+
+
+# -- issue 8 item 2: tracked data edited in place is reported as dvc status reports it ----------
+
+def test_status_reports_tracked_data_no_stage_reads(example_built: Project) -> None:
+    test_csv = example_built.path / "data/raw/test.csv"
+    assert "data/raw/test.csv" not in example_built.read("dvc.yaml")  # no stage reads it
+    test_csv.chmod(0o644)
+    test_csv.write_text(test_csv.read_text() + test_csv.read_text().splitlines()[-1] + "\n")
+    dvc = json.loads(example_built.dvc("status", "--json").stdout)
+    assert dvc == {"data.dvc": [{"changed outs": {"data/raw": "modified"}}]}
+    proc = example_built.run("status")
+    assert proc.returncode == 0, proc.stderr
+    assert "data.dvc:" in proc.stdout
+    assert "modified: data/raw" in proc.stdout
+    assert "mlbuild data add data/raw" in proc.stdout
+    report = example_built.run_json("status")
+    assert report["up_to_date"] is False
+    assert report["data"] == [{"dvcfile": "data.dvc", "path": "data/raw", "change": "modified"}]
+    assert example_built.run("data", "add", "data/raw").returncode == 0
+    assert example_built.run_json("status")["data"] == []
+    assert json.loads(example_built.dvc("status", "--json").stdout or "{}") == {}
