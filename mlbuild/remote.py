@@ -41,9 +41,9 @@ def check_remote(root: Path, name: str | None) -> None:
     """An unknown remote name is the user's mistake (exit 2), answered with the closest one."""
     if name is None:
         return
-    from mlbuild.dvcconfig import read_config
+    from mlbuild.dvcconfig import remote_names
 
-    names = [s.split(" ", 1)[1] for s in read_config(root) if s.startswith("remote ")]
+    names = remote_names(root)
     if name not in names:
         known = f"configured: {', '.join(names)}" if names else "none is configured"
         raise BadInputError(f"unknown DVC remote '{name}'{did_you_mean(name, names)} "

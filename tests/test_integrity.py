@@ -262,3 +262,70 @@ def test_status_reports_tracked_data_no_stage_reads(example_built: Project) -> N
     assert example_built.run("data", "add", "data/raw").returncode == 0
     assert example_built.run_json("status")["data"] == []
     assert json.loads(example_built.dvc("status", "--json").stdout or "{}") == {}
+
+
+# -- issue 8 item 13: every DVC config level, as DVC reads it -----------------------------------
+
+PIPELINE = """\
+stages:
+  make:
+    cmd: python -c "open('out.txt', 'w').write('made')"
+    deps: [in.txt]
+    outs: [out.txt]
+"""
+
+
+@pytest.mark.parametrize("variable", ["DVC_GLOBAL_CONFIG_DIR", "XDG_CONFIG_HOME"])
+def test_global_cache_dir_and_remote_are_used_as_dvc_uses_them(tmp_path: Path,
+                                                               variable: str) -> None:
+    from tests.scenario import new_project
+
+    proj = new_project(tmp_path / "proj", {"dvc.yaml": PIPELINE, "in.txt": "x\n"})
+    glob = tmp_path / "xdg" / "dvc"
+    glob.mkdir(parents=True)
+    (glob / "config").write_text(  # a relative cache.dir is relative to the global config
+        "[core]\n    remote = shared\n[cache]\n    dir = shared-cache\n"
+        "['remote \"shared\"']\n" f"    url = {tmp_path / 'remote'}\n")
+    env = {variable: str(glob if variable.startswith("DVC") else glob.parent)}
+    proc = proj.run("run", env=env)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    made = md5(proj.path / "out.txt")
+    assert (glob / "shared-cache/files/md5" / made[:2] / made[2:]).is_file()
+    assert not (proj.path / ".dvc/cache/files").exists()
+    dvc = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=proj.path,
+                         env=_env(env), capture_output=True, text=True)
+    assert "up to date" in dvc.stdout, dvc.stdout + dvc.stderr
+    pushed = proj.run("push", "-r", "shared", env=env)  # a globally configured remote is known
+    assert pushed.returncode == 0, pushed.stderr + pushed.stdout
+    assert (tmp_path / "remote/files/md5" / made[:2] / made[2:]).is_file()
+    assert proj.run("push", "-r", "shared").returncode == 2  # without the global config: unknown
+
+
+def test_noop_run_imports_no_dvc(example_built: Project) -> None:
+    assert example_built.run("run").returncode == 0  # the copy's stat cache settles
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "mlbuild", "run"],
+                          cwd=example_built.path, env=_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    modules = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
+               if line.startswith("import time:")}
+    heavy = {m for m in modules if m.split(".")[0] in (
+        "dvc", "dvc_data", "hydra", "pandas", "rich", "configobj", "platformdirs", "packaging")}
+    assert not heavy, sorted(heavy)
+
+
+def test_requirements_with_environment_markers_follow_packaging(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    from mlbuild import envinfo
+
+    info = tmp_path / "fakedist-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: fakedist\nVersion: 1.0\n"
+        "Requires-Dist: pyyaml>=6\n"
+        'Requires-Dist: colorama; platform_system == "NoSuchSystem"\n'
+        'Requires-Dist: pytest; extra=="test"\n'
+        'Requires-Dist: ruff ; python_version < "3"\n'
+        'Requires-Dist: mypy[reports] ; python_version >= "3"\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert envinfo._requirements("fakedist") == ["pyyaml", "mypy"]
