@@ -114,7 +114,8 @@ def pull(root: Path, targets: list[str], remote_name: str | None) -> PullResult:
 
     cache = Cache(root)
     result = fetch_verified(root, cache, lambda: remote.fetch(root, targets, remote_name),
-                            lambda: needed_objects(root, cache), remote_name)
+                            lambda: needed_objects(root, cache), remote_name,
+                            refetch_missing=not targets)  # a targeted pull fetches no more
     needed = needed_objects(root, cache)
     if result.corrupt:
         raise IntegrityError(corrupt_message(result.corrupt, needed))

@@ -56,20 +56,23 @@ def check(cache: Cache, md5s: Iterable[str]) -> list[Corrupt]:
 
 
 def fetch_verified(root: Path, cache: Cache, fetch: Callable[[], int],
-                   wanted: Callable[[], dict[str, str]], remote_name: str | None) -> Fetched:
-    """Run *fetch*, then check every object *wanted* names. A missing or damaged local copy
-    (an interrupted earlier transfer) is fetched again by its hash, once; what still fails its
-    hash is removed and returned in `corrupt`, so it is never checked out."""
+                   wanted: Callable[[], dict[str, str]], remote_name: str | None,
+                   refetch_missing: bool = True) -> Fetched:
+    """Run *fetch*, then check every object *wanted* names. A damaged local copy (and, with
+    *refetch_missing*, a missing one: both are what an interrupted earlier transfer leaves) is
+    fetched again by its hash, once; what still fails its hash is removed and returned in
+    `corrupt`, so it is never checked out."""
     count = fetch()
     needed = wanted()
     first = check(cache, needed)
-    retry = sorted({b.expected for b in first} | {m for m in needed if not cache.has_md5(m)})
+    absent = {m for m in needed if not cache.has_md5(m)} if refetch_missing else set()
+    retry = sorted({b.expected for b in first} | absent)
     if not retry:
         return Fetched(count)
     remote.fetch_objects(root, retry, remote_name)
     needed = wanted()  # manifests fetched just now name more files
     missing = [m for m in needed if m not in retry and not cache.has_md5(m)]
-    if missing:
+    if missing and refetch_missing:
         remote.fetch_objects(root, missing, remote_name)
     corrupt = check(cache, needed)
     refetched = [b.expected for b in first if cache.has_md5(b.expected)]
