@@ -180,9 +180,12 @@ def status(root: Path, remote_name: str | None) -> dict[str, str]:
 
     found = remote.cloud_status(root, remote_name)
     cache = Cache(root)
-    needed = {**expand(cache, runcache_outputs(cache)), **needed_objects(root, cache)}
+    # a run-cache entry whose outputs were collected locally is only a missed shortcut: the
+    # objects it names count when there is something to push
+    runs = {m: p for m, p in expand(cache, runcache_outputs(cache)).items() if cache.has_md5(m)}
     uncached = _uncached_outputs(root)  # kept in git, never pushed
-    needed = {m: p for m, p in needed.items() if p not in uncached}
+    needed = {m: p for m, p in {**runs, **needed_objects(root, cache)}.items()
+              if p not in uncached}
     for md5 in sorted(remote.missing_on_remote(root, set(needed), remote_name)):
         found[needed[md5]] = "new" if cache.has_md5(md5) else "missing"
     return found

@@ -123,6 +123,7 @@ def test_pull_after_an_interrupted_pull_succeeds_first_time(
     target.chmod(0o444)  # DVC trusts a read-only object without rehashing it
     proc = proj.run("pull")
     assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "1 damaged local cop(ies) replaced" in proc.stdout
     assert md5(obj(proj, model)) == model
     assert fingerprints(proj) == fingerprints(origin)
 

@@ -82,6 +82,8 @@ def pull(targets: TargetsArg = None, remote: RemoteOpt = None) -> None:
 
     result = data.pull(_root(), targets or [], remote)
     typer.echo(f"pulled: {result.fetched} object(s) fetched, every needed object verified"
+               + (f", {len(result.refetched)} damaged local cop(ies) replaced"
+                  if result.refetched else "")
                + (f", {result.validated} contract(s) checked" if result.validated else ""))
 
 
