@@ -106,6 +106,21 @@ def ensure_tracked_data(ws: Workspace, notify: Callable[[str], None] | None = No
     check_contracts(ws.root, [t.path for t in outs])
 
 
+def _fetch_inputs(ws: Workspace, request: RunRequest,
+                  notify: Callable[[str], None] | None) -> None:
+    """Missing .dvc-tracked data, and with --pull the remote's run-cache, saying so."""
+    if request.pull:
+        ensure_tracked_data(ws, notify)
+    if request.pull_remote:
+        from mlbuild import remote
+        from mlbuild.dvcconfig import default_remote
+
+        if notify is not None:
+            notify(f"fetching the run-cache from remote "
+                   f"'{default_remote(ws.root) or '(none configured)'}'")
+        remote.fetch_run_cache(ws.root, None)
+
+
 def run(root: Path, request: RunRequest, emit: Emit = ignore,
         on_wait: Callable[[str], None] | None = None,
         on_notice: Callable[[str], None] | None = None) -> dict[str, StageResult]:
@@ -114,12 +129,8 @@ def run(root: Path, request: RunRequest, emit: Emit = ignore,
     with project_lock(root, wait=request.wait, on_wait=on_wait):
         ws = prepare(root, request.overrides, dry=request.dry_run)
         try:
-            if request.pull and not request.dry_run:
-                ensure_tracked_data(ws, on_notice)
-            if request.pull_remote and not request.dry_run:
-                from mlbuild import remote
-
-                remote.fetch_run_cache(root, None)
+            if not request.dry_run:
+                _fetch_inputs(ws, request, on_notice)
             order = select(ws.graph, request.targets) if request.targets else topo_order(ws.graph)
             check_declared(ws.checker.params, (ws.graph.stages[n] for n in order),
                            ws.graph.producers)

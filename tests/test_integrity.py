@@ -178,7 +178,10 @@ def test_push_sends_every_object_the_run_cache_names(two_models: Project,
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert named_objects(two_models) <= on_remote(tmp_path / "remote")
     proj = clone(two_models, tmp_path / "clone")
-    result = outcomes(proj, "--pull", "model=logreg")
+    proc = proj.run("run", "--pull", "model=logreg", "--json")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "fetching the run-cache from remote 'store'" in proc.stderr
+    result = proj.outcomes(json.loads(proc.stdout))
     assert result["train"] == "restored", result  # the other model came from the remote
 
 
