@@ -21,6 +21,7 @@ ENV_FILE = ".mlbuild/environment.yaml"  # declare.ENV_FILE, without importing th
 if TYPE_CHECKING:  # the build machinery is imported only when something may run
     from mlbuild.history import Recorder
     from mlbuild.sandbox.policy import Sandbox
+    from mlbuild.tracked import TrackedChange
     from mlbuild.verify import VerifyReport
 
 
@@ -94,33 +95,66 @@ def _cache_object(ws: Workspace, rel: str) -> Path | None:
     return ws.cache.object_path(info.md5)
 
 
-def ensure_tracked_data(ws: Workspace) -> None:
-    """Restore missing .dvc-tracked inputs from the cache, or pull them from the remote."""
+def ensure_tracked_data(ws: Workspace, notify: Callable[[str], None] | None = None) -> None:
+    """Restore missing .dvc-tracked inputs from the cache, or pull them from the remote (every
+    pulled object verified against its hash before it is checked out)."""
     from mlbuild.tracked import restore_missing
 
     need_pull = restore_missing(ws.root, ws.tracked, ws.cache)
-    if need_pull:
-        from mlbuild import dvcbridge
-        from mlbuild.data import check_contracts
+    if not need_pull:
+        return
+    from mlbuild.data import check_contracts
+    from mlbuild.dvcconfig import default_remote
+    from mlbuild.transfer import pull_tracked
 
-        dvcbridge.pull(ws.root, need_pull)
-        check_contracts(ws.root, [t.path for t in ws.tracked if t.dvcfile in need_pull])
+    outs = [t for t in ws.tracked if t.dvcfile in need_pull and not (ws.root / t.path).exists()]
+    if notify is not None:
+        count = sum(int(t.info.nfiles or 1) for t in outs)
+        notify(f"pulling {count} missing object(s) of {', '.join(need_pull)} from remote "
+               f"'{default_remote(ws.root) or '(none configured)'}'")
+    pull_tracked(ws.root, ws.cache, outs)
+    lost = restore_missing(ws.root, outs, ws.cache)
+    if lost:
+        from mlbuild.remote import RemoteError
+
+        raise RemoteError(
+            f"the data of {', '.join(lost)} is neither in the local cache nor on the remote; "
+            "push it from a machine that has it, or check the remote with 'mlbuild data status'")
+    check_contracts(ws.root, [t.path for t in outs])
+
+
+def _fetch_inputs(ws: Workspace, request: RunRequest,
+                  notify: Callable[[str], None] | None) -> None:
+    """Missing .dvc-tracked data, and with --pull the remote's run-cache, saying so."""
+    if request.pull:
+        ensure_tracked_data(ws, notify)
+    if request.pull_remote:
+        from mlbuild import remote
+        from mlbuild.dvcconfig import default_remote
+
+        if notify is not None:
+            notify(f"fetching the run-cache from remote "
+                   f"'{default_remote(ws.root) or '(none configured)'}'")
+        remote.fetch_run_cache(ws.root, None)
 
 
 def run(root: Path, request: RunRequest, emit: Emit = ignore,
-        on_wait: Callable[[str], None] | None = None) -> dict[str, StageResult]:
+        on_wait: Callable[[str], None] | None = None,
+        on_notice: Callable[[str], None] | None = None) -> dict[str, StageResult]:
     """Bring the requested stages (and their upstream) up to date, and record the run in the
-    history (a dry run changes nothing and is not recorded)."""
+    history (a dry run changes nothing and is not recorded). *on_notice* hears what is done
+    besides building, such as pulling missing data."""
     with project_lock(root, wait=request.wait, on_wait=on_wait) as lock_fd:
         if request.dry_run:
-            return _run(root, request, emit, lock_fd)
+            return _run(root, request, emit, lock_fd, on_notice)
         from mlbuild.history import recording
 
         args = [*request.targets, *request.overrides]
         with recording(root, "run", args) as recorder:
             recorder.record.detail = {"force": request.force, "jobs": request.jobs,
                                       "keep_going": request.keep_going}
-            results = _run(root, request, fanout(emit, recorder), lock_fd, recorder)
+            results = _run(root, request, fanout(emit, recorder), lock_fd, on_notice,
+                           recorder)
             recorder.record.status = "failed" if failed(results) else "ok"
             return results
 
@@ -134,16 +168,13 @@ def fanout(*listeners: Emit) -> Emit:
 
 
 def _run(root: Path, request: RunRequest, emit: Emit, lock_fd: int | None,
+         on_notice: Callable[[str], None] | None,
          recorder: Recorder | None = None) -> dict[str, StageResult]:
     ws = prepare(root, request.overrides, dry=request.dry_run)
     procs = None
     try:
-        if request.pull and not request.dry_run:
-            ensure_tracked_data(ws)
-        if request.pull_remote and not request.dry_run:
-            from mlbuild import remote
-
-            remote.fetch_run_cache(root, None)
+        if not request.dry_run:
+            _fetch_inputs(ws, request, on_notice)
         order = select(ws.graph, request.targets) if request.targets else topo_order(ws.graph)
         check_declared(ws.checker.params, (ws.graph.stages[n] for n in order),
                        ws.graph.producers)
@@ -220,6 +251,18 @@ def status(root: Path, targets: list[str] | None = None) -> list[StageStatus]:
             reasons, _ = ws.checker.check(stage, ws.lock.get(name))
             out.append(StageStatus(name, bool(reasons), stage.frozen, [str(r) for r in reasons]))
         return out
+    finally:
+        ws.save_state()
+
+
+def data_changes(root: Path) -> list[TrackedChange]:
+    """.dvc-tracked data edited, deleted or not cached, every .dvc file of the project
+    included, as `dvc status` reports it (record an edit with `mlbuild data add PATH`)."""
+    from mlbuild.tracked import changes, find_pointers
+
+    ws = open_workspace(root)
+    try:
+        return changes(find_pointers(root, [], everything=True), ws.hasher, ws.cache)
     finally:
         ws.save_state()
 

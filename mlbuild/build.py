@@ -190,12 +190,10 @@ class Builder:
             return ""
         todo = [o for o in stage.outs  # outputs already in place need nothing from the cache
                 if (cur := self.hasher.path(o.path)) is None or cur.md5 != infos[o.def_path].md5]
-        missing = [infos[o.def_path].md5 for o in todo
+        missing = [(o.path, infos[o.def_path].md5) for o in todo
                    if not self.cache.complete(infos[o.def_path])]
         if missing and self.options.pull:
-            from mlbuild import remote
-
-            remote.fetch_objects(self.root, missing, None)
+            self._fetch(stage.name, missing)
         if any(not self.cache.complete(infos[o.def_path]) for o in todo):
             return ""
         for out in stage.outs:
@@ -211,6 +209,21 @@ class Builder:
             return "outputs re-stored in the cache"
         from_lock = all(r.kind == "out" for r in reasons)  # as _recorded_build decided
         return "checked out from the cache" if from_lock else "restored from run-cache"
+
+    def _fetch(self, stage: str, outs: list[tuple[str, str]]) -> None:
+        """Fetch outputs (path, md5) from the remote, each checked against its hash first."""
+        from mlbuild import remote
+        from mlbuild.transfer import corrupt_message, expand, fetch_verified
+
+        def fetch() -> int:
+            remote.fetch_objects(self.root, [md5 for _, md5 in outs], None)
+            return len(outs)
+
+        result = fetch_verified(self.root, self.cache, fetch, lambda: expand(self.cache, outs),
+                                None)
+        if result.corrupt:
+            raise StageFailedError(f"stage '{stage}': "
+                                   + corrupt_message(result.corrupt, expand(self.cache, outs)))
 
     def _run(self, stage: Any, snap: Snapshot) -> None:
         self._check_contracts(stage, "input")

@@ -93,17 +93,9 @@ def lock_hashes(root: Path) -> set[str]:
 def needed_objects(root: Path, cache: Cache) -> dict[str, str]:
     """Every object the lock and .dvc files need (directory entries too, where the manifest is
     in the cache) -> the workspace path it holds, for messages."""
-    needed: dict[str, str] = {}
-    for path, md5 in _lock_outputs(root):
-        needed.setdefault(md5, path)
-        if md5.endswith(".dir") and cache.has_md5(md5):
-            try:
-                entries = cache.manifest(md5)
-            except (ValueError, KeyError, TypeError):
-                continue  # a corrupted manifest: fsck reports it
-            for rel, entry in entries:
-                needed.setdefault(entry, f"{path}/{rel}")
-    return needed
+    from mlbuild.transfer import expand
+
+    return expand(cache, _lock_outputs(root))
 
 
 def _listing(items: list[str]) -> str:
@@ -116,20 +108,23 @@ class PullResult:
     """What a pull did."""
 
     fetched: int
-    corrupt: list[Corrupt] = field(default_factory=list)
     validated: int = 0
+    refetched: list[str] = field(default_factory=list)
 
 
 @_serialised
 def pull(root: Path, targets: list[str], remote_name: str | None) -> PullResult:
-    """Fetch objects and run-cache, verify every needed object, then check out."""
+    """Fetch objects and run-cache, verify every needed object, then check out. A local copy
+    that fails its hash (an interrupted earlier pull) is fetched again, not reported."""
+    from mlbuild.transfer import corrupt_message, fetch_verified
+
     cache = Cache(root)
-    local = {md5 for md5, _ in objects(cache)}
-    fetched = remote.fetch(root, targets, remote_name)
+    result = fetch_verified(root, cache, lambda: remote.fetch(root, targets, remote_name),
+                            lambda: needed_objects(root, cache), remote_name,
+                            refetch_missing=not targets)  # a targeted pull fetches no more
     needed = needed_objects(root, cache)
-    bad = fsck(cache, only=set(needed), remove=True)
-    if bad:
-        raise IntegrityError(_corrupt_message(bad, needed, local))
+    if result.corrupt:
+        raise IntegrityError(corrupt_message(result.corrupt, needed))
     from mlbuild.boundary import check_project
 
     check_project(root)  # DVC's checkout would follow a symlink out of the project
@@ -140,27 +135,12 @@ def pull(root: Path, targets: list[str], remote_name: str | None) -> PullResult:
         if not lost:
             raise
         raise remote.RemoteError(
-            f"{len(lost)} needed object(s) are neither in the local cache nor intact on the "
-            f"remote (DVC drops a remote copy that fails its hash), so they were not checked "
-            f"out: {_listing(lost)}; push them from a machine that has them, or rebuild them "
-            "with 'mlbuild run'"
+            f"{len(lost)} needed object(s) are neither in the local cache nor on the remote, "
+            f"so they were not checked out: {_listing(lost)}; push them from a machine that "
+            "has them, or rebuild them with 'mlbuild run'"
         ) from exc
     validated = check_contracts(root, [o.path for o in find_pointers(root, [], everything=True)])
-    return PullResult(fetched=fetched, validated=validated)
-
-
-def _corrupt_message(bad: list[Corrupt], needed: dict[str, str], local: set[str]) -> str:
-    """Which objects were corrupted, and whether the local cache or the remote holds the bad
-    copy (a second pull cures the first, not the second)."""
-    items = [f"{needed[b.expected]} (object {b.path}: expected md5 {b.expected}, found "
-             f"{b.actual}, {'in the local cache' if b.expected in local else 'as fetched'})"
-             for b in bad]
-    fix = "run 'mlbuild pull' again to fetch intact copies"
-    if any(b.expected not in local for b in bad):
-        fix = ("the remote's copy is corrupted: push a good one from a machine that has it, or "
-               "rebuild with 'mlbuild run'")
-    return (f"{len(bad)} needed object(s) are corrupted; they were removed from the local cache "
-            f"and nothing was checked out: {_listing(items)}; {fix}")
+    return PullResult(fetched=result.count, validated=validated, refetched=result.refetched)
 
 
 @_serialised
@@ -185,7 +165,13 @@ def push(root: Path, targets: list[str], remote_name: str | None) -> int:
             f"cache, nothing was pushed: {_listing(missing)}; 'mlbuild run' re-commits outputs "
             "that are in the workspace, 'mlbuild pull' fetches the others"
         )
-    return remote.push(root, targets, remote_name)
+    count = remote.push(root, targets, remote_name)
+    if targets:
+        return count
+    from mlbuild.transfer import complete_push, expand, runcache_outputs
+
+    everything = {**expand(cache, runcache_outputs(cache)), **needed}
+    return count + complete_push(root, cache, everything, remote_name)
 
 
 def _uncached_outputs(root: Path) -> set[str]:
@@ -218,8 +204,22 @@ def check_cache(root: Path, repair: bool) -> FsckResult:
 
 
 def status(root: Path, remote_name: str | None) -> dict[str, str]:
-    """Per path: not pushed ('new'), missing locally ('deleted'), missing everywhere."""
-    return remote.cloud_status(root, remote_name)
+    """Per path: not pushed ('new'), missing locally ('deleted'), missing everywhere. What the
+    remote holds is asked of the remote's storage for every object dvc.lock, the .dvc files
+    and the run-cache name (files inside directories included), not of DVC's remote index."""
+    from mlbuild.transfer import expand, runcache_outputs
+
+    found = remote.cloud_status(root, remote_name)
+    cache = Cache(root)
+    # a run-cache entry whose outputs were collected locally is only a missed shortcut: the
+    # objects it names count when there is something to push
+    runs = {m: p for m, p in expand(cache, runcache_outputs(cache)).items() if cache.has_md5(m)}
+    uncached = _uncached_outputs(root)  # kept in git, never pushed
+    needed = {m: p for m, p in {**runs, **needed_objects(root, cache)}.items()
+              if p not in uncached}
+    for md5 in sorted(remote.missing_on_remote(root, set(needed), remote_name)):
+        found[needed[md5]] = "new" if cache.has_md5(md5) else "missing"
+    return found
 
 
 @_serialised

@@ -60,6 +60,7 @@ class GcPlan:
     """What garbage collection would remove."""
 
     remove: list[Path] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)  # bytes of each object in remove
     size: int = 0
     kept: int = 0
     restored: list[str] = field(default_factory=list)  # stranded backups put back
@@ -91,5 +92,6 @@ def gc_plan(cache: Cache, used: set[str]) -> GcPlan:
             plan.kept += 1
         else:
             plan.remove.append(path)
-            plan.size += path.stat().st_size
+            plan.sizes.append(path.stat().st_size)
+            plan.size += plan.sizes[-1]
     return plan

@@ -1,11 +1,11 @@
-"""The one module that imports DVC itself: templating, remotes and pulls go through here."""
+"""DVC's templating (vars, interpolation, foreach, matrix), through DVC itself."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from mlbuild.errors import ConfigError, MlbuildError
+from mlbuild.errors import ConfigError
 from mlbuild.pipeline import WARNINGS_KEY
 
 
@@ -83,17 +83,3 @@ def _plain(node: Any) -> Any:
     if isinstance(node, list | tuple):
         return [_plain(v) for v in node]
     return node
-
-
-def pull(root: Path, targets: list[str], remote: str | None = None) -> None:
-    """Fetch and check out *targets* (.dvc files or outputs) from the DVC remote."""
-    from dvc.exceptions import DvcException
-
-    try:
-        repo = _repo(root)
-        try:
-            repo.pull(targets=targets, remote=remote)
-        finally:
-            repo.close()
-    except DvcException as exc:
-        raise MlbuildError(f"pull failed: {' '.join(str(exc).split())}") from exc

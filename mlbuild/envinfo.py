@@ -12,8 +12,6 @@ from pathlib import Path
 
 from mlbuild.yamlio import write_memo
 
-_REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
-
 
 def interpreter() -> dict[str, str]:
     """Interpreter version and platform tag."""
@@ -48,19 +46,24 @@ def _path_fingerprint() -> str:
 
 
 def _requirements(dist: str) -> list[str]:
+    """Names of the distributions *dist* requires here: requirements whose environment marker
+    is false on this interpreter and platform, or that belong to an extra, are left out."""
     import importlib.metadata as md
+
+    from packaging.requirements import InvalidRequirement, Requirement
 
     try:
         reqs = md.requires(dist) or []
     except md.PackageNotFoundError:
         return []
     names = []
-    for req in reqs:
-        if "extra ==" in req.replace(" ", " "):
-            continue
-        match = _REQ_NAME.match(req)
-        if match:
-            names.append(match.group(1))
+    for text in reqs:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue  # metadata pip would refuse too: nothing to follow
+        if req.marker is None or req.marker.evaluate({"extra": ""}):
+            names.append(req.name)
     return names
 
 

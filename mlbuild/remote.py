@@ -43,9 +43,9 @@ def check_remote(root: Path, name: str | None) -> None:
     """An unknown remote name is the user's mistake (exit 2), answered with the closest one."""
     if name is None:
         return
-    from mlbuild.dvcconfig import read_config
+    from mlbuild.dvcconfig import remote_names
 
-    names = [s.split(" ", 1)[1] for s in read_config(root) if s.startswith("remote ")]
+    names = remote_names(root)
     if name not in names:
         known = f"configured: {', '.join(names)}" if names else "none is configured"
         raise BadInputError(f"unknown DVC remote '{name}'{did_you_mean(name, names)} "
@@ -66,11 +66,14 @@ def push(root: Path, targets: list[str] | None, remote: str | None) -> int:
         return int(repo.push(targets=targets or None, remote=remote, run_cache=True) or 0)
 
 
-def fetch(root: Path, targets: list[str] | None, remote: str | None) -> int:
-    """Download objects (and the run-cache) into the local cache without checking out."""
+def fetch(root: Path, targets: list[str] | None, remote: str | None,
+          run_cache: bool = True) -> int:
+    """Download objects (and the run-cache) into the local cache without checking out.
+
+    Nothing fetched is trusted yet: callers go through mlbuild.transfer, which verifies."""
     check_remote(root, remote)
     with _repo(root) as repo:
-        return int(repo.fetch(targets=targets or None, remote=remote, run_cache=True) or 0)
+        return int(repo.fetch(targets=targets or None, remote=remote, run_cache=run_cache) or 0)
 
 
 def checkout(root: Path, targets: list[str] | None) -> None:
@@ -124,3 +127,35 @@ def fetch_run_cache(root: Path, remote_name: str | None) -> None:
     """Download the remote's run-cache entries (small YAML files)."""
     with _repo(root) as repo:
         repo.stage_cache.pull(remote_name)
+
+
+def missing_on_remote(root: Path, md5s: set[str], remote_name: str | None) -> set[str]:
+    """Which of these objects the remote's storage itself lacks (asked of the storage, never
+    of DVC's remote index, which an interrupted transfer can leave claiming too much)."""
+    if not md5s:
+        return set()
+    with _repo(root) as repo:
+        odb = repo.cloud.get_remote_odb(remote_name, "push")
+        return md5s - set(odb.oids_exist(sorted(md5s)))
+
+
+def send_objects(root: Path, md5s: set[str], remote_name: str | None) -> int:
+    """Upload these objects from the local cache straight to the remote (directory files
+    before their manifest); DVC's index of that remote is cleared, as it was wrong."""
+    from dvc_data.hashfile.db import get_index
+    from dvc_data.hashfile.hash_info import HashInfo
+    from dvc_data.hashfile.transfer import transfer
+
+    with _repo(root) as repo:
+        odb = repo.cloud.get_remote_odb(remote_name, "push")
+        index = get_index(odb)
+        try:
+            index.clear()
+        finally:
+            index.close()
+        result = transfer(repo.cache.local, odb, {HashInfo("md5", m) for m in md5s})
+        if result.failed:
+            failed = sorted(str(h.value) for h in result.failed)
+            raise RemoteError(f"{len(failed)} object(s) could not be uploaded to the remote: "
+                              + ", ".join(failed[:3]))
+        return len(result.transferred)

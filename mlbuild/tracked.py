@@ -10,7 +10,7 @@ from typing import Any
 
 from mlbuild.cache import Cache
 from mlbuild.errors import ConfigError
-from mlbuild.fingerprint import HashInfo
+from mlbuild.fingerprint import Hasher, HashInfo
 from mlbuild.names import fits
 from mlbuild.yamlio import load_mapping
 
@@ -102,3 +102,30 @@ def restore_missing(root: Path, tracked: list[TrackedOut], cache: Cache) -> list
         else:
             need_pull.append(out.dvcfile)
     return sorted(set(need_pull))
+
+
+@dataclass(frozen=True)
+class TrackedChange:
+    """A .dvc-tracked output that differs from its pointer file, in `dvc status`'s words."""
+
+    dvcfile: str
+    path: str
+    change: str  # 'modified', 'deleted' or 'not in cache'
+
+
+def changes(tracked: list[TrackedOut], hasher: Hasher, cache: Cache) -> list[TrackedChange]:
+    """Tracked outputs edited, deleted or missing from the cache, as `dvc status` reports them
+    whether or not a stage reads them."""
+    found = []
+    for out in tracked:
+        current = hasher.path(out.path)
+        if current is None:
+            change = "deleted"
+        elif current.md5 != out.info.md5:
+            change = "modified"
+        elif not cache.complete(out.info):
+            change = "not in cache"
+        else:
+            continue
+        found.append(TrackedChange(out.dvcfile, out.path, change))
+    return found

@@ -137,10 +137,15 @@ def _prepare(root: Path, dest: Path) -> None:
     with repo_lock(root, announce=False):  # no `dvc gc` or build changes the cache meanwhile
         pulls = scratch.seed_data(root, dest)
         scratch.seed_frozen(root, dest)
-    if pulls:
-        from mlbuild import dvcbridge
+    if pulls:  # through the same verified fetch as `mlbuild pull`
+        from mlbuild.cache import Cache
+        from mlbuild.tracked import find_pointers, restore_missing
+        from mlbuild.transfer import pull_tracked
 
-        dvcbridge.pull(dest, pulls)
+        cache = Cache(dest)
+        outs = [o for o in find_pointers(dest, [], everything=True) if o.dvcfile in pulls]
+        pull_tracked(dest, cache, outs)
+        restore_missing(dest, outs, cache)
 
 
 def _producer(dep: str, produced: dict[str, str]) -> str | None:

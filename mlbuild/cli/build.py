@@ -122,12 +122,13 @@ def run(
     warn_hand_edits(root)
     start = time.monotonic()
     if json_out:
-        results = api.run(root, request, on_wait=_waiting)
+        results = api.run(root, request, on_wait=_waiting, on_notice=_waiting)
         typer.echo(results_json(results, time.monotonic() - start))
     else:
         display = _Display()
         try:
-            results = api.run(root, request, emit=display, on_wait=_waiting)
+            results = api.run(root, request, emit=display, on_wait=_waiting,
+                              on_notice=_waiting)
         finally:
             display.close()
         display.summary(results, time.monotonic() - start)

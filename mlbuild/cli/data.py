@@ -27,7 +27,8 @@ def _root() -> Path:
 @data_app.command("add")
 def add(paths: Annotated[list[str], typer.Argument(help="Files or directories to track.")]
         ) -> None:
-    """Track raw data like `dvc add` (writes PATH.dvc), after checking its contracts."""
+    """Track raw data like `dvc add`, after checking its contracts: writes PATH.dvc, or updates
+    the .dvc file that already tracks PATH (the example's data.dvc tracks data/raw)."""
     from mlbuild import data
 
     for dvcfile in data.add(_root(), paths):
@@ -80,6 +81,8 @@ def pull(targets: TargetsArg = None, remote: RemoteOpt = None) -> None:
 
     result = data.pull(_root(), targets or [], remote)
     typer.echo(f"pulled: {result.fetched} object(s) fetched, every needed object verified"
+               + (f", {len(result.refetched)} damaged local cop(ies) replaced"
+                  if result.refetched else "")
                + (f", {result.validated} contract(s) checked" if result.validated else ""))
 
 
@@ -112,9 +115,16 @@ def gc(
                                "restored": plan.restored, "leftovers": plan.leftovers}, indent=2))
         return
     _leftovers(plan.restored, plan.leftovers, removed=force)
+    from mlbuild.cli import STATE
+
     verb = "removed" if force else "would remove"
+    if STATE["verbose"]:
+        for path, size in zip(plan.remove, plan.sizes, strict=True):
+            typer.echo(f"{verb}: {path} ({size:,} bytes)")
+    hint = "" if STATE["verbose"] or not plan.remove else "; -v lists them"
     typer.echo(f"gc: {verb} {len(plan.remove)} object(s), {plan.size:,} bytes; "
-               f"kept {plan.kept}" + ("" if force else " (dry run: pass --force to delete)"))
+               f"kept {plan.kept}" + ("" if force else " (dry run: pass --force to delete)")
+               + hint)
 
 
 def _leftovers(restored: list[str], leftovers: list[str], removed: bool) -> None:

@@ -23,16 +23,24 @@ def status(
     root = find_root()
     warn_hand_edits(root)
     verdicts = api.status(root, targets or [])
+    data = [] if targets else api.data_changes(root)
     stale = [v for v in verdicts if v.stale]
     if json_out:
         typer.echo(json.dumps({
-            "up_to_date": not stale,
+            "up_to_date": not (stale or data),
             "stages": [{"stage": v.stage, "stale": v.stale, "frozen": v.frozen,
                         "reasons": v.reasons} for v in verdicts],
+            "data": [vars(d) for d in data],
         }, indent=2))
         return
+    for change in data:  # worded as `dvc status` words it
+        fix = {"modified": f"record it with 'mlbuild data add {change.path}'",
+               "deleted": "restore it with 'mlbuild pull'"}.get(change.change, "")
+        typer.echo(f"{change.dvcfile}:\n    changed outs: {change.change}: {change.path}"
+                   + (f" ({fix})" if fix else ""))
     if not stale:
-        typer.echo(f"Pipeline is up to date ({len(verdicts)} stages).")
+        typer.echo(f"Pipeline is up to date ({len(verdicts)} stages)."
+                   + (" Tracked data changed." if data else ""))
         return
     for v in stale:
         typer.echo(f"{v.stage}:")
