@@ -11,20 +11,20 @@ __all__ = ["__version__", "stage_params", "stage_seed", "stage_threads"]
 
 def stage_params(stage: str | None = None) -> Any:
     """Return the current stage's declared params as a read-only OmegaConf config."""
-    from mlbuild.stageparams import stage_params as _impl
+    from mlbuild.config.stageparams import stage_params as _impl
 
     return _impl(stage)
 
 
 def stage_seed() -> int:
     """The seed mlbuild hands the running stage (its hermetic ``seed`` setting)."""
-    from mlbuild.stageparams import stage_seed as _impl
+    from mlbuild.config.stageparams import stage_seed as _impl
 
     return _impl()
 
 
 def stage_threads() -> int:
     """The number of threads the running stage is pinned to (its hermetic ``threads``)."""
-    from mlbuild.stageparams import stage_threads as _impl
+    from mlbuild.config.stageparams import stage_threads as _impl
 
     return _impl()

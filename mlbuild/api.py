@@ -8,21 +8,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlbuild.config.settings import load_project_config
+from mlbuild.dvcfmt.dvcyaml import state_dir
+from mlbuild.dvcfmt.params import check_declared
+from mlbuild.engine.workspace import Workspace, open_workspace, project_lock
 from mlbuild.errors import MlbuildError
 from mlbuild.events import FAILED, FROZEN, RAN, RESTORED, Emit, Event, StageResult, ignore
-from mlbuild.graph import select, topo_order
-from mlbuild.params import check_declared
-from mlbuild.project import Workspace, open_workspace, project_lock
-from mlbuild.resolve import state_dir
-from mlbuild.settings import load_project_config
+from mlbuild.pipeline.graph import select, topo_order
 
 ENV_FILE = ".mlbuild/environment.yaml"  # declare.ENV_FILE, without importing the compiler
 
 if TYPE_CHECKING:  # the build machinery is imported only when something may run
-    from mlbuild.history import Recorder
+    from mlbuild.history.journal import Recorder
     from mlbuild.sandbox.policy import Sandbox
-    from mlbuild.tracked import TrackedChange
-    from mlbuild.verify import VerifyReport
+    from mlbuild.store.tracked import TrackedChange
+    from mlbuild.verify.rebuild import VerifyReport
 
 
 @dataclass
@@ -58,8 +58,8 @@ def prepare(root: Path, overrides: list[str] | None = None, dry: bool = False) -
     """
     if not ((root / "configs").is_dir() or (root / "stages").is_dir() or overrides):
         return open_workspace(root)  # a hand-written DVC project: nothing to generate
-    from mlbuild.compose import sync_params
-    from mlbuild.declare import sync_dvcyaml
+    from mlbuild.config.compose import sync_params
+    from mlbuild.config.declare import sync_dvcyaml
 
     params = sync_params(root, overrides or [], dry=dry)
     compiled = sync_dvcyaml(root, check=dry, params_text=params if dry else None)
@@ -98,14 +98,14 @@ def _cache_object(ws: Workspace, rel: str) -> Path | None:
 def ensure_tracked_data(ws: Workspace, notify: Callable[[str], None] | None = None) -> None:
     """Restore missing .dvc-tracked inputs from the cache, or pull them from the remote (every
     pulled object verified against its hash before it is checked out)."""
-    from mlbuild.tracked import restore_missing
+    from mlbuild.store.tracked import restore_missing
 
     need_pull = restore_missing(ws.root, ws.tracked, ws.cache)
     if not need_pull:
         return
-    from mlbuild.data import check_contracts
-    from mlbuild.dvcconfig import default_remote
-    from mlbuild.transfer import pull_tracked
+    from mlbuild.data.ops import check_contracts
+    from mlbuild.dvcfmt.dvcconfig import default_remote
+    from mlbuild.store.transfer import pull_tracked
 
     outs = [t for t in ws.tracked if t.dvcfile in need_pull and not (ws.root / t.path).exists()]
     if notify is not None:
@@ -115,7 +115,7 @@ def ensure_tracked_data(ws: Workspace, notify: Callable[[str], None] | None = No
     pull_tracked(ws.root, ws.cache, outs)
     lost = restore_missing(ws.root, outs, ws.cache)
     if lost:
-        from mlbuild.remote import RemoteError
+        from mlbuild.store.remotes import RemoteError
 
         raise RemoteError(
             f"the data of {', '.join(lost)} is neither in the local cache nor on the remote; "
@@ -129,8 +129,8 @@ def _fetch_inputs(ws: Workspace, request: RunRequest,
     if request.pull:
         ensure_tracked_data(ws, notify)
     if request.pull_remote:
-        from mlbuild import remote
-        from mlbuild.dvcconfig import default_remote
+        from mlbuild.dvcfmt.dvcconfig import default_remote
+        from mlbuild.store import remotes as remote
 
         if notify is not None:
             notify(f"fetching the run-cache from remote "
@@ -147,7 +147,7 @@ def run(root: Path, request: RunRequest, emit: Emit = ignore,
     with project_lock(root, wait=request.wait, on_wait=on_wait) as lock_fd:
         if request.dry_run:
             return _run(root, request, emit, lock_fd, on_notice)
-        from mlbuild.history import recording
+        from mlbuild.history.journal import recording
 
         args = [*request.targets, *request.overrides]
         with recording(root, "run", args) as recorder:
@@ -182,9 +182,9 @@ def _run(root: Path, request: RunRequest, emit: Emit, lock_fd: int | None,
             settled = _all_up_to_date(ws, order, emit)
             if settled is not None:
                 return settled
-        from mlbuild.build import Builder, BuildOptions
-        from mlbuild.executor import execute
-        from mlbuild.procgroup import ProcessTable
+        from mlbuild.engine.builder import Builder, BuildOptions
+        from mlbuild.engine.procgroup import ProcessTable
+        from mlbuild.engine.scheduler import execute
 
         procs = ProcessTable(lock_fd, state_dir(root) / "stages.pgid")
         builder = Builder(
@@ -258,7 +258,7 @@ def status(root: Path, targets: list[str] | None = None) -> list[StageStatus]:
 def data_changes(root: Path) -> list[TrackedChange]:
     """.dvc-tracked data edited, deleted or not cached, every .dvc file of the project
     included, as `dvc status` reports it (record an edit with `mlbuild data add PATH`)."""
-    from mlbuild.tracked import changes, find_pointers
+    from mlbuild.store.tracked import changes, find_pointers
 
     ws = open_workspace(root)
     try:
@@ -275,9 +275,9 @@ def dag(root: Path) -> tuple[list[str], dict[str, tuple[str, ...]]]:
 
 def verify(root: Path, targets: list[str], jobs: int, twice: bool = False,
            keep: bool = False) -> VerifyReport:
-    """The reproducibility check (see mlbuild.verify), recorded in the run history."""
-    from mlbuild.history import StageRecord, recording
-    from mlbuild.verify import verify as check
+    """The reproducibility check (see mlbuild.verify.rebuild), recorded in the run history."""
+    from mlbuild.history.journal import StageRecord, recording
+    from mlbuild.verify.rebuild import verify as check
 
     with recording(root, "verify", list(targets)) as recorder:
         recorder.record.detail = {"twice": twice, "jobs": jobs}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+from mlbuild.engine.scheduler import execute
 from mlbuild.events import FAILED, RAN, SKIPPED, Event, StageResult
-from mlbuild.executor import execute
 
 UP = {"a": (), "b": ("a",), "c": ("a",), "d": ("b", "c"), "e": ()}
 ORDER = ["a", "b", "c", "e", "d"]

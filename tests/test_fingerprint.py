@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mlbuild import fingerprint
-from mlbuild.fingerprint import Hasher
-from mlbuild.state import StatCache
+from mlbuild.store import hashing as fingerprint
+from mlbuild.store.hashing import Hasher
+from mlbuild.store.statcache import StatCache
 
 
 def _dvc_data_hash(path: Path, odb_dir: Path) -> tuple[str, int, int | None]:
@@ -72,8 +72,8 @@ def test_stat_cache_answers_for_unchanged_files(tree: Path, tmp_path: Path,
 
 
 def test_store_commits_what_dvc_data_hashes(tree: Path, tmp_path: Path) -> None:
-    from mlbuild import cache as cache_mod
-    from mlbuild.cache import Cache
+    from mlbuild.store import cache as cache_mod
+    from mlbuild.store.cache import Cache
 
     (tree / "d" / "large.bin").write_bytes(os.urandom(cache_mod.INGEST_MIN + 5))
     (tree / ".dvc").mkdir()

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from mlbuild.errors import ConfigError, GraphError, UsageError
-from mlbuild.graph import build_graph, select, topo_order
-from mlbuild.pipeline import build_pipeline
+from mlbuild.pipeline.graph import build_graph, select, topo_order
+from mlbuild.pipeline.model import build_pipeline
 
 
 def _graph(stages: dict[str, Any], existing: tuple[str, ...] = ()) -> Any:

@@ -320,7 +320,7 @@ def test_noop_run_imports_no_dvc(example_built: Project) -> None:
 def test_requirements_with_environment_markers_follow_packaging(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch
                                                                 ) -> None:
-    from mlbuild import envinfo
+    from mlbuild.config import environment as envinfo
 
     info = tmp_path / "fakedist-1.0.dist-info"
     info.mkdir()

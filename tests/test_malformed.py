@@ -202,7 +202,7 @@ def test_stage_name_dvc_refuses_in_a_declaration_file_name(declared: Project,
 def test_the_name_rule_is_dvcs() -> None:
     from dvc.stage import INVALID_STAGENAME_CHARS
 
-    from mlbuild.pipeline import INVALID_NAME_CHARS
+    from mlbuild.pipeline.model import INVALID_NAME_CHARS
 
     assert set(INVALID_NAME_CHARS) == INVALID_STAGENAME_CHARS
 

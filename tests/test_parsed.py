@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mlbuild.parsed import load_yaml_memo
+from mlbuild.dvcfmt.memo import load_yaml_memo
 
 
 def test_memo_follows_edits_even_of_the_same_size(tmp_path: Path) -> None:

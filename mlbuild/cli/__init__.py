@@ -1,5 +1,8 @@
-"""The mlbuild command line: the only code that prints or exits."""
+"""The command line: the only code that prints or exits. One module per command group,
+named after it; the rich display lives here.
 
+May import: api and everything below it.
+"""
 from __future__ import annotations
 
 import re

@@ -40,7 +40,7 @@ class _Display:
                 return
             from rich.console import Console
 
-            from mlbuild.report import LiveReporter
+            from mlbuild.cli.report import LiveReporter
 
             self.live = LiveReporter(Console(highlight=False), self.total,
                                      self.finished).__enter__()
@@ -55,7 +55,7 @@ class _Display:
             typer.echo(f"mlbuild: pipeline is up to date ({len(results)} stage(s)), nothing "
                        f"to do ({elapsed:.2f}s)")
             return
-        from mlbuild.report import summary
+        from mlbuild.cli.report import summary
 
         console = self.live.console if self.live is not None else None
         if console is None:
@@ -68,7 +68,7 @@ class _Display:
 def warn_hand_edits(root: Path) -> None:
     """Tell the user when params.yaml was edited by hand (shared by run and status)."""
     if (root / "configs").is_dir():
-        from mlbuild.compose import hand_edit_notice
+        from mlbuild.config.compose import hand_edit_notice
 
         notice = hand_edit_notice(root)
         if notice:
@@ -109,8 +109,8 @@ def run(
 ) -> None:
     """Build the pipeline: rerun only stages whose code, data, params or command changed."""
     from mlbuild import api
+    from mlbuild.engine.workspace import find_root
     from mlbuild.events import results_json
-    from mlbuild.project import find_root
 
     targets, overrides = _split_args(args or [])
     request = api.RunRequest(

@@ -26,7 +26,7 @@ def verify(
 ) -> None:
     """Rebuild from scratch in an isolated workspace and compare every output with dvc.lock."""
     from mlbuild import api
-    from mlbuild.project import find_root
+    from mlbuild.engine.workspace import find_root
 
     root = find_root()
     report = api.verify(root, targets or [], jobs or os.cpu_count() or 1, twice=twice, keep=keep)

@@ -19,7 +19,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _root() -> Path:
-    from mlbuild.project import find_root
+    from mlbuild.engine.workspace import find_root
 
     return find_root()
 
@@ -29,7 +29,7 @@ def add(paths: Annotated[list[str], typer.Argument(help="Files or directories to
         ) -> None:
     """Track raw data like `dvc add`, after checking its contracts: writes PATH.dvc, or updates
     the .dvc file that already tracks PATH (the example's data.dvc tracks data/raw)."""
-    from mlbuild import data
+    from mlbuild.data import ops as data
 
     for dvcfile in data.add(_root(), paths):
         typer.echo(f"tracked: {dvcfile} (commit it with git)")
@@ -38,7 +38,7 @@ def add(paths: Annotated[list[str], typer.Argument(help="Files or directories to
 @data_app.command("status")
 def status(remote: RemoteOpt = None, json_out: JsonOpt = False) -> None:
     """What is missing locally or not yet pushed to the remote."""
-    from mlbuild import data
+    from mlbuild.data import ops as data
 
     result = data.status(_root(), remote)
     if json_out:
@@ -57,7 +57,7 @@ def fsck(repair: Annotated[bool, typer.Option(
     "--repair", help="Delete corrupted objects so a pull or build replaces them.")] = False,
          json_out: JsonOpt = False) -> None:
     """Verify every object in the local cache against its hash; clean up after killed runs."""
-    from mlbuild import data
+    from mlbuild.data import ops as data
 
     result = data.check_cache(_root(), repair)
     total, bad = result.total, result.corrupt
@@ -77,7 +77,7 @@ def fsck(repair: Annotated[bool, typer.Option(
 
 def pull(targets: TargetsArg = None, remote: RemoteOpt = None) -> None:
     """Download data, stage outputs and the run-cache; verify them; check them out."""
-    from mlbuild import data
+    from mlbuild.data import ops as data
 
     result = data.pull(_root(), targets or [], remote)
     typer.echo(f"pulled: {result.fetched} object(s) fetched, every needed object verified"
@@ -88,7 +88,7 @@ def pull(targets: TargetsArg = None, remote: RemoteOpt = None) -> None:
 
 def push(targets: TargetsArg = None, remote: RemoteOpt = None) -> None:
     """Upload data, stage outputs and the run-cache to the remote."""
-    from mlbuild import data
+    from mlbuild.data import ops as data
 
     count = data.push(_root(), targets or [], remote)
     typer.echo(f"pushed: {count} object(s)")
@@ -105,7 +105,7 @@ def gc(
     json_out: JsonOpt = False,
 ) -> None:
     """Remove cache objects the workspace (and chosen revisions) do not use."""
-    from mlbuild import data
+    from mlbuild.data import ops as data
 
     plan = data.gc(_root(), force, all_commits, all_branches, all_tags)
     if json_out:

@@ -18,7 +18,7 @@ def status(
     """List stale stages and why (dependency, param, command or output changes)."""
     from mlbuild import api
     from mlbuild.cli.build import warn_hand_edits
-    from mlbuild.project import find_root
+    from mlbuild.engine.workspace import find_root
 
     root = find_root()
     warn_hand_edits(root)
@@ -52,7 +52,7 @@ def status(
 def dag(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Show the pipeline graph: each stage with the stages it depends on."""
     from mlbuild import api
-    from mlbuild.project import find_root
+    from mlbuild.engine.workspace import find_root
 
     order, upstream = api.dag(find_root())
     if json_out:
@@ -69,9 +69,9 @@ def compile_(
                                         help="Fail (exit 1) if dvc.yaml is out of date.")] = False,
 ) -> None:
     """Regenerate dvc.yaml from stages/*.yaml (and params.yaml from configs/)."""
-    from mlbuild.compose import sync_params
-    from mlbuild.declare import sync_dvcyaml
-    from mlbuild.project import find_root
+    from mlbuild.config.compose import sync_params
+    from mlbuild.config.declare import sync_dvcyaml
+    from mlbuild.engine.workspace import find_root
 
     root = find_root()
     if check:
@@ -81,7 +81,7 @@ def compile_(
             )
         typer.echo("dvc.yaml is up to date.")
         return
-    from mlbuild.project import project_lock
+    from mlbuild.engine.workspace import project_lock
 
     with project_lock(root):  # never rewrite dvc.yaml under a running build
         sync_params(root, [])

@@ -20,8 +20,8 @@ def log(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show recent runs: who ran what, on which revision, how it ended, and what each stage did."""
-    from mlbuild.history_index import HistoryIndex
-    from mlbuild.project import find_root
+    from mlbuild.engine.workspace import find_root
+    from mlbuild.history.index import HistoryIndex
 
     index = HistoryIndex(find_root())
     try:

@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from mlbuild.settings import Hermetic
+from mlbuild.config.settings import Hermetic
 
 HOOK_DIR = Path(__file__).parent / "hook"
 # Passed through unchanged even in hermetic mode: machine settings that are not inputs

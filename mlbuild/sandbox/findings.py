@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlbuild.pipeline import Stage
+from mlbuild.pipeline.model import Stage
 
 # Tool metadata and interpreter files are never a stage's inputs or outputs.
 IGNORED_DIRS = {".git", ".dvc", ".mlbuild", "__pycache__", ".venv", "venv", ".mypy_cache",

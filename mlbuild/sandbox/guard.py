@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlbuild.boundary import BoundaryError, ensure_inside
+from mlbuild.store.boundary import BoundaryError, ensure_inside
 
 # Bytes of files neither git nor the DVC cache can give back, copied before one stage runs:
 # beyond it, only the audit hook protects them (documented in the README).

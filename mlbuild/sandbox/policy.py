@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlbuild.config.settings import Hermetic, ProjectConfig
 from mlbuild.errors import StageFailedError
-from mlbuild.names import derived
-from mlbuild.pipeline import Stage
+from mlbuild.files.names import derived
+from mlbuild.pipeline.model import Stage
 from mlbuild.sandbox.environ import PINNED, THREAD_VARS, allowed_names, stage_environment
 from mlbuild.sandbox.findings import Findings, Snapshot, analyse, snapshot
 from mlbuild.sandbox.guard import (
@@ -24,7 +25,6 @@ from mlbuild.sandbox.guard import (
     with_targets,
     write_policy,
 )
-from mlbuild.settings import Hermetic, ProjectConfig
 
 MAX_LISTED = 5
 

@@ -1,0 +1,166 @@
+"""Staleness, decided as DVC decides it, with a reason for every verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mlbuild.dvcfmt.hashinfo import HashInfo
+from mlbuild.dvcfmt.lockfile import recorded
+from mlbuild.dvcfmt.params import ParamsReader
+from mlbuild.pipeline.model import Stage
+from mlbuild.store.cache import Cache
+from mlbuild.store.hashing import Hasher
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a stage must run."""
+
+    kind: str  # new | always | cmd | dep | param | out
+    detail: str
+    path: str | None = None
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+@dataclass
+class Snapshot:
+    """Everything hashed while checking a stage, reused when building its lock entry."""
+
+    deps: dict[str, HashInfo]
+    params: dict[str, dict[str, Any]]
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _diff(key: str, old: Any, new: Any, path: str) -> list[Reason]:
+    """Reasons for a changed value; nested mappings are compared key by key."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[Reason] = []
+        for sub in dict.fromkeys([*new, *old]):
+            name = f"{key}.{sub}"
+            if sub not in new:
+                out.append(Reason("param", f"param '{name}' deleted", path))
+            elif sub not in old:
+                out.append(Reason("param", f"param '{name}' new: {_short(new[sub])}", path))
+            elif old[sub] != new[sub]:
+                out += _diff(name, old[sub], new[sub], path)
+        return out
+    return [Reason("param", f"param '{key}' changed: {_short(old)} -> {_short(new)}", path)]
+
+
+ENV_FILE = ".mlbuild/environment.yaml"
+
+
+def _env_reason(reason: Reason) -> Reason:
+    """Say 'environment changed: lightgbm 4.6.0 -> 4.7.0' for the environment file's params."""
+    detail = reason.detail.removeprefix("param '")
+    key, _, rest = detail.partition("'")
+    parts = key.split(".")
+    if len(parts) >= 4 and parts[0] == "stages" and parts[2] in ("packages", "hermetic"):
+        name = ".".join(parts[3:])
+        what = "environment" if parts[2] == "packages" else "hermetic settings"
+    elif len(parts) == 3 and parts[0] == "stages":
+        name, what = parts[2], "environment"
+    else:
+        name, what = key, "environment"
+    rest = rest.strip().removeprefix("changed:").strip().replace("'", "")
+    return Reason("env", f"{what} changed: {name} {rest}".rstrip(), reason.path)
+
+
+def _param_reasons(stage: Stage, lock: dict[str, Any], current: dict[str, dict[str, Any]]
+                   ) -> list[Reason]:
+    reasons = []
+    old_all = lock.get("params") or {}
+    for dep in stage.params:
+        old = old_all.get(dep.def_path) or {}
+        new = current[dep.def_path]
+        keys = list(dep.keys) or list(dict.fromkeys([*new, *old]))
+        for key in keys:
+            if key not in new:
+                reasons.append(Reason("param", f"param '{key}' deleted", dep.def_path))
+            elif key not in old:
+                reasons.append(Reason("param", f"param '{key}' new", dep.def_path))
+            elif old[key] != new[key]:
+                reasons += _diff(key, old[key], new[key], dep.def_path)
+    return [_env_reason(r) if r.path == ENV_FILE else r for r in reasons]
+
+
+class StatusChecker:
+    """Compares stages with dvc.lock, the workspace and the cache."""
+
+    def __init__(self, hasher: Hasher, params: ParamsReader, cache: Cache) -> None:
+        self.hasher = hasher
+        self.params = params
+        self.cache = cache
+        self._complete: dict[str, bool] = {}
+
+    def snapshot(self, stage: Stage) -> Snapshot:
+        """Current hashes of deps and values of params."""
+        deps: dict[str, HashInfo] = {}
+        for dep in stage.deps:
+            info = self.hasher.path(dep.path)
+            if info is not None:
+                deps[dep.def_path] = info
+        params = {p.def_path: self.params.values(p, stage.name) for p in stage.params}
+        return Snapshot(deps=deps, params=params)
+
+    def check(self, stage: Stage, lock: dict[str, Any] | None) -> tuple[list[Reason], Snapshot]:
+        """All reasons the stage is stale (empty when up to date)."""
+        snap = self.snapshot(stage)
+        if stage.frozen:
+            # DVC ignores a frozen stage's deps and params but still checks cmd and outputs
+            changed = lock is not None and lock.get("cmd") != stage.cmd_raw
+            cmd = [Reason("cmd", "command changed")] if changed else []
+            return cmd + self.out_reasons(stage, lock or {}), snap
+        if stage.always_changed or stage.is_callback:
+            return [Reason("always", "always changed")], snap
+        if lock is None:
+            return [Reason("new", "new stage: not in dvc.lock")], snap
+        reasons: list[Reason] = []
+        if lock.get("cmd") != stage.cmd_raw:
+            reasons.append(Reason("cmd", "command changed"))
+        old_deps = recorded(lock.get("deps"))
+        for dep in stage.deps:
+            old, new = old_deps.get(dep.def_path), snap.deps.get(dep.def_path)
+            if new is None:
+                reasons.append(Reason("dep", f"dependency '{dep.path}' deleted", dep.path))
+            elif old is None:
+                reasons.append(Reason("dep", f"dependency '{dep.path}' new", dep.path))
+            elif old.get("md5") != new.md5:
+                reasons.append(Reason("dep", f"dependency '{dep.path}' modified", dep.path))
+        reasons += _param_reasons(stage, lock, snap.params)
+        reasons += self.out_reasons(stage, lock)
+        return reasons, snap
+
+    def _cached(self, info: HashInfo) -> bool:
+        """The object is in the cache; for a directory, every file it lists too (as DVC
+        checks), remembered per manifest for this process."""
+        if not info.isdir:
+            return self.cache.has(info)
+        known = self._complete.get(info.md5)
+        if known is None:
+            known = self._complete[info.md5] = self.cache.complete(info)
+        return known
+
+    def out_reasons(self, stage: Stage, lock: dict[str, Any]) -> list[Reason]:
+        """Outputs missing, modified, new or absent from the cache."""
+        reasons = []
+        old_outs = recorded(lock.get("outs"))
+        for out in stage.outs:
+            old = old_outs.get(out.def_path)
+            new = self.hasher.path(out.path)
+            if new is None:
+                reasons.append(Reason("out", f"output '{out.path}' deleted", out.path))
+            elif old is None:
+                reasons.append(Reason("out", f"output '{out.path}' new", out.path))
+            elif old.get("md5") != new.md5:
+                reasons.append(Reason("out", f"output '{out.path}' modified", out.path))
+            elif out.cache and not self._cached(new):
+                reasons.append(Reason("out", f"output '{out.path}' not in cache", out.path))
+        return reasons

@@ -1,0 +1,6 @@
+"""The typed pipeline model (Stage, Dep, Out, Param) and the stage graph: validation on
+construction (duplicate and overlapping outputs, cycles, missing deps) and pure planning
+(what is upstream of a target, in which order).
+
+May import: errors, contracts (the contract model each stage carries). Nothing reads files here.
+"""

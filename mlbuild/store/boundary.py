@@ -1,0 +1,107 @@
+"""The project boundary: no declared path may lead out of the project through a symlink, into
+tool metadata, or onto a special file (FIFO, device, socket) that would hang a read."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable
+from contextlib import suppress
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlbuild.errors import BadInputError
+
+if TYPE_CHECKING:
+    from mlbuild.pipeline.model import Stage
+
+METADATA = (".git", ".dvc")  # the first path component no declared path may resolve into
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+class BoundaryError(BadInputError):
+    """A declared path leaves the project or names a special file (exit 2)."""
+
+
+def special_kind(mode: int) -> str | None:
+    """'a FIFO', 'a character device'...: what a non-regular, non-directory file is."""
+    return next((name for test, name in _KINDS if test(mode)), None)
+
+
+def refuse_special(path: Path | str, mode: int, shown: str | None = None) -> None:
+    """Raise BoundaryError when *mode* (from stat, following links) is a special file:
+    opening one for hashing would block forever or read without end."""
+    kind = special_kind(mode)
+    if kind is not None:
+        raise BoundaryError(
+            f"'{shown or path}' is {kind}, not a regular file or directory; mlbuild never "
+            "reads one as data: remove it from the declared path, or declare a regular file"
+        )
+
+
+def _inside(real: str, top: str) -> bool:
+    return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
+
+
+def check_path(root: Path, rel: str, what: str, cache_dir: Path | None = None) -> None:
+    """Refuse *rel* (a project-relative declared path) when, resolved through symlinks, it
+    leaves the project or lands in .git/.dvc, or when it is a special file.
+
+    The last component may be a link into the DVC cache (cache.type symlink), wherever the
+    cache lives; its parent directories may not lead out.
+    """
+    full = root / rel
+    with suppress(OSError):  # not there (yet): nothing to read
+        refuse_special(rel, full.stat().st_mode)
+    real_root = os.path.realpath(root)
+    parent, real = os.path.realpath(full.parent), os.path.realpath(full)
+    linked_into_cache = (cache_dir is not None and full.is_symlink()
+                         and _inside(real, os.path.realpath(cache_dir)))
+    for target in [parent] if linked_into_cache else [parent, real]:
+        if not _inside(target, real_root):
+            raise BoundaryError(f"{what} '{rel}' leads out of the project through a symlink: "
+                                f"it really is '{real}'; declare a path inside the project")
+        inner = os.path.relpath(target, real_root).split(os.sep, 1)[0]
+        if inner in METADATA:
+            raise BoundaryError(f"{what} '{rel}' leads into tool metadata through a symlink: "
+                                f"it really is '{real}'")
+
+
+def stage_paths(stage: Stage) -> list[tuple[str, str]]:
+    """Every path a stage declares, with how to name it in an error."""
+    loc = f"stage '{stage.name}'"
+    found = [(stage.wdir, f"{loc}: wdir")] if stage.wdir != "." else []
+    found += [(d.path, f"{loc}: dependency") for d in stage.deps]
+    found += [(p.path, f"{loc}: params file") for p in stage.params]
+    found += [(o.path, f"{loc}: {o.kind} path") for o in stage.outs]
+    return found
+
+
+def check_paths(root: Path, paths: Iterable[tuple[str, str]], cache_dir: Path | None) -> None:
+    """check_path for every (path, description) pair."""
+    for rel, what in paths:
+        check_path(root, rel, what, cache_dir)
+
+
+def ensure_inside(root: Path, path: Path) -> None:
+    """Refuse to write at *path* when its directory resolves outside the project: the last
+    guard before moving aside, checking out or writing a .gitignore."""
+    real = os.path.realpath(path.parent)
+    if not _inside(real, os.path.realpath(root)):
+        raise BoundaryError(f"'{os.path.relpath(path, root)}' leads out of the project through "
+                            f"a symlink (its directory really is '{real}'); nothing was written")
+
+
+def check_project(root: Path) -> None:
+    """check_path for every stage's and every .dvc file's paths (before a DVC checkout)."""
+    from mlbuild.dvcfmt.dvcconfig import cache_dir
+    from mlbuild.dvcfmt.dvcyaml import load_pipeline
+    from mlbuild.store.tracked import find_pointers
+
+    paths = []
+    if (root / "dvc.yaml").is_file():
+        paths = [p for s in load_pipeline(root).stages.values() for p in stage_paths(s)]
+    paths += [(t.path, f"{t.dvcfile}: tracked path")
+              for t in find_pointers(root, [], everything=True)]
+    check_paths(root, paths, cache_dir(root))

@@ -1,0 +1,304 @@
+"""DVC's content-addressed cache (.dvc/cache/files/md5): commit, check and checkout."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from mlbuild.dvcfmt.dvcconfig import cache_dir, cache_types
+from mlbuild.dvcfmt.hashinfo import HashInfo
+from mlbuild.errors import IntegrityError
+from mlbuild.files.temp import tmp_beside
+from mlbuild.store.boundary import ensure_inside
+from mlbuild.store.hashing import Hasher, md5_file
+
+FICLONE = 0x40049409  # Linux ioctl that makes a copy-on-write clone (reflink)
+INGEST_MIN = 4 * 1024 * 1024  # files this big are copied while being hashed (one read)
+HASH_THREADS = min(4, os.cpu_count() or 1)  # hashlib releases the GIL on large blocks
+
+
+def _reflink(src: Path, dst: Path) -> None:
+    import fcntl
+
+    with open(src, "rb") as fsrc, open(dst, "wb") as fdst:
+        try:
+            fcntl.ioctl(fdst.fileno(), FICLONE, fsrc.fileno())
+        except OSError:
+            fdst.close()
+            dst.unlink(missing_ok=True)
+            raise
+
+
+def _copy_while_hashing(src: Path, dst: Path) -> str:
+    """Copy src to dst in the kernel (copy_file_range/sendfile) on a second thread while this
+    one hashes it: the two passes overlap, and the file was just written so both read from
+    the page cache. The copy is checked by size; the caller renames it once the hash is known."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def copy() -> None:
+        try:
+            shutil.copyfile(src, dst)
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=copy, daemon=True)
+    worker.start()
+    md5 = md5_file(src)
+    worker.join()
+    if errors:
+        raise errors[0]
+    if dst.stat().st_size != src.stat().st_size:
+        raise OSError(f"copy of {src} to the cache is incomplete")
+    return md5
+
+
+def _place(src: Path, dst: Path, kind: str) -> None:
+    if kind == "reflink":
+        _reflink(src, dst)
+    elif kind == "hardlink":
+        os.link(src, dst)
+    elif kind == "symlink":
+        os.symlink(src, dst)
+    elif kind == "copy":
+        shutil.copyfile(src, dst)
+    else:
+        raise OSError(errno.EINVAL, f"unknown cache type {kind}")
+
+
+class Cache:
+    """The project's local DVC cache."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.dir = cache_dir(root)
+        self.files = self.dir / "files" / "md5"
+        self.types = cache_types(root)
+        # How an object's content is hashed before it is checked out (the workspace plugs in
+        # its stat-cached hasher so unchanged objects are not reread).
+        self.verifier: Callable[[Path], str] = md5_file
+
+    def object_path(self, md5: str) -> Path:
+        """Where an object with this hash lives."""
+        return self.files / md5[:2] / md5[2:]
+
+    def has_md5(self, md5: str) -> bool:
+        """True when an object with this hash is in the cache."""
+        return self.object_path(md5).is_file()
+
+    def has(self, info: HashInfo) -> bool:
+        """True when the object (and, for a directory, its manifest) is in the cache."""
+        return self.object_path(info.md5).is_file()
+
+    def _tmp(self, obj: Path) -> Path:
+        obj.parent.mkdir(parents=True, exist_ok=True)
+        return tmp_beside(obj)
+
+    def add_file(self, src: Path, md5: str) -> None:
+        """Store a file's content under its hash (reflink when possible, else copy)."""
+        obj = self.object_path(md5)
+        if obj.exists():
+            return
+        tmp = self._tmp(obj)
+        try:
+            try:
+                _reflink(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+            tmp.chmod(0o444)
+            os.replace(tmp, obj)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def ingest(self, src: Path) -> str:
+        """Hash a file and store it in one pass over its bytes; return its md5.
+
+        The copy is written while hashing (a reflink is tried first: then only the hash
+        reads the data), so committing a fresh output costs about one read and one write.
+        """
+        staging = tmp_beside(self.files / "x", "ingest")
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            try:
+                _reflink(src, staging)
+                md5 = md5_file(src)
+            except OSError:
+                md5 = _copy_while_hashing(src, staging)
+            obj = self.object_path(md5)
+            if not obj.exists():
+                obj.parent.mkdir(parents=True, exist_ok=True)
+                staging.chmod(0o444)
+                os.replace(staging, obj)
+        finally:
+            staging.unlink(missing_ok=True)
+        return md5
+
+    def store_file(self, path: Path, hasher: Hasher) -> HashInfo:
+        """Hash and commit one file, reading it once when it is new."""
+        info = hasher.cached(path)
+        if info is not None:
+            self.add_file(path, info.md5)
+            return info
+        if path.stat().st_size >= INGEST_MIN:
+            return hasher.remember(path, self.ingest(path))
+        info = hasher.file(path)
+        self.add_file(path, info.md5)
+        return info
+
+    def store(self, path: Path, hasher: Hasher) -> HashInfo:
+        """Hash and commit a workspace file or directory (the .dir manifest last)."""
+        if not path.is_dir():
+            return self.store_file(path, hasher)
+        from concurrent.futures import ThreadPoolExecutor
+
+        from mlbuild.store.hashing import tree_manifest, walk_files
+
+        files = walk_files(path, hasher.skip(path))  # .dvcignore'd files left out
+        big = [f for _, f in files if f.stat().st_size >= INGEST_MIN]
+        with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+            pre = dict(zip(big, pool.map(lambda f: self.store_file(f, hasher), big), strict=True))
+        infos = [(rel, pre.get(f) or self.store_file(f, hasher)) for rel, f in files]
+        entries = [(rel, info.md5) for rel, info in infos]
+        body = tree_manifest(entries)
+        import hashlib
+
+        md5 = hashlib.md5(body, usedforsecurity=False).hexdigest() + ".dir"
+        self.add_bytes(body, md5)
+        return HashInfo(md5=md5, size=sum(i.size for _, i in infos), nfiles=len(infos))
+
+    def add_bytes(self, body: bytes, md5: str) -> None:
+        """Store an in-memory object (a .dir manifest)."""
+        obj = self.object_path(md5)
+        if obj.exists():
+            return
+        tmp = self._tmp(obj)
+        try:
+            tmp.write_bytes(body)
+            tmp.chmod(0o444)
+            os.replace(tmp, obj)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def manifest(self, md5: str) -> list[tuple[str, str]]:
+        """(relpath, md5) entries of a .dir object."""
+        items = json.loads(self.object_path(md5).read_bytes())
+        return [(str(item["relpath"]), str(item["md5"])) for item in items]
+
+    def commit(self, path: Path, info: HashInfo, entries: list[tuple[str, str]] | None) -> None:
+        """Commit a workspace file or directory that was just hashed."""
+        if not info.isdir:
+            self.add_file(path, info.md5)
+            return
+        from mlbuild.store.hashing import tree_manifest
+
+        for rel, md5 in entries or []:
+            self.add_file(path / rel, md5)
+        self.add_bytes(tree_manifest(entries or []), info.md5)
+
+    def complete(self, info: HashInfo) -> bool:
+        """The object and, for a directory, every file it lists are present."""
+        if not self.has(info):
+            return False
+        if not info.isdir:
+            return True
+        try:
+            return all(self.object_path(md5).is_file() for _, md5 in self.manifest(info.md5))
+        except (OSError, ValueError, KeyError):
+            return False
+
+    def _checkout_file(self, md5: str, dst: Path, kinds: list[str] | None = None) -> None:
+        src = self.object_path(md5)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_beside(dst)
+        kinds = kinds or self.types
+        try:
+            for kind in kinds:
+                try:
+                    _place(src, tmp, kind)
+                    break
+                except OSError:
+                    tmp.unlink(missing_ok=True)
+            else:
+                shutil.copyfile(src, tmp)
+            if kinds[:1] in (["copy"], ["reflink"]) or not tmp.is_symlink():
+                with contextlib.suppress(OSError):
+                    if tmp.stat().st_nlink == 1:
+                        tmp.chmod(0o644)
+            os.replace(tmp, dst)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no partial file beside the output
+            raise
+
+    def verify(self, info: HashInfo) -> list[tuple[str, str]]:
+        """Check that the object (and every file of a directory) matches its hash; return the
+        directory's entries. A mismatch raises IntegrityError naming the object."""
+        self._verify_one(info.md5)
+        if not info.isdir:
+            return []
+        entries = self.manifest(info.md5)
+        for _, md5 in entries:
+            self._verify_one(md5)
+        return entries
+
+    def _verify_one(self, md5: str) -> None:
+        path = self.object_path(md5)
+        actual = self.verifier(path)
+        if actual != md5.removesuffix(".dir"):
+            raise IntegrityError(
+                f"cache object {path} is corrupted: expected md5 {md5.removesuffix('.dir')}, "
+                f"found {actual}; it was not checked out (run 'mlbuild data fsck --repair', "
+                "then pull or rebuild)"
+            )
+
+    def checkout(self, info: HashInfo, dst: Path, private: bool = False) -> None:
+        """Materialise an object at *dst*, replacing what is there, after verifying it.
+
+        *private* (for cache: false outputs, which git tracks) never links into the cache.
+        """
+        ensure_inside(self.root, dst)  # never restore through a link out of the project
+        entries = self.verify(info)
+        remove(dst)
+        kinds = ["reflink", "copy"] if private else None
+        if not info.isdir:
+            self._checkout_file(info.md5, dst, kinds)
+            if info.isexec and not dst.is_symlink():  # dvc.lock's isexec, as DVC restores it
+                dst.chmod(dst.stat().st_mode | 0o111)
+            return
+        dst.mkdir(parents=True, exist_ok=True)
+        for rel, md5 in entries:
+            self._checkout_file(md5, dst / rel, kinds)
+
+
+def remove(path: Path) -> None:
+    """Remove a file, link or directory tree if it exists."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def unprotect(path: Path) -> None:
+    """Make an output safe to change in place, as DVC does before running a persistent one.
+
+    A symlink or hardlink into the cache becomes a private writable copy, so a command that
+    appends to the output cannot change the cached object.
+    """
+    if path.is_dir() and not path.is_symlink():
+        files = [p for p in path.rglob("*") if p.is_file() or p.is_symlink()]
+    else:
+        files = [path] if path.exists() else []
+    for file in files:
+        if file.is_symlink() or file.lstat().st_nlink > 1:
+            tmp = tmp_beside(file)
+            try:
+                shutil.copyfile(file, tmp)
+                tmp.replace(file)
+            finally:
+                tmp.unlink(missing_ok=True)
+        file.chmod(file.stat().st_mode | 0o200)

@@ -1,0 +1,148 @@
+"""Hashing files and directories exactly as DVC 3 does (md5; directories via .dir manifests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+from mlbuild.dvcfmt.dvcignore import IgnoreRules
+from mlbuild.dvcfmt.hashinfo import HashInfo
+from mlbuild.store.boundary import refuse_special
+from mlbuild.store.statcache import StatCache, stat_key
+
+BLOCK = 8 * 1024 * 1024
+
+
+def md5_file(path: Path) -> str:
+    """md5 of a file's bytes, read in large blocks."""
+    import hashlib
+
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb", buffering=0) as fobj:
+        while chunk := fobj.read(BLOCK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tree_manifest(entries: list[tuple[str, str]]) -> bytes:
+    """The .dir object body: JSON list of {md5, relpath} sorted by relpath (DVC's layout)."""
+    items = [{"md5": md5, "relpath": rel} for rel, md5 in sorted(entries)]
+    return json.dumps(items, sort_keys=True).encode("utf-8")
+
+
+def walk_files(top: Path, skip: Callable[[str, bool], bool] | None = None,
+               ) -> list[tuple[str, Path]]:
+    """All files under *top* as (posix relpath, path), less what skip(relpath, is_dir) rejects
+    (a rejected directory is not entered)."""
+    found: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        base = Path(dirpath)
+        rel = base.relative_to(top).as_posix()
+        prefix = "" if rel == "." else f"{rel}/"
+        dirnames[:] = sorted(d for d in dirnames if not (skip and skip(prefix + d, True)))
+        for name in filenames:
+            if not (skip and skip(prefix + name, False)):
+                found.append((prefix + name, base / name))
+    return found
+
+
+class Hasher:
+    """Hashes workspace paths, answering from the stat cache when the stat is unchanged."""
+
+    def __init__(self, root: Path, cache: StatCache) -> None:
+        self.root = root
+        self.cache = cache
+        self._ignore: IgnoreRules | None = None
+        self._prefix = str(root) + os.sep
+
+    def _key(self, path: Path) -> str:
+        """The stat-cache key: the path relative to the root (string slicing on the hot path)."""
+        text = str(path)
+        if text.startswith(self._prefix):
+            return text[len(self._prefix):]
+        return os.path.relpath(path, self.root)
+
+    def skip(self, top: Path) -> Callable[[str, bool], bool]:
+        """What DVC leaves out of a directory under *top* (.dvcignore, .git and the like)."""
+        if self._ignore is None:
+            self._ignore = IgnoreRules(self.root)
+        rules, prefix = self._ignore, os.path.relpath(top, self.root).replace(os.sep, "/")
+        return lambda rel, is_dir: rules.ignored(f"{prefix}/{rel}", is_dir)
+
+    def _stat(self, path: Path) -> os.stat_result:
+        """stat (following links) of a file about to be hashed; special files refused."""
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            refuse_special(path, st.st_mode, self._key(path))
+        return st
+
+    def file(self, path: Path) -> HashInfo:
+        """Hash one file."""
+        st = self._stat(path)
+        key = stat_key(st)
+        rel = self._key(path)
+        md5 = self.cache.get(rel, key)
+        if md5 is None:
+            md5 = md5_file(path)
+            self.cache.put(rel, key, md5)
+        return HashInfo(md5=md5, size=st.st_size, isexec=bool(st.st_mode & stat.S_IXUSR))
+
+    def cached(self, path: Path) -> HashInfo | None:
+        """The file's hash if the stat cache knows it (no reading)."""
+        st = self._stat(path)
+        md5 = self.cache.get(self._key(path), stat_key(st))
+        if md5 is None:
+            return None
+        return HashInfo(md5=md5, size=st.st_size, isexec=bool(st.st_mode & stat.S_IXUSR))
+
+    def remember(self, path: Path, md5: str) -> HashInfo:
+        """Record a hash computed elsewhere (while committing) for the file's current stat."""
+        st = self._stat(path)
+        self.cache.put(self._key(path), stat_key(st), md5)
+        return HashInfo(md5=md5, size=st.st_size, isexec=bool(st.st_mode & stat.S_IXUSR))
+
+    def directory(self, path: Path) -> tuple[HashInfo, list[tuple[str, str]]]:
+        """Hash a directory; also returns its (relpath, md5) entries."""
+        entries: list[tuple[str, str]] = []
+        size = 0
+        skip = self.skip(path)
+        top = str(path)
+        base = self._key(path) + os.sep
+        get, put = self.cache.get, self.cache.put
+        for dirpath, dirnames, filenames in os.walk(top):  # strings, not Paths: 10k+ files
+            rel_dir = dirpath[len(top) + 1:]
+            prefix = rel_dir.replace(os.sep, "/") + "/" if rel_dir else ""
+            dirnames[:] = sorted(d for d in dirnames if not skip(prefix + d, True))
+            key_dir = base + (rel_dir + os.sep if rel_dir else "")
+            for name in filenames:
+                if skip(prefix + name, False):
+                    continue
+                st = os.stat(os.path.join(dirpath, name))  # noqa: PTH116, PTH118 - hot loop
+                if not stat.S_ISREG(st.st_mode):  # a FIFO would block the hash forever
+                    refuse_special(path, st.st_mode, f"{self._key(path)}/{prefix}{name}")
+                skey = stat_key(st)
+                md5 = get(key_dir + name, skey)
+                if md5 is None:
+                    md5 = md5_file(Path(dirpath, name))
+                    put(key_dir + name, skey, md5)
+                entries.append((prefix + name, md5))
+                size += st.st_size
+        body = tree_manifest(entries)
+        import hashlib
+
+        md5 = hashlib.md5(body, usedforsecurity=False).hexdigest() + ".dir"
+        return HashInfo(md5=md5, size=size, nfiles=len(entries)), entries
+
+    def path(self, relpath: str) -> HashInfo | None:
+        """Hash a project-relative path; None when it does not exist."""
+        full = self.root / relpath
+        try:
+            mode = full.stat().st_mode
+        except OSError:
+            return None
+        if stat.S_ISDIR(mode):
+            return self.directory(full)[0]
+        return self.file(full)

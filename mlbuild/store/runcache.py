@@ -1,0 +1,93 @@
+"""DVC's run-cache (.dvc/cache/runs/<key[:2]>/<key>/<value>): save and look up builds."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from mlbuild.dvcfmt.yamlio import dump_yaml, parse_yaml
+from mlbuild.files.temp import tmp_beside
+from mlbuild.pipeline.model import Stage
+
+_EXCLUDE = ("size", "nfiles")
+
+
+def _filtered(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_filtered(v) for v in node]
+    if isinstance(node, dict):
+        return {k: _filtered(v) for k, v in node.items() if k not in _EXCLUDE}
+    return node
+
+
+def _sha256(entry: dict[str, Any]) -> str:
+    body = json.dumps(_filtered(entry), sort_keys=True).encode("utf-8")
+    return hashlib.sha256(body).hexdigest()
+
+
+def can_cache(stage: Stage) -> bool:
+    """DVC's rule: a command, deps and outs, not always_changed, no persistent outputs."""
+    return bool(stage.deps or stage.params) and bool(stage.outs) and not (
+        stage.always_changed or any(o.persist for o in stage.outs)
+    )
+
+
+def saves_run_cache(stage: Stage) -> bool:
+    """DVC records a run only when every output but metrics and plots is cached."""
+    return can_cache(stage) and all(o.cache or o.kind != "outs" for o in stage.outs)
+
+
+def run_key(entry: dict[str, Any]) -> str:
+    """The key of a build: its lock entry with outputs reduced to their paths."""
+    keyed = copy.deepcopy(entry)
+    keyed["outs"] = [out["path"] for out in keyed.get("outs", [])]
+    return _sha256(keyed)
+
+
+class RunCache:
+    """The run-cache directory beside the object cache."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.dir = cache_dir / "runs"
+
+    def lookup(self, key: str) -> dict[str, Any] | None:
+        """The newest recorded lock entry for this key, if any."""
+        folder = self.dir / key[:2] / key
+        try:
+            names = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+        except OSError:
+            return None
+        for path in names:
+            if path.name.endswith(".tmp"):
+                continue
+            try:
+                data = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+            except Exception:
+                continue
+            if isinstance(data, dict) and data.get("outs"):
+                return data
+        return None
+
+    def save(self, entry: dict[str, Any]) -> None:
+        """Record a finished build under its key (atomic; existing entries kept)."""
+        key, value = run_key(entry), _sha256(entry)
+        folder = self.dir / key[:2] / key
+        target = folder / value
+        if target.exists():
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_beside(target)
+        try:
+            tmp.write_text(dump_yaml(entry), encoding="utf-8")
+            os.replace(tmp, target)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            from mlbuild.files.diskspace import full_error, is_full
+
+            if is_full(exc):
+                raise full_error(target, "a run-cache entry") from exc
+            raise

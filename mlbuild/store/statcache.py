@@ -1,0 +1,53 @@
+"""The stat cache: (inode, mtime, ctime, size) -> md5, so unchanged files are never rehashed."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+from mlbuild.dvcfmt.yamlio import write_atomic
+
+StatKey = tuple[int, ...]
+
+
+def stat_key(st: os.stat_result) -> StatKey:
+    """The identity of a file's content as far as the filesystem tells. The inode change
+    time is part of it: mtime can be set back after an edit (`touch -r`), ctime cannot."""
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+
+
+class StatCache:
+    """A JSON-backed map from path to the md5 of the content last seen at that stat."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._dirty = False
+        try:
+            self._data: dict[str, list[object]] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            self._data = {}
+
+    def get(self, relpath: str, key: StatKey) -> str | None:
+        """The cached md5 if the file still has the same stat identity."""
+        entry = self._data.get(relpath)
+        if entry is not None and tuple(entry[:-1]) == key:
+            return str(entry[-1])
+        return None
+
+    def put(self, relpath: str, key: StatKey, md5: str) -> None:
+        """Remember the md5 for this stat identity."""
+        with self._lock:
+            self._data[relpath] = [*key, md5]
+            self._dirty = True
+
+    def save(self) -> None:
+        """Persist if anything changed (atomic write)."""
+        with self._lock:
+            if not self._dirty:
+                return
+            text = json.dumps(self._data, separators=(",", ":"))
+            self._dirty = False
+        write_atomic(self.path, text, "the stat cache (hashes of unchanged files)")

@@ -1,0 +1,132 @@
+"""Data tracked by .dvc pointer files (like data.dvc): find it, and restore it when missing."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlbuild.dvcfmt.hashinfo import HashInfo
+from mlbuild.dvcfmt.yamlio import load_mapping
+from mlbuild.errors import ConfigError
+from mlbuild.files.names import fits
+from mlbuild.store.cache import Cache
+from mlbuild.store.hashing import Hasher
+
+
+@dataclass(frozen=True)
+class TrackedOut:
+    """One output of a .dvc pointer file."""
+
+    dvcfile: str
+    path: str
+    info: HashInfo
+
+
+def every_pointer_file(root: Path) -> set[str]:
+    """Every .dvc pointer file of the project (git's view when it is a git work tree)."""
+    import subprocess
+
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others",
+             "--exclude-standard", "--", "*.dvc"], capture_output=True, check=True)
+        return {n for n in proc.stdout.decode().split("\0") if n and (root / n).is_file()}
+    except (OSError, subprocess.CalledProcessError):
+        found = set()
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            rel = os.path.relpath(dirpath, root)
+            found |= {n if rel == "." else f"{rel}/{n}" for n in filenames if n.endswith(".dvc")}
+        return found
+
+
+def find_pointers(root: Path, paths: list[str], everything: bool = False) -> list[TrackedOut]:
+    """Outputs of root-level .dvc files and of '<path>.dvc' files next to *paths* (with
+    everything, of every .dvc file in the project)."""
+    files = {p.name for p in root.glob("*.dvc") if p.is_file()}
+    if everything:
+        files |= every_pointer_file(root)
+    for path in paths:
+        parts = path.split("/")
+        for i in range(1, len(parts) + 1):
+            cand = "/".join(parts[:i]) + ".dvc"
+            if fits(parts[i - 1] + ".dvc") and (root / cand).is_file():
+                files.add(cand)
+    found = []
+    for name in sorted(files):
+        base = posixpath.dirname(name)
+        for out in _pointer_outs(load_mapping(root / name, name), name):
+            rel = posixpath.normpath(posixpath.join(base, str(out["path"])))
+            info = HashInfo(md5=str(out["md5"]), size=out.get("size") or 0,
+                            nfiles=out.get("nfiles"))
+            found.append(TrackedOut(dvcfile=name, path=rel, info=info))
+    return found
+
+
+def _pointer_outs(data: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """The hashed outputs of a .dvc file, each checked for the types DVC writes."""
+    outs = data.get("outs") or []
+    if not isinstance(outs, list):
+        raise ConfigError(f"{name}: 'outs' must be a list of {{path, md5, size}} entries")
+    for idx, out in enumerate(outs):
+        if not isinstance(out, dict):
+            raise ConfigError(f"{name}: outs[{idx}] must be a mapping with 'path' and 'md5'")
+        for key, kinds in (("path", (str,)), ("md5", (str,)), ("size", (int, type(None))),
+                           ("nfiles", (int, type(None)))):
+            value = out.get(key)
+            if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+                raise ConfigError(f"{name}: outs[{idx}].{key}: expected "
+                                  f"{'a number' if int in kinds else 'a string'}, got {value!r}")
+    return [o for o in outs if o.get("path") and o.get("md5")]
+
+
+def covers(tracked: list[TrackedOut], path: str) -> TrackedOut | None:
+    """The tracked output that is *path* or contains it."""
+    for out in tracked:
+        if path == out.path or path.startswith(out.path + "/"):
+            return out
+    return None
+
+
+def restore_missing(root: Path, tracked: list[TrackedOut], cache: Cache) -> list[str]:
+    """Check out missing tracked data from the local cache; return pointers needing a pull."""
+    need_pull = []
+    for out in tracked:
+        dest = root / out.path
+        if dest.exists():
+            continue
+        if cache.complete(out.info):
+            cache.checkout(out.info, dest)
+        else:
+            need_pull.append(out.dvcfile)
+    return sorted(set(need_pull))
+
+
+@dataclass(frozen=True)
+class TrackedChange:
+    """A .dvc-tracked output that differs from its pointer file, in `dvc status`'s words."""
+
+    dvcfile: str
+    path: str
+    change: str  # 'modified', 'deleted' or 'not in cache'
+
+
+def changes(tracked: list[TrackedOut], hasher: Hasher, cache: Cache) -> list[TrackedChange]:
+    """Tracked outputs edited, deleted or missing from the cache, as `dvc status` reports them
+    whether or not a stage reads them."""
+    found = []
+    for out in tracked:
+        current = hasher.path(out.path)
+        if current is None:
+            change = "deleted"
+        elif current.md5 != out.info.md5:
+            change = "modified"
+        elif not cache.complete(out.info):
+            change = "not in cache"
+        else:
+            continue
+        found.append(TrackedChange(out.dvcfile, out.path, change))
+    return found
