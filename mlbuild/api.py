@@ -19,6 +19,7 @@ from mlbuild.pipeline.graph import select, topo_order
 ENV_FILE = ".mlbuild/environment.yaml"  # declare.ENV_FILE, without importing the compiler
 
 if TYPE_CHECKING:  # the build machinery is imported only when something may run
+    from mlbuild.data.ops import PullResult
     from mlbuild.history.journal import Recorder
     from mlbuild.sandbox.policy import Sandbox
     from mlbuild.store.tracked import TrackedChange
@@ -289,3 +290,32 @@ def verify(root: Path, targets: list[str], jobs: int, twice: bool = False,
                                        message=", ".join(verdict.files)))
         recorder.record.status = "ok" if report.ok else "failed"
         return report
+
+
+def _remote_args(targets: list[str], remote_name: str | None) -> list[str]:
+    return [*targets, *(["-r", remote_name] if remote_name else [])]
+
+
+def pull(root: Path, targets: list[str], remote_name: str | None) -> PullResult:
+    """Download, verify and check out data, outputs and the run-cache (see data.ops.pull),
+    recorded in the run history."""
+    from mlbuild.data import ops
+    from mlbuild.history.journal import recording
+
+    with recording(root, "pull", _remote_args(targets, remote_name)) as recorder:
+        result = ops.pull(root, targets, remote_name)
+        recorder.record.detail = {"fetched": result.fetched, "refetched": result.refetched,
+                                  "contracts": result.validated}
+        return result
+
+
+def push(root: Path, targets: list[str], remote_name: str | None) -> int:
+    """Upload data, outputs and the run-cache (see data.ops.push), recorded in the run
+    history; returns the number of objects sent."""
+    from mlbuild.data import ops
+    from mlbuild.history.journal import recording
+
+    with recording(root, "push", _remote_args(targets, remote_name)) as recorder:
+        count = ops.push(root, targets, remote_name)
+        recorder.record.detail = {"pushed": count}
+        return count

@@ -1,11 +1,10 @@
-"""Print the oldest Python 3.11+ on PATH when it is older than the running one, else nothing."""
+"""Print the oldest Python 3.11+ interpreter on PATH that can make a venv (nothing if none)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 NAMES = ("python3", "python3.11", "python3.12", "python3.13", "python3.14")
@@ -33,13 +32,11 @@ def _candidates() -> set[str]:
 
 
 def main() -> None:
-    """Print the oldest supported interpreter older than the running one."""
+    """Print the oldest supported interpreter."""
     versions = {exe: _version(exe) for exe in _candidates()}
     usable = [(v, exe) for exe, v in versions.items() if v is not None and v >= (3, 11)]
     if usable:
-        version, exe = min(usable)
-        if version < sys.version_info[:3]:
-            print(exe)
+        print(min(usable)[1])
 
 
 if __name__ == "__main__":

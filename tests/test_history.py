@@ -108,3 +108,17 @@ def test_verify_is_recorded_with_its_verdicts(tmp_path: Path) -> None:
     verdicts = {s["stage"]: s["outcome"] for s in run["stages"]}  # type: ignore[union-attr]
     assert verdicts == {"upper": "identical", "check": "identical"}
     assert [r["command"] for r in _log(proj)] == ["verify", "run"]
+
+
+def test_push_and_pull_are_recorded(tmp_path: Path) -> None:
+    proj = new_project(tmp_path / "p", PIPELINE)
+    assert proj.dvc("remote", "add", "-d", "store", str(tmp_path / "remote")).returncode == 0
+    assert proj.run("run").returncode == 0
+    assert proj.run("push").returncode == 0
+    (push,) = _log(proj, "--command", "push")
+    assert push["status"] == "ok" and push["detail"]["pushed"] > 0  # type: ignore[index,operator]
+    (proj.path / "out.txt").unlink()
+    assert proj.run("pull", "-r", "store").returncode == 0
+    (pull,) = _log(proj, "--command", "pull")
+    assert pull["status"] == "ok" and pull["args"] == ["-r", "store"]
+    assert (proj.path / "out.txt").read_text() == "ABC\n"

@@ -77,9 +77,9 @@ def fsck(repair: Annotated[bool, typer.Option(
 
 def pull(targets: TargetsArg = None, remote: RemoteOpt = None) -> None:
     """Download data, stage outputs and the run-cache; verify them; check them out."""
-    from mlbuild.data import ops as data
+    from mlbuild import api
 
-    result = data.pull(_root(), targets or [], remote)
+    result = api.pull(_root(), targets or [], remote)
     typer.echo(f"pulled: {result.fetched} object(s) fetched, every needed object verified"
                + (f", {len(result.refetched)} damaged local cop(ies) replaced"
                   if result.refetched else "")
@@ -88,9 +88,9 @@ def pull(targets: TargetsArg = None, remote: RemoteOpt = None) -> None:
 
 def push(targets: TargetsArg = None, remote: RemoteOpt = None) -> None:
     """Upload data, stage outputs and the run-cache to the remote."""
-    from mlbuild.data import ops as data
+    from mlbuild import api
 
-    count = data.push(_root(), targets or [], remote)
+    count = api.push(_root(), targets or [], remote)
     typer.echo(f"pushed: {count} object(s)")
 
 
