@@ -38,10 +38,6 @@ class ParamsReader:
             self._files[relpath] = self._load(relpath)
         return self._files[relpath]
 
-    def forget(self, relpath: str) -> None:
-        """Drop a cached file (it was rewritten)."""
-        self._files.pop(relpath, None)
-
     def _load(self, relpath: str) -> dict[str, Any]:
         path = self.root / relpath
         suffix = path.suffix.lower()

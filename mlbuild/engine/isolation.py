@@ -92,17 +92,17 @@ def _copy_object(source: Cache, target: Cache, info: HashInfo) -> None:
             shutil.copyfile(source.object_path(md5), obj)
 
 
-def seed_frozen(root: Path, dest: Path) -> list[str]:
+def seed_frozen(root: Path, dest: Path) -> None:
     """Frozen stages are never rebuilt: check their recorded outputs out of the user's cache
-    into the scratch workspace. Returns the outputs that could not be found."""
+    into the scratch workspace. One the cache lacks stays missing, and the rebuild reports
+    that frozen stage as failed with its missing output named."""
     from mlbuild.dvcfmt.dvcyaml import load_pipeline
     from mlbuild.dvcfmt.lockfile import LockFile, recorded
 
     if not ((dest / "dvc.yaml").is_file() and (dest / "dvc.lock").is_file()):
-        return []  # nothing recorded, or a pipeline compiled only at build time
+        return  # nothing recorded, or a pipeline compiled only at build time
     source, target = Cache(root), Cache(dest)
     lock = LockFile(dest)
-    absent = []
     for stage in load_pipeline(dest).stages.values():
         entry = lock.get(stage.name)
         if not stage.frozen or entry is None:
@@ -114,12 +114,9 @@ def seed_frozen(root: Path, dest: Path) -> list[str]:
                 continue
             info = HashInfo(md5=str(item.get("md5")), size=int(item.get("size") or 0),
                             nfiles=item.get("nfiles"), isexec=bool(item.get("isexec")))
-            if not source.complete(info):
-                absent.append(out.path)
-                continue
-            _copy_object(source, target, info)
-            target.checkout(info, dest / out.path)
-    return absent
+            if source.complete(info):
+                _copy_object(source, target, info)
+                target.checkout(info, dest / out.path)
 
 
 PREFIX = "mlbuild-verify-"

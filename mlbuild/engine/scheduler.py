@@ -86,9 +86,3 @@ def execute(
         if name not in sched.results:
             sched.results[name] = StageResult(name, SKIPPED, message="not started")
     return sched.results
-
-
-def no_abort() -> None:
-    """Default abort hook."""
-
-

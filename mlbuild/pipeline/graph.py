@@ -26,14 +26,6 @@ class Graph:
     upstream: dict[str, tuple[str, ...]]
     producers: dict[str, str]  # output path -> stage name
 
-    def downstream(self) -> dict[str, list[str]]:
-        """Reverse edges."""
-        down: dict[str, list[str]] = {name: [] for name in self.stages}
-        for name, ups in self.upstream.items():
-            for up in ups:
-                down[up].append(name)
-        return down
-
 
 def _producers(pipeline: Pipeline) -> dict[str, str]:
     producers: dict[str, str] = {}

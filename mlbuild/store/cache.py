@@ -190,17 +190,6 @@ class Cache:
         items = json.loads(self.object_path(md5).read_bytes())
         return [(str(item["relpath"]), str(item["md5"])) for item in items]
 
-    def commit(self, path: Path, info: HashInfo, entries: list[tuple[str, str]] | None) -> None:
-        """Commit a workspace file or directory that was just hashed."""
-        if not info.isdir:
-            self.add_file(path, info.md5)
-            return
-        from mlbuild.store.hashing import tree_manifest
-
-        for rel, md5 in entries or []:
-            self.add_file(path / rel, md5)
-        self.add_bytes(tree_manifest(entries or []), info.md5)
-
     def complete(self, info: HashInfo) -> bool:
         """The object and, for a directory, every file it lists are present."""
         if not self.has(info):
