@@ -50,6 +50,7 @@ class StageStatus:
     stale: bool
     frozen: bool
     reasons: list[str]
+    why: list[dict[str, str | None]] = field(default_factory=list)  # kind, path, detail
 
 
 def prepare(root: Path, overrides: list[str] | None = None, dry: bool = False) -> Workspace:
@@ -250,7 +251,9 @@ def status(root: Path, targets: list[str] | None = None) -> list[StageStatus]:
         for name in order:
             stage = ws.graph.stages[name]
             reasons, _ = ws.checker.check(stage, ws.lock.get(name))
-            out.append(StageStatus(name, bool(reasons), stage.frozen, [str(r) for r in reasons]))
+            out.append(StageStatus(name, bool(reasons), stage.frozen, [str(r) for r in reasons],
+                                   [{"kind": str(r.kind), "path": r.path, "detail": r.detail}
+                                    for r in reasons]))
         return out
     finally:
         ws.save_state()

@@ -29,7 +29,8 @@ def status(
         typer.echo(json.dumps({
             "up_to_date": not (stale or data),
             "stages": [{"stage": v.stage, "stale": v.stale, "frozen": v.frozen,
-                        "reasons": v.reasons} for v in verdicts],
+                        "reasons": v.reasons, "why": v.why,
+                        "changed": sorted({str(w["kind"]) for w in v.why})} for v in verdicts],
             "data": [vars(d) for d in data],
         }, indent=2))
         return

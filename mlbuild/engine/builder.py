@@ -12,7 +12,7 @@ from mlbuild.dvcfmt.hashinfo import HashInfo
 from mlbuild.dvcfmt.lockfile import LockFile, stage_entry
 from mlbuild.engine.procgroup import ProcessTable
 from mlbuild.engine.runner import backed_up_outputs, log_name, run_command
-from mlbuild.engine.staleness import Reason, Snapshot, StatusChecker
+from mlbuild.engine.staleness import Reason, Snapshot, StatusChecker, Why
 from mlbuild.errors import MlbuildError, StageFailedError
 from mlbuild.events import (
     FAILED,
@@ -120,10 +120,10 @@ class Builder:
         if stage.frozen:
             return self._frozen(stage, reasons, snap), reasons
         if self.options.force:
-            reasons = [Reason("force", "forced"), *reasons]
+            reasons = [Reason(Why.FORCE, "forced"), *reasons]
         if self.options.dry_run:
             ups = [u for u in self.graph.upstream[name] if self.outcomes.get(u) == WOULD_RUN]
-            reasons += [Reason("upstream", f"upstream stage '{u}' will run") for u in ups]
+            reasons += [Reason(Why.UPSTREAM, f"upstream stage '{u}' will run") for u in ups]
             return (WOULD_RUN if reasons else UP_TO_DATE), reasons
         if not reasons:
             return UP_TO_DATE, []
@@ -167,7 +167,7 @@ class Builder:
         if not can_cache(stage) or len(snap.deps) != len(stage.deps):
             return None
         lock = self.lock.get(stage.name)
-        if lock and all(r.kind == "out" for r in reasons):
+        if lock and all(r.kind == Why.OUTS for r in reasons):
             return lock
         if self.options.use_run_cache:
             return self.runcache.lookup(run_key(self._partial_entry(stage, snap)))
@@ -208,7 +208,7 @@ class Builder:
         self.lock.update(stage.name, stage_entry(stage, snap.deps, snap.params, infos))
         if not todo:
             return "outputs re-stored in the cache"
-        from_lock = all(r.kind == "out" for r in reasons)  # as _recorded_build decided
+        from_lock = all(r.kind == Why.OUTS for r in reasons)  # as _recorded_build decided
         return "checked out from the cache" if from_lock else "restored from run-cache"
 
     def _fetch(self, stage: str, outs: list[tuple[str, str]]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from mlbuild.dvcfmt.hashinfo import HashInfo
@@ -13,11 +14,33 @@ from mlbuild.store.cache import Cache
 from mlbuild.store.hashing import Hasher
 
 
+class Why(StrEnum):
+    """The kind of a reason: what changed, so that tools tell "code changed" from "data
+    changed" without reading the words."""
+
+    NEW = "new"  # not in dvc.lock
+    ALWAYS = "always"  # always_changed
+    CMD = "cmd"
+    CODE = "code"  # a dependency that is source code (the stage's Python modules)
+    DATA = "data"  # any other dependency
+    PARAMS = "params"
+    ENV = "env"  # the environment record: interpreter, packages, hermetic settings
+    OUTS = "outs"  # an output deleted, modified or missing from the cache
+    FORCE = "force"
+    UPSTREAM = "upstream"  # (dry run) an upstream stage will run
+
+
+def dep_kind(path: str) -> Why:
+    """Code or data: a Python source file is code (import analysis adds a stage's modules as
+    plain deps, so this is how dvc.lock's deps are told apart)."""
+    return Why.CODE if path.endswith(".py") else Why.DATA
+
+
 @dataclass(frozen=True)
 class Reason:
     """Why a stage must run."""
 
-    kind: str  # new | always | cmd | dep | param | out
+    kind: Why
     detail: str
     path: str | None = None
 
@@ -45,13 +68,13 @@ def _diff(key: str, old: Any, new: Any, path: str) -> list[Reason]:
         for sub in dict.fromkeys([*new, *old]):
             name = f"{key}.{sub}"
             if sub not in new:
-                out.append(Reason("param", f"param '{name}' deleted", path))
+                out.append(Reason(Why.PARAMS, f"param '{name}' deleted", path))
             elif sub not in old:
-                out.append(Reason("param", f"param '{name}' new: {_short(new[sub])}", path))
+                out.append(Reason(Why.PARAMS, f"param '{name}' new: {_short(new[sub])}", path))
             elif old[sub] != new[sub]:
                 out += _diff(name, old[sub], new[sub], path)
         return out
-    return [Reason("param", f"param '{key}' changed: {_short(old)} -> {_short(new)}", path)]
+    return [Reason(Why.PARAMS, f"param '{key}' changed: {_short(old)} -> {_short(new)}", path)]
 
 
 ENV_FILE = ".mlbuild/environment.yaml"
@@ -70,7 +93,7 @@ def _env_reason(reason: Reason) -> Reason:
     else:
         name, what = key, "environment"
     rest = rest.strip().removeprefix("changed:").strip().replace("'", "")
-    return Reason("env", f"{what} changed: {name} {rest}".rstrip(), reason.path)
+    return Reason(Why.ENV, f"{what} changed: {name} {rest}".rstrip(), reason.path)
 
 
 def _param_reasons(stage: Stage, lock: dict[str, Any], current: dict[str, dict[str, Any]]
@@ -83,9 +106,9 @@ def _param_reasons(stage: Stage, lock: dict[str, Any], current: dict[str, dict[s
         keys = list(dep.keys) or list(dict.fromkeys([*new, *old]))
         for key in keys:
             if key not in new:
-                reasons.append(Reason("param", f"param '{key}' deleted", dep.def_path))
+                reasons.append(Reason(Why.PARAMS, f"param '{key}' deleted", dep.def_path))
             elif key not in old:
-                reasons.append(Reason("param", f"param '{key}' new", dep.def_path))
+                reasons.append(Reason(Why.PARAMS, f"param '{key}' new", dep.def_path))
             elif old[key] != new[key]:
                 reasons += _diff(key, old[key], new[key], dep.def_path)
     return [_env_reason(r) if r.path == ENV_FILE else r for r in reasons]
@@ -116,24 +139,23 @@ class StatusChecker:
         if stage.frozen:
             # DVC ignores a frozen stage's deps and params but still checks cmd and outputs
             changed = lock is not None and lock.get("cmd") != stage.cmd_raw
-            cmd = [Reason("cmd", "command changed")] if changed else []
+            cmd = [Reason(Why.CMD, "command changed")] if changed else []
             return cmd + self.out_reasons(stage, lock or {}), snap
         if stage.always_changed or stage.is_callback:
-            return [Reason("always", "always changed")], snap
+            return [Reason(Why.ALWAYS, "always changed")], snap
         if lock is None:
-            return [Reason("new", "new stage: not in dvc.lock")], snap
+            return [Reason(Why.NEW, "new stage: not in dvc.lock")], snap
         reasons: list[Reason] = []
         if lock.get("cmd") != stage.cmd_raw:
-            reasons.append(Reason("cmd", "command changed"))
+            reasons.append(Reason(Why.CMD, "command changed"))
         old_deps = recorded(lock.get("deps"))
         for dep in stage.deps:
             old, new = old_deps.get(dep.def_path), snap.deps.get(dep.def_path)
-            if new is None:
-                reasons.append(Reason("dep", f"dependency '{dep.path}' deleted", dep.path))
-            elif old is None:
-                reasons.append(Reason("dep", f"dependency '{dep.path}' new", dep.path))
-            elif old.get("md5") != new.md5:
-                reasons.append(Reason("dep", f"dependency '{dep.path}' modified", dep.path))
+            change = ("deleted" if new is None else "new" if old is None
+                      else "modified" if old.get("md5") != new.md5 else None)
+            if change:
+                reasons.append(Reason(dep_kind(dep.path), f"dependency '{dep.path}' {change}",
+                                      dep.path))
         reasons += _param_reasons(stage, lock, snap.params)
         reasons += self.out_reasons(stage, lock)
         return reasons, snap
@@ -156,11 +178,11 @@ class StatusChecker:
             old = old_outs.get(out.def_path)
             new = self.hasher.path(out.path)
             if new is None:
-                reasons.append(Reason("out", f"output '{out.path}' deleted", out.path))
+                reasons.append(Reason(Why.OUTS, f"output '{out.path}' deleted", out.path))
             elif old is None:
-                reasons.append(Reason("out", f"output '{out.path}' new", out.path))
+                reasons.append(Reason(Why.OUTS, f"output '{out.path}' new", out.path))
             elif old.get("md5") != new.md5:
-                reasons.append(Reason("out", f"output '{out.path}' modified", out.path))
+                reasons.append(Reason(Why.OUTS, f"output '{out.path}' modified", out.path))
             elif out.cache and not self._cached(new):
-                reasons.append(Reason("out", f"output '{out.path}' not in cache", out.path))
+                reasons.append(Reason(Why.OUTS, f"output '{out.path}' not in cache", out.path))
         return reasons
