@@ -14,9 +14,8 @@ from mlbuild.dvcfmt.params import check_declared
 from mlbuild.engine.workspace import Workspace, open_workspace, project_lock
 from mlbuild.errors import MlbuildError
 from mlbuild.events import FAILED, FROZEN, RAN, RESTORED, Emit, Event, StageResult, ignore
+from mlbuild.files.layout import ENV_FILE
 from mlbuild.pipeline.graph import select, topo_order
-
-ENV_FILE = ".mlbuild/environment.yaml"  # declare.ENV_FILE, without importing the compiler
 
 if TYPE_CHECKING:  # the build machinery is imported only when something may run
     from mlbuild.data.ops import PullResult

@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from mlbuild.files.layout import ENV_FILE
+
 
 def git_dir(root: Path) -> Path | None:
     """The git directory of the repository holding *root* (worktrees' `.git` files followed)."""
@@ -58,7 +60,7 @@ def head_revision(root: Path) -> str | None:
 
 # What a build writes itself: a build of a clean checkout leaves these changed, and that
 # does not make the sources it was built from uncommitted.
-BUILD_WRITTEN = ("dvc.lock", "dvc.yaml", "params.yaml", ".mlbuild/environment.yaml",
+BUILD_WRITTEN = ("dvc.lock", "dvc.yaml", "params.yaml", ENV_FILE,
                  ".gitignore")
 
 

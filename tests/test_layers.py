@@ -10,8 +10,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mlbuild"
 # share a rank are siblings and must not import each other.
 LAYERS = {
     "errors": 0,
-    "events": 1, "files": 1, "gitrepo": 1,
-    "contracts": 2,
+    "events": 1, "files": 1,
+    "contracts": 2, "gitrepo": 2,
     "pipeline": 3,
     "dvcfmt": 4,
     "config": 5, "store": 5, "history": 5,

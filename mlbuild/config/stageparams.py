@@ -8,9 +8,10 @@ from typing import Any
 
 from mlbuild.dvcfmt.yamlio import load_mapping
 from mlbuild.errors import ConfigError
+from mlbuild.files.layout import ENV_FILE
 
 DEFAULT_PARAMS_FILE = "params.yaml"
-ENV_FILE = ".mlbuild/environment.yaml"
+_ABSENT = object()  # OmegaConf.select's default: tells a missing key from a None value
 
 
 def _project_root() -> Path:
@@ -37,23 +38,6 @@ def _declared_params(root: Path, stage: str) -> list[tuple[str, str]]:
             for key in (dep.keys or ("",))]
 
 
-def _lookup(data: dict[str, Any], dotted: str, where: str) -> Any:
-    node: Any = data
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise ConfigError(f"{where}: param '{dotted}' not found")
-        node = node[part]
-    return node
-
-
-def _insert(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = tree
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-
-
 def stage_params(stage: str | None = None) -> Any:
     """Return an OmegaConf config holding only the params the current stage declares.
 
@@ -66,16 +50,20 @@ def stage_params(stage: str | None = None) -> Any:
     if not name:
         raise ConfigError("stage_params(): not running inside a stage (DVC_STAGE is unset)")
     root = _project_root()
-    files: dict[str, dict[str, Any]] = {}
-    tree: dict[str, Any] = {}
+    files: dict[str, Any] = {}
+    cfg: Any = OmegaConf.create({})
     for fname, key in _declared_params(root, name):
         if fname not in files:
-            files[fname] = load_mapping(root / fname)
-        if key:
-            _insert(tree, key, _lookup(files[fname], key, fname))
-        else:
-            tree.update(files[fname])
-    return OmegaConf.create(tree, flags={"readonly": True})
+            files[fname] = OmegaConf.create(load_mapping(root / fname))
+        if not key:
+            cfg = OmegaConf.merge(cfg, files[fname])
+            continue
+        value = OmegaConf.select(files[fname], key, default=_ABSENT)
+        if value is _ABSENT:
+            raise ConfigError(f"{fname}: param '{key}' not found (declared by stage '{name}')")
+        OmegaConf.update(cfg, key, value, force_add=True)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
 
 
 def _hermetic_setting(key: str, env_var: str, default: int) -> int:
@@ -83,7 +71,7 @@ def _hermetic_setting(key: str, env_var: str, default: int) -> int:
     if value:
         return int(value)
     name = os.environ.get("DVC_STAGE", "")
-    env_file = _project_root() / ".mlbuild" / "environment.yaml"
+    env_file = _project_root() / ENV_FILE
     if name and env_file.is_file():
         stages = load_mapping(env_file).get("stages") or {}
         block = (stages.get(name) or {}).get("hermetic") or {}

@@ -15,6 +15,7 @@ from typing import Any
 
 from mlbuild.dvcfmt.yamlio import load_yaml, write_memo
 from mlbuild.errors import ConfigError
+from mlbuild.files.layout import stat_key
 from mlbuild.files.names import derived
 
 MEMO_VERSION = 2  # 2: dvc.yaml memos are written only after DVC's schema accepted the file
@@ -36,7 +37,7 @@ def load_yaml_memo(path: Path, where: str, memo_dir: Path,
     except FileNotFoundError as exc:
         raise ConfigError(f"{where}: file not found") from exc
     # ctime too: see state.py
-    key = [st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, MEMO_VERSION]
+    key = [*stat_key(st), MEMO_VERSION]
     memo = _memo_path(memo_dir, where)
     try:
         doc = json.loads(memo.read_text(encoding="utf-8"))

@@ -9,6 +9,7 @@ from typing import Any
 from mlbuild.dvcfmt.hashinfo import HashInfo
 from mlbuild.dvcfmt.lockfile import recorded
 from mlbuild.dvcfmt.params import ParamsReader
+from mlbuild.files.layout import ENV_FILE
 from mlbuild.pipeline.model import Stage
 from mlbuild.store.cache import Cache
 from mlbuild.store.hashing import Hasher
@@ -77,7 +78,6 @@ def _diff(key: str, old: Any, new: Any, path: str) -> list[Reason]:
     return [Reason(Why.PARAMS, f"param '{key}' changed: {_short(old)} -> {_short(new)}", path)]
 
 
-ENV_FILE = ".mlbuild/environment.yaml"
 
 
 def _env_reason(reason: Reason) -> Reason:

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlbuild.files.layout import stat_key
 from mlbuild.pipeline.model import Stage
 
 # Tool metadata and interpreter files are never a stage's inputs or outputs.
@@ -66,7 +67,7 @@ def snapshot(root: Path, skip: list[str]) -> Snapshot:
                 st = os.stat(os.path.join(dirpath, name))  # noqa: PTH116, PTH118 - hot loop
             except OSError:
                 continue
-            found[rel] = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+            found[rel] = stat_key(st)
     return found
 
 

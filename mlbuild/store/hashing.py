@@ -10,8 +10,9 @@ from pathlib import Path
 
 from mlbuild.dvcfmt.dvcignore import IgnoreRules
 from mlbuild.dvcfmt.hashinfo import HashInfo
+from mlbuild.files.layout import stat_key
 from mlbuild.store.boundary import refuse_special
-from mlbuild.store.statcache import StatCache, stat_key
+from mlbuild.store.statcache import StatCache
 
 BLOCK = 8 * 1024 * 1024
 

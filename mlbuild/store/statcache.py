@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 
 from mlbuild.dvcfmt.yamlio import write_atomic
-
-StatKey = tuple[int, ...]
-
-
-def stat_key(st: os.stat_result) -> StatKey:
-    """The identity of a file's content as far as the filesystem tells. The inode change
-    time is part of it: mtime can be set back after an edit (`touch -r`), ctime cannot."""
-    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+from mlbuild.files.layout import StatKey
 
 
 class StatCache:

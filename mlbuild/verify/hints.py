@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ENV_FILE = ".mlbuild/environment.yaml"
+from mlbuild.files.layout import ENV_FILE
+
 SCAN_BYTES = 64 * 1024 * 1024
 
 
