@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import importlib
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,33 @@ def check_attribute(module: Path, ref: str, where: str) -> None:
         )
 
 
+@contextmanager
+def _project_modules(root: Path) -> Iterator[None]:
+    """Import the project's schema modules from *root* and leave nothing behind: sys.path is
+    put back and the project modules imported meanwhile are forgotten, so a long-lived process
+    loads the current file next time instead of a stale copy."""
+    before = set(sys.modules)
+    sys.path.insert(0, str(root))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(root))
+        for name in set(sys.modules) - before:
+            if _is_project_module(root, name):
+                del sys.modules[name]
+
+
+def _is_project_module(root: Path, name: str) -> bool:
+    """A module of the project's own code: under *root*, but not mlbuild itself and not an
+    installed package (a virtual environment may live inside the project)."""
+    origin = getattr(sys.modules[name], "__file__", None)
+    if not origin or name.split(".", maxsplit=1)[0] == "mlbuild":
+        return False
+    path = Path(origin)
+    return (path.is_relative_to(root) and not path.is_relative_to(sys.prefix)
+            and "site-packages" not in path.parts)
+
+
 def load_schema(root: Path, ref: str) -> Any:
     import pandera.pandas as pa
 
@@ -87,11 +116,10 @@ def load_schema(root: Path, ref: str) -> Any:
         except Exception as exc:
             raise ConfigError(f"schema '{ref}': cannot load: {exc}") from exc
     module_name, _, attr = ref.partition(":")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
     try:
-        module = importlib.import_module(module_name)
-        obj = getattr(module, attr)
+        with _project_modules(root):
+            module = importlib.import_module(module_name)
+            obj = getattr(module, attr)
         schema = obj() if callable(obj) and not isinstance(obj, pa.DataFrameSchema) else obj
     except Exception as exc:
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
