@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -62,17 +61,25 @@ def _one_line(exc: BaseException) -> str:
     return "; ".join(parts) or type(exc).__name__
 
 
-def _suggest_key(root: Path, overrides: list[str], message: str) -> str:
-    """' (did you mean ...)' for an override of a key the composed config does not have."""
-    match = re.match(r"Could not override '([^']+)'", message)
-    if match is None:
+def _suggest_key(root: Path, overrides: list[str], exc: BaseException) -> str:
+    """' (did you mean ...)' for an override of a key the composed config does not have.
+    OmegaConf's error under Hydra's names the missing part (`full_key`); the override that
+    reaches through it is the one at fault."""
+    missing = getattr(exc.__cause__, "full_key", None)
+    if not isinstance(missing, str) or not missing:
         return ""
-    key = match.group(1)
-    others = [o for o in overrides if o.split("=", 1)[0] != key]
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    key = next((k for k in keys if k == missing or k.startswith(missing + ".")), None)
+    if key is None:
+        return ""
+    others = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
     try:
-        return did_you_mean_key(key, flat_keys(compose(root, others)))
+        known = flat_keys(compose(root, others))
     except ConfigError:
         return ""
+    # the whole key first ('model.learnin_rate'), else the part that is missing ('trian')
+    prefixes = {k.rsplit(".", n)[0] for k in known for n in range(k.count(".") + 1)}
+    return did_you_mean_key(key, known) or did_you_mean_key(missing, prefixes)
 
 
 def _config_file(root: Path, exc: Exception) -> str:
@@ -107,7 +114,7 @@ def compose(root: Path, overrides: list[str]) -> dict[str, Any]:
             f"override '{exc.override}': {_one_line(exc)} (quote a value holding shell or "
             f"Hydra syntax, e.g. key='\"value\"')") from exc
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
-        hint = _suggest_key(root, overrides, str(exc))
+        hint = _suggest_key(root, overrides, exc)
         raise ConfigError(f"{CONFIG_DIR}/: {_one_line(exc)}{hint}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{CONFIG_DIR}/{CONFIG_NAME}.yaml: must compose to a mapping")
