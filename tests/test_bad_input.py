@@ -191,6 +191,8 @@ def test_hydra_override_of_a_missing_key(example: Project) -> None:
 def test_hydra_override_typo_suggests_the_key(example: Project) -> None:
     proc = example.run("run", "model.learnin_rate=0.5")
     error_line(proc, 2, "model.learnin_rate", "did you mean 'model.learning_rate'")
+    proc = example.run("run", "modle.name=logreg")  # the misspelt part is a group
+    error_line(proc, 2, "modle.name", "did you mean 'model.name'")
 
 
 # -- compile ---------------------------------------------------------------------------------
