@@ -1,12 +1,28 @@
-"""The one module that talks to git: the current revision (read from .git, no subprocess, for
-the fast path) and whether the work tree has uncommitted changes."""
+"""The one module that talks to git: every git command mlbuild runs goes through git(); the
+current revision is read from .git directly (no subprocess, for the fast path)."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import IO
 
 from mlbuild.files.layout import ENV_FILE
+
+
+class GitError(Exception):
+    """git is not installed, *root* is not in a work tree, or the command failed."""
+
+
+def git(root: Path, *args: str, stdout: IO[bytes] | None = None) -> bytes:
+    """Run `git -C root ARGS` and return its output (or write it into *stdout*)."""
+    try:
+        proc = subprocess.run(["git", "-C", str(root), *args],
+                              stdout=subprocess.PIPE if stdout is None else stdout,
+                              stderr=subprocess.PIPE, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise GitError(f"git {' '.join(args)} failed in {root}") from exc
+    return proc.stdout or b""
 
 
 def git_dir(root: Path) -> Path | None:
@@ -69,9 +85,7 @@ def is_dirty(root: Path) -> bool | None:
     left out); None when git cannot tell."""
     excludes = [f":(exclude,glob)**/{name}" for name in BUILD_WRITTEN]
     try:
-        proc = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
-                               "--untracked-files=no", "--", ".", *excludes],
-                              capture_output=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
+        out = git(root, "status", "--porcelain", "--untracked-files=no", "--", ".", *excludes)
+    except GitError:
         return None
-    return bool(proc.stdout.strip())
+    return bool(out.strip())

@@ -5,26 +5,25 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
 
 from mlbuild.dvcfmt.hashinfo import HashInfo
 from mlbuild.errors import UsageError
+from mlbuild.gitrepo import GitError, git
 from mlbuild.store.cache import Cache
 from mlbuild.store.tracked import find_pointers
 
 
 def _git(root: Path, *args: str) -> bytes:
     try:
-        proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, check=True)
-    except (OSError, subprocess.CalledProcessError) as exc:
+        return git(root, *args)
+    except GitError as exc:
         raise UsageError(
             f"verify needs a git repository with at least one commit ({root}): "
             f"git {' '.join(args)} failed"
         ) from exc
-    return proc.stdout
 
 
 def revision(root: Path) -> tuple[str, bool]:
@@ -43,7 +42,7 @@ def checkout(root: Path, dest: Path) -> None:
     (dest / ".dvc").mkdir(exist_ok=True)
     # a committed cache.dir (a shared cache) would let the rebuild write into the user's cache
     (dest / ".dvc" / "config.local").write_text("[cache]\n    dir = cache\n", encoding="utf-8")
-    subprocess.run(["git", "init", "-q", str(dest)], check=True, capture_output=True)
+    git(dest, "init", "-q")
 
 
 def _extract(tar: tarfile.TarFile, dest: Path) -> None:

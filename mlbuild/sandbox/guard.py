@@ -13,12 +13,12 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlbuild.gitrepo import GitError, git
 from mlbuild.store.boundary import BoundaryError, ensure_inside
 
 # Bytes of files neither git nor the DVC cache can give back, copied before one stage runs:
@@ -60,13 +60,12 @@ def _watched(root: Path) -> list[str]:
 def _git_state(root: Path) -> tuple[set[str], set[str]]:
     """(tracked, modified) paths relative to *root*; both empty outside a git work tree."""
     try:
-        proc = subprocess.run(["git", "ls-files", "-z", "-t", "-c", "-m"], cwd=root,
-                              capture_output=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
+        out = git(root, "ls-files", "-z", "-t", "-c", "-m")
+    except GitError:
         return set(), set()
     tracked: set[str] = set()
     modified: set[str] = set()
-    for item in proc.stdout.decode("utf-8", "surrogateescape").split("\0"):
+    for item in out.decode("utf-8", "surrogateescape").split("\0"):
         tag, _, rel = item.partition(" ")
         (modified if tag == "C" else tracked).add(rel)
     return tracked - {""}, modified
@@ -176,11 +175,9 @@ def _restore_one(prot: Protection, rel: str) -> bool:
             tmp.chmod(prot.modes[rel] & 0o7777)
     else:
         with open(tmp, "wb") as fobj:
-            subprocess.run(["git", "show", f":./{rel}"], cwd=prot.root, stdout=fobj,
-                           stderr=subprocess.DEVNULL, check=True)
-        git_mode = subprocess.run(["git", "ls-files", "-s", "--", rel], cwd=prot.root,
-                                  capture_output=True, text=True, check=True).stdout[:6]
-        tmp.chmod(0o755 if git_mode == "100755" else 0o644)
+            git(prot.root, "show", f":./{rel}", stdout=fobj)
+        git_mode = git(prot.root, "ls-files", "-s", "--", rel)[:6]
+        tmp.chmod(0o755 if git_mode == b"100755" else 0o644)
     os.replace(tmp, path)
     return True
 
@@ -197,6 +194,6 @@ def put_back(prot: Protection, changed: Iterable[str]) -> Restored:
             _keep(prot, rel, result)
             _restore_one(prot, rel)  # False: it was new, and moving it aside undid it
             result.restored.append(rel)
-        except (OSError, BoundaryError, subprocess.CalledProcessError):
+        except (OSError, BoundaryError, GitError):
             result.lost.append(rel)
     return result

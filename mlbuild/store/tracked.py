@@ -27,14 +27,13 @@ class TrackedOut:
 
 def every_pointer_file(root: Path) -> set[str]:
     """Every .dvc pointer file of the project (git's view when it is a git work tree)."""
-    import subprocess
+    from mlbuild.gitrepo import GitError, git
 
     try:
-        proc = subprocess.run(
-            ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others",
-             "--exclude-standard", "--", "*.dvc"], capture_output=True, check=True)
-        return {n for n in proc.stdout.decode().split("\0") if n and (root / n).is_file()}
-    except (OSError, subprocess.CalledProcessError):
+        out = git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--",
+                  "*.dvc")
+        return {n for n in out.decode().split("\0") if n and (root / n).is_file()}
+    except GitError:
         found = set()
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
