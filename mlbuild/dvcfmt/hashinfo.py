@@ -3,7 +3,9 @@ number of files and the executable bit."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -28,3 +30,11 @@ class HashInfo:
         if self.nfiles is not None:
             entry["nfiles"] = self.nfiles
         return entry
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> HashInfo:
+        """The identity recorded in a dvc.lock output or a .dvc file's `outs` entry."""
+        nfiles = entry.get("nfiles")
+        return cls(md5=str(entry.get("md5")), size=int(entry.get("size") or 0),
+                   nfiles=None if nfiles is None else int(nfiles),
+                   isexec=bool(entry.get("isexec")))

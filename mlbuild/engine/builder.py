@@ -184,9 +184,7 @@ class Builder:
             return ""
         infos = {}
         for item in cached.get("outs") or []:
-            infos[str(item["path"])] = HashInfo(
-                md5=str(item.get("md5")), size=int(item.get("size") or 0),
-                nfiles=item.get("nfiles"), isexec=bool(item.get("isexec")))
+            infos[str(item["path"])] = HashInfo.from_entry(item)
         if set(infos) != {o.def_path for o in stage.outs}:
             return ""
         todo = [o for o in stage.outs  # outputs already in place need nothing from the cache

@@ -111,8 +111,7 @@ def seed_frozen(root: Path, dest: Path) -> None:
             item = outs.get(out.def_path)
             if item is None or (dest / out.path).exists():
                 continue
-            info = HashInfo(md5=str(item.get("md5")), size=int(item.get("size") or 0),
-                            nfiles=item.get("nfiles"), isexec=bool(item.get("isexec")))
+            info = HashInfo.from_entry(item)
             if source.complete(info):
                 _copy_object(source, target, info)
                 target.checkout(info, dest / out.path)

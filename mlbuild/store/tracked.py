@@ -59,8 +59,7 @@ def find_pointers(root: Path, paths: list[str], everything: bool = False) -> lis
         base = posixpath.dirname(name)
         for out in _pointer_outs(load_mapping(root / name, name), name):
             rel = posixpath.normpath(posixpath.join(base, str(out["path"])))
-            info = HashInfo(md5=str(out["md5"]), size=out.get("size") or 0,
-                            nfiles=out.get("nfiles"))
+            info = HashInfo.from_entry(out)
             found.append(TrackedOut(dvcfile=name, path=rel, info=info))
     return found
 
