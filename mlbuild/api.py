@@ -13,7 +13,7 @@ from mlbuild.dvcfmt.dvcyaml import state_dir
 from mlbuild.dvcfmt.params import check_declared
 from mlbuild.engine.workspace import Workspace, open_workspace, project_lock
 from mlbuild.errors import MlbuildError
-from mlbuild.events import FAILED, FROZEN, RAN, RESTORED, Emit, Event, StageResult, ignore
+from mlbuild.events import FAILED, FROZEN, RAN, RESTORED, Emit, Event, Kind, StageResult, ignore
 from mlbuild.files.layout import ENV_FILE
 from mlbuild.pipeline.graph import select, topo_order
 
@@ -232,7 +232,7 @@ def _all_up_to_date(ws: Workspace, order: list[str], emit: Emit
             return None
         results[name] = StageResult(name, FROZEN if stage.frozen else UP_TO_DATE)
     for res in results.values():
-        emit(Event("done", res.stage, res.outcome))
+        emit(Event(Kind.DONE, res.stage, res.outcome))
     return results
 
 

@@ -5,25 +5,42 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-# Outcomes of one stage in a build.
-UP_TO_DATE = "up-to-date"
-RESTORED = "restored"
-RAN = "ran"
-FAILED = "failed"
-SKIPPED = "skipped"
-FROZEN = "frozen"
-WOULD_RUN = "would-run"
+
+class Outcome(StrEnum):
+    """How one stage ended in a build (the values are what `--json` prints)."""
+
+    UP_TO_DATE = "up-to-date"
+    RESTORED = "restored"
+    RAN = "ran"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    FROZEN = "frozen"
+    WOULD_RUN = "would-run"
+
+
+class Kind(StrEnum):
+    """What an event reports: the plan (its stage count), a stage starting, a stage done."""
+
+    PLAN = "plan"
+    START = "start"
+    DONE = "done"
+
+
+UP_TO_DATE, RESTORED, RAN, FAILED = (Outcome.UP_TO_DATE, Outcome.RESTORED, Outcome.RAN,
+                                     Outcome.FAILED)
+SKIPPED, FROZEN, WOULD_RUN = Outcome.SKIPPED, Outcome.FROZEN, Outcome.WOULD_RUN
 QUIET = (UP_TO_DATE, FROZEN)  # counted in a summary, not listed one by one
 
 
 @dataclass(frozen=True)
 class Event:
-    """Something that happened in a build (kind: 'plan' with the stage count in *total*, then
-    'start' and 'done' per stage)."""
+    """Something that happened in a build (kind: the plan, with the stage count in *total*;
+    then start and done per stage)."""
 
-    kind: str
+    kind: Kind
     stage: str
     outcome: str = ""
     seconds: float = 0.0

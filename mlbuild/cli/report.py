@@ -24,11 +24,11 @@ from mlbuild.events import (
     StageResult,
 )
 
-STYLES = {
+STYLES: dict[str, str] = {
     RAN: "green", RESTORED: "cyan", UP_TO_DATE: "dim", FAILED: "bold red",
     SKIPPED: "yellow", FROZEN: "blue", WOULD_RUN: "magenta",
 }
-LABELS = {
+LABELS: dict[str, str] = {
     RAN: "built", RESTORED: "restored", UP_TO_DATE: "up to date",
     FAILED: "FAILED", SKIPPED: "skipped", FROZEN: "frozen", WOULD_RUN: "would run",
 }

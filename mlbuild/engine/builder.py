@@ -23,6 +23,7 @@ from mlbuild.events import (
     WOULD_RUN,
     Emit,
     Event,
+    Kind,
     StageResult,
 )
 from mlbuild.pipeline.graph import Graph
@@ -97,7 +98,7 @@ class Builder:
             result.warnings = self.warnings.get(name, [])
             if result.outcome == RAN:  # about the command's interpolated values
                 result.warnings = [*self.graph.stages[name].warnings, *result.warnings]
-        self.emit(Event("done", name, result.outcome, result.seconds, tuple(result.reasons),
+        self.emit(Event(Kind.DONE, name, result.outcome, result.seconds, tuple(result.reasons),
                         result.message, result.log, tuple(result.warnings)))
         return result
 

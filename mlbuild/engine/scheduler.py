@@ -6,7 +6,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from mlbuild.events import FAILED, SKIPPED, Emit, Event, StageResult
+from mlbuild.events import FAILED, SKIPPED, Emit, Event, Kind, StageResult
 
 StageFn = Callable[[str], StageResult]
 
@@ -34,10 +34,10 @@ class _Schedule:
                 pending.remove(name)
                 msg = f"upstream stage '{bad[0]}' did not complete"
                 self.results[name] = StageResult(name, SKIPPED, message=msg)
-                self.emit(Event("done", name, SKIPPED, message=msg))
+                self.emit(Event(Kind.DONE, name, SKIPPED, message=msg))
             elif len(self.running) < self.jobs:
                 pending.remove(name)
-                self.emit(Event("start", name))
+                self.emit(Event(Kind.START, name))
                 self.running[pool.submit(build, name)] = name
 
     def collect(self) -> None:
@@ -69,7 +69,7 @@ def execute(
     deps = {n: [u for u in upstream.get(n, ()) if u in planned] for n in order}
     sched = _Schedule(order, deps, max(1, jobs), keep_going, emit)
     pending = list(order)
-    emit(Event("plan", "", total=len(order)))
+    emit(Event(Kind.PLAN, "", total=len(order)))
     with ThreadPoolExecutor(max_workers=sched.jobs) as pool:
         try:
             while pending or sched.running:
