@@ -122,3 +122,23 @@ def test_push_and_pull_are_recorded(tmp_path: Path) -> None:
     (pull,) = _log(proj, "--command", "pull")
     assert pull["status"] == "ok" and pull["args"] == ["-r", "store"]
     assert (proj.path / "out.txt").read_text() == "ABC\n"
+
+
+def test_data_commands_say_what_they_wait_for(tmp_path: Path) -> None:
+    """A DVC process holding the repository lock: `data fsck` waits, saying so, then runs."""
+    import subprocess
+    import sys
+
+    proj = new_project(tmp_path / "p", PIPELINE)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time, zc.lockfile; l = zc.lockfile.LockFile("
+         "'.dvc/tmp/lock'); print('held', flush=True); time.sleep(3)"],
+        cwd=proj.path, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+
+        proc = proj.run("data", "fsck")
+        assert proc.returncode == 0, proc.stderr
+        assert "waiting for it to finish" in proc.stderr
+    finally:
+        holder.wait(timeout=30)

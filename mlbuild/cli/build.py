@@ -75,7 +75,8 @@ def warn_hand_edits(root: Path) -> None:
             sys.stderr.write(f"mlbuild: warning: {notice}\n")
 
 
-def _waiting(message: str) -> None:
+def waiting(message: str) -> None:
+    """Say on stderr what a command is waiting for, or doing besides its main work."""
     sys.stderr.write(f"mlbuild: {message}\n")
     sys.stderr.flush()
 
@@ -122,13 +123,13 @@ def run(
     warn_hand_edits(root)
     start = time.monotonic()
     if json_out:
-        results = api.run(root, request, on_wait=_waiting, on_notice=_waiting)
+        results = api.run(root, request, on_wait=waiting, on_notice=waiting)
         typer.echo(results_json(results, time.monotonic() - start))
     else:
         display = _Display()
         try:
-            results = api.run(root, request, emit=display, on_wait=_waiting,
-                              on_notice=_waiting)
+            results = api.run(root, request, emit=display, on_wait=waiting,
+                              on_notice=waiting)
         finally:
             display.close()
         display.summary(results, time.monotonic() - start)

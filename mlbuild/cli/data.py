@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +26,18 @@ def _root() -> Path:
     return find_root()
 
 
+@contextmanager
+def _locked() -> Iterator[Path]:
+    """The project root, with DVC's repository lock held (saying so while waiting for it):
+    the data commands take the same lock inside, which is then already theirs."""
+    from mlbuild.cli.build import waiting
+    from mlbuild.engine.workspace import project_lock
+
+    root = _root()
+    with project_lock(root, on_wait=waiting):
+        yield root
+
+
 @data_app.command("add")
 def add(paths: Annotated[list[str], typer.Argument(help="Files or directories to track.")]
         ) -> None:
@@ -31,7 +45,9 @@ def add(paths: Annotated[list[str], typer.Argument(help="Files or directories to
     the .dvc file that already tracks PATH (the example's data.dvc tracks data/raw)."""
     from mlbuild.data import ops as data
 
-    for dvcfile in data.add(_root(), paths):
+    with _locked() as root:
+        added = data.add(root, paths)
+    for dvcfile in added:
         typer.echo(f"tracked: {dvcfile} (commit it with git)")
 
 
@@ -59,7 +75,8 @@ def fsck(repair: Annotated[bool, typer.Option(
     """Verify every object in the local cache against its hash; clean up after killed runs."""
     from mlbuild.data import ops as data
 
-    result = data.check_cache(_root(), repair)
+    with _locked() as root:
+        result = data.check_cache(root, repair)
     total, bad = result.total, result.corrupt
     if json_out:
         typer.echo(json.dumps({"objects": total, "corrupt": [vars(b) for b in bad],
@@ -79,7 +96,8 @@ def pull(targets: TargetsArg = None, remote: RemoteOpt = None) -> None:
     """Download data, stage outputs and the run-cache; verify them; check them out."""
     from mlbuild import api
 
-    result = api.pull(_root(), targets or [], remote)
+    with _locked() as root:
+        result = api.pull(root, targets or [], remote)
     typer.echo(f"pulled: {result.fetched} object(s) fetched, every needed object verified"
                + (f", {len(result.refetched)} damaged local cop(ies) replaced"
                   if result.refetched else "")
@@ -90,7 +108,8 @@ def push(targets: TargetsArg = None, remote: RemoteOpt = None) -> None:
     """Upload data, stage outputs and the run-cache to the remote."""
     from mlbuild import api
 
-    count = api.push(_root(), targets or [], remote)
+    with _locked() as root:
+        count = api.push(root, targets or [], remote)
     typer.echo(f"pushed: {count} object(s)")
 
 
@@ -107,7 +126,8 @@ def gc(
     """Remove cache objects the workspace (and chosen revisions) do not use."""
     from mlbuild.data import ops as data
 
-    plan = data.gc(_root(), force, all_commits, all_branches, all_tags)
+    with _locked() as root:
+        plan = data.gc(root, force, all_commits, all_branches, all_tags)
     if json_out:
         typer.echo(json.dumps({"removed" if force else "would_remove": len(plan.remove),
                                "bytes": plan.size, "kept": plan.kept,
