@@ -237,6 +237,10 @@ def sync_dvcyaml(root: Path, check: bool = False, params_text: str | None = None
     """Regenerate dvc.yaml and the environment file from the declarations (with check, only
     report what would change; *params_text* is a params.yaml not yet written). A project
     without declarations is left alone."""
+    from mlbuild.config import compile_memo
+
+    if params_text is None and compile_memo.fresh(root):
+        return Compiled(None, None)  # nothing the compiler reads changed since it last ran
     decls = declarations(root)
     if not decls:
         return Compiled(None, None)
@@ -250,5 +254,8 @@ def sync_dvcyaml(root: Path, check: bool = False, params_text: str | None = None
         from mlbuild.dvcfmt.schema import check_compiled
 
         check_compiled(root, doc, {d.name: d.source for d in decls})
-    return Compiled(_update(root / "dvc.yaml", dvcyaml, check),
-                    _update(root / ENV_FILE, environment, check))
+    compiled = Compiled(_update(root / "dvc.yaml", dvcyaml, check),
+                        _update(root / ENV_FILE, environment, check))
+    if params_text is None and not (check and (compiled.dvcyaml or compiled.environment)):
+        compile_memo.record(root, doc)
+    return compiled

@@ -29,7 +29,7 @@ def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _path_fingerprint() -> str:
+def path_fingerprint() -> str:
     """Changes whenever a distribution is installed, removed or upgraded on sys.path.
 
     sys.path[0] (the script's directory or the working directory, which changes with every
@@ -98,7 +98,7 @@ class PackageResolver:
 
     def __init__(self, memo: Path) -> None:
         self.memo = memo
-        self.fingerprint = _path_fingerprint()
+        self.fingerprint = path_fingerprint()
         try:
             data = json.loads(memo.read_text())
         except (OSError, ValueError):

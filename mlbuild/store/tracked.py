@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from mlbuild.dvcfmt.hashinfo import HashInfo
-from mlbuild.dvcfmt.yamlio import load_mapping
 from mlbuild.errors import ConfigError
 from mlbuild.files.names import fits
 from mlbuild.store.cache import Cache
@@ -57,11 +56,31 @@ def find_pointers(root: Path, paths: list[str], everything: bool = False) -> lis
     found = []
     for name in sorted(files):
         base = posixpath.dirname(name)
-        for out in _pointer_outs(load_mapping(root / name, name), name):
+        for out in _pointer_outs(_load_pointer(root, name), name):
             rel = posixpath.normpath(posixpath.join(base, str(out["path"])))
             info = HashInfo.from_entry(out)
             found.append(TrackedOut(dvcfile=name, path=rel, info=info))
     return found
+
+
+def _load_pointer(root: Path, name: str) -> dict[str, Any]:
+    """A .dvc file's mapping, answered from the parsed-YAML memo when it is unchanged (a no-op
+    build does not load PyYAML), checked once per change."""
+    from mlbuild.dvcfmt.dvcyaml import state_dir
+    from mlbuild.dvcfmt.memo import load_yaml_memo
+
+    def check(data: Any) -> None:
+        _pointer_outs(_mapping(data, name), name)
+
+    return _mapping(load_yaml_memo(root / name, name, state_dir(root) / "parsed", check), name)
+
+
+def _mapping(data: Any, name: str) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name}: expected a mapping at the top level")
+    return data
 
 
 def _pointer_outs(data: dict[str, Any], name: str) -> list[dict[str, Any]]:
