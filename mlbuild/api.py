@@ -19,6 +19,7 @@ from mlbuild.pipeline.graph import select, topo_order
 
 if TYPE_CHECKING:  # the build machinery is imported only when something may run
     from mlbuild.data.ops import PullResult
+    from mlbuild.engine.recovery import Leftovers
     from mlbuild.history.journal import Recorder
     from mlbuild.sandbox.policy import Sandbox
     from mlbuild.store.tracked import TrackedChange
@@ -145,7 +146,11 @@ def run(root: Path, request: RunRequest, emit: Emit = ignore,
     """Bring the requested stages (and their upstream) up to date, and record the run in the
     history (a dry run changes nothing and is not recorded). *on_notice* hears what is done
     besides building, such as pulling missing data."""
-    with project_lock(root, wait=request.wait, on_wait=on_wait) as lock_fd:
+    def cleaned(found: Leftovers) -> None:  # what a killed run left, before anything runs
+        if on_notice is not None:
+            on_notice(found.summary(root))
+
+    with project_lock(root, wait=request.wait, on_wait=on_wait, on_clean=cleaned) as lock_fd:
         if request.dry_run:
             return _run(root, request, emit, lock_fd, on_notice)
         from mlbuild.history.journal import recording

@@ -70,9 +70,11 @@ def status(remote: RemoteOpt = None, json_out: JsonOpt = False) -> None:
 
 @data_app.command("fsck")
 def fsck(repair: Annotated[bool, typer.Option(
-    "--repair", help="Delete corrupted objects so a pull or build replaces them.")] = False,
+    "--repair", help="Delete corrupted objects so a pull or build replaces them, and clean "
+    "up what killed runs left.")] = False,
          json_out: JsonOpt = False) -> None:
-    """Verify every object in the local cache against its hash; clean up after killed runs."""
+    """Verify every object in the local cache against its hash; report what killed runs left
+    (--repair also cleans it up)."""
     from mlbuild.data import ops as data
 
     with _locked() as root:
@@ -81,9 +83,9 @@ def fsck(repair: Annotated[bool, typer.Option(
     if json_out:
         typer.echo(json.dumps({"objects": total, "corrupt": [vars(b) for b in bad],
                                "repaired": repair, "restored": result.restored,
-                               "leftovers": result.leftovers}, indent=2))
+                               "leftovers": result.leftovers, "kept": result.kept}, indent=2))
     else:
-        _leftovers(result.restored, result.leftovers, removed=True)
+        _leftovers(result.restored, result.leftovers, removed=repair, kept=result.kept)
         for item in bad:
             typer.echo(f"corrupted: {item.path} (expected md5 {item.expected}, found "
                        f"{item.actual})" + (" - removed" if repair else ""))
@@ -147,8 +149,12 @@ def gc(
                + hint)
 
 
-def _leftovers(restored: list[str], leftovers: list[str], removed: bool) -> None:
-    """Report what killed runs left: backups put back, temporary files removed."""
+def _leftovers(restored: list[str], leftovers: list[str], removed: bool,
+               kept: list[str] | None = None) -> None:
+    """Report what killed runs left: backups put back, temporary files removed, outputs a
+    later build made (or leading out of the project) left as they are."""
+    if kept:
+        typer.echo(f"leftovers of a killed run: left as they are: {', '.join(kept)}")
     if restored:
         verb = "put back" if removed else "would put back"
         typer.echo(f"leftovers of a killed run: {verb}: {', '.join(restored)}")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mlbuild.errors import CheckFailedError
+
+if TYPE_CHECKING:
+    from mlbuild.engine.recovery import Leftovers
 
 
 def status(
@@ -84,7 +87,10 @@ def compile_(
         return
     from mlbuild.engine.workspace import project_lock
 
-    with project_lock(root):  # never rewrite dvc.yaml under a running build
+    def cleaned(found: Leftovers) -> None:
+        typer.echo(f"mlbuild: {found.summary(root)}", err=True)
+
+    with project_lock(root, on_clean=cleaned):  # never rewrite dvc.yaml under a running build
         sync_params(root, [])
         changed = sync_dvcyaml(root).dvcyaml is not None
     typer.echo("dvc.yaml regenerated." if changed else "dvc.yaml is up to date.")

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from mlbuild.config.settings import load_project_config
 from mlbuild.contracts import Contract, validate
@@ -18,6 +18,9 @@ from mlbuild.store.cache import Cache
 from mlbuild.store.integrity import Corrupt, GcPlan, fsck, gc_plan, objects
 from mlbuild.store.remotes import RemoteError
 from mlbuild.store.tracked import find_pointers
+
+if TYPE_CHECKING:
+    from mlbuild.engine.recovery import Leftovers
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -181,26 +184,48 @@ def _uncached_outputs(root: Path) -> set[str]:
     return {o.path for s in load_pipeline(root).stages.values() for o in s.outs if not o.cache}
 
 
+def _cleanup(root: Path, write: bool) -> tuple[Leftovers, Cache]:
+    """What killed runs left (stage processes, backups, temporary files), undone only when
+    *write*; otherwise only found. Called while holding the project lock."""
+    from mlbuild.engine.recovery import clean
+
+    return clean(root, crashed=False, dry=not write), Cache(root)
+
+
+def _merged(first: list[Leftovers], then: Leftovers) -> Leftovers:
+    """A crash's cleanup (when the lock found one) followed by the ordinary one."""
+    if first and then.dry:  # a dry look finds the same leftovers twice: the crash's view wins
+        return first[0]
+    for found in first:
+        then.restored[:0], then.removed[:0] = found.restored, found.removed
+        then.kept[:0] = found.kept
+    return then
+
+
 @dataclass
 class FsckResult:
-    """What fsck found: objects checked, corrupted ones, leftovers of killed runs cleaned."""
+    """What fsck found: objects checked, corrupted ones, leftovers of killed runs (cleaned
+    only with --repair)."""
 
     total: int
     corrupt: list[Corrupt]
     restored: list[str] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
 
 
-@_serialised
 def check_cache(root: Path, repair: bool) -> FsckResult:
-    """Verify every cache object (with repair, delete the bad ones); put back stranded backups
-    and remove what killed runs left (temporary files, backups no longer needed)."""
-    from mlbuild.engine.recovery import clean
+    """Verify every cache object; report what killed runs left. With repair, delete the bad
+    objects, put back stranded backups and remove the leftovers."""
+    from mlbuild.engine.workspace import project_lock
 
-    found = clean(root, crashed=False)
-    cache = Cache(root)
-    total = len(objects(cache))
-    return FsckResult(total, fsck(cache, remove=repair), found.restored, found.removed)
+    crash: list[Leftovers] = []
+    with project_lock(root, on_clean=crash.append, dry_recovery=not repair):
+        found, cache = _cleanup(root, repair)
+        found = _merged(crash, found)
+        total = len(objects(cache))
+        return FsckResult(total, fsck(cache, remove=repair), found.restored, found.removed,
+                          found.kept)
 
 
 def status(root: Path, remote_name: str | None) -> dict[str, str]:
@@ -222,20 +247,21 @@ def status(root: Path, remote_name: str | None) -> dict[str, str]:
     return found
 
 
-@_serialised
 def gc(root: Path, force: bool, all_commits: bool = False, all_branches: bool = False,
        all_tags: bool = False) -> GcPlan:
     """Plan (and with force, do) removal of unreferenced cache objects. Objects the current
     dvc.lock and .dvc files need are always kept, whatever DVC reports."""
-    from mlbuild.engine.recovery import clean
+    from mlbuild.engine.workspace import project_lock
 
-    found = clean(root, crashed=False, dry=not force)
-    used = remote.used_hashes(root, all_commits, all_branches, all_tags) | lock_hashes(root)
-    cache = Cache(root)
-    plan = gc_plan(cache, used)
-    plan.restored, plan.leftovers = found.restored, found.removed
-    if force:
-        for path in plan.remove:
-            path.chmod(0o644)
-            path.unlink()
-    return plan
+    crash: list[Leftovers] = []
+    with project_lock(root, on_clean=crash.append, dry_recovery=not force):
+        found, cache = _cleanup(root, force)
+        found = _merged(crash, found)
+        used = remote.used_hashes(root, all_commits, all_branches, all_tags) | lock_hashes(root)
+        plan = gc_plan(cache, used)
+        plan.restored, plan.leftovers = found.restored, found.removed
+        if force:
+            for path in plan.remove:
+                path.chmod(0o644)
+                path.unlink()
+        return plan

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mlbuild.dvcfmt.hashinfo import HashInfo
-from mlbuild.dvcfmt.lockfile import LockFile, stage_entry
+from mlbuild.dvcfmt.lockfile import LockFile, recorded, stage_entry
 from mlbuild.engine.procgroup import ProcessTable
 from mlbuild.engine.runner import backed_up_outputs, log_name, run_command
 from mlbuild.engine.staleness import Reason, Snapshot, StatusChecker, Why
@@ -230,7 +230,9 @@ class Builder:
         for out in stage.outs:
             if out.persist:  # a persistent output is changed in place: never into the cache
                 unprotect(self.root / out.path)
-        with backed_up_outputs(self.root, stage, self.scratch / "backup"):
+        before = {path: str(item.get("md5")) for path, item in recorded(
+            (self.lock.get(stage.name) or {}).get("outs")).items()}
+        with backed_up_outputs(self.root, stage, self.scratch / "backup", before):
             self._sandboxed(stage)
             self._check_inputs_unchanged(stage, snap)
             self._check_contracts(stage, "output")

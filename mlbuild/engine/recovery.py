@@ -1,17 +1,21 @@
 """What a killed mlbuild (or DVC) leaves behind: stranded backups, abandoned temporary files,
-stage processes. Found and undone while holding the project lock, so no live writer is hurt."""
+stage processes. Found and undone while holding the project lock; only names that carry a dead
+mlbuild pid are removed in the project, and in the cache (which other projects may share) only
+temporary files nobody has written to for an hour."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlbuild.files.temp import abandoned, alive
+from mlbuild.files.temp import abandoned, abandoned_in_cache, alive
+from mlbuild.store.boundary import BoundaryError, ensure_inside
 from mlbuild.store.cache import remove
 
 BACKUP_SUFFIX = ".mlbuild-backup"
@@ -19,14 +23,28 @@ BACKUP_SUFFIX = ".mlbuild-backup"
 
 @dataclass
 class Leftovers:
-    """What a cleanup found: backups put back, files removed."""
+    """What a cleanup found: backups put back, files removed, outputs left as they are."""
 
     restored: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
-    dry: bool = False  # only find them (gc without --force)
+    kept: list[str] = field(default_factory=list)  # a later build's output, or a path leading out
+    dry: bool = False  # only find them (gc without --force, fsck without --repair)
 
     def __bool__(self) -> bool:
-        return bool(self.restored or self.removed)
+        return bool(self.restored or self.removed or self.kept)
+
+    def summary(self, root: Path) -> str:
+        """One line saying what was cleaned, paths shown relative to *root* where inside it."""
+        def shown(paths: list[str]) -> str:
+            rel = [os.path.relpath(p, root) if Path(p).is_relative_to(root) else p
+                   for p in paths]
+            return ", ".join(rel[:3]) + (f" and {len(rel) - 3} more" if len(rel) > 3 else "")
+
+        parts = [f"put back {shown(self.restored)}"] if self.restored else []
+        parts += [f"left {shown(self.kept)} as it is"] if self.kept else []
+        parts += [f"removed {len(self.removed)} leftover(s): {shown(self.removed)}"
+                  ] if self.removed else []
+        return "cleaned up after a killed run: " + "; ".join(parts)
 
 
 def _state(root: Path) -> Path:
@@ -38,30 +56,69 @@ def _box_owner(box: Path) -> int | None:
     return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
 
 
+def _inside(root: Path, path: Path) -> bool:
+    try:
+        ensure_inside(root, path)
+    except BoundaryError:
+        return False
+    return True
+
+
+def _recorded(root: Path) -> dict[str, dict[str, str]]:
+    """stage -> output path (as dvc.lock writes it) -> md5, from the dvc.lock on disk now."""
+    with suppress(Exception):  # unreadable: no later build can be told apart, as before
+        from mlbuild.dvcfmt.lockfile import LockFile, recorded
+
+        return {name: {path: str(item.get("md5")) for path, item in recorded(
+            entry.get("outs")).items()} for name, entry in LockFile(root).stages.items()}
+    return {}
+
+
+def rebuilt(entry: dict[str, object], lock: dict[str, dict[str, str]]) -> bool:
+    """True when dvc.lock records the output differently from when the killed run moved it
+    aside: a later build (`dvc repro`) made what is there now, so it must stay."""
+    stage, def_path = entry.get("stage"), entry.get("def_path")
+    if not isinstance(stage, str) or not isinstance(def_path, str):
+        return False  # a box from before these were recorded
+    now = lock.get(stage, {}).get(def_path)
+    return now is not None and now != entry.get("lock")
+
+
 def _put_back(root: Path, box: Path, found: Leftovers, crashed: bool) -> None:
-    """Put the outputs a killed run moved aside back in place. After a crash whatever the
-    killed stage wrote there is unfinished, so the backup wins; otherwise (a backup kept
-    because it could not be put back) only a missing output is replaced."""
+    """Put the outputs a killed run moved aside back in place. After a crash, what the killed
+    stage left is unfinished, so the backup replaces it, unless a later build recorded the
+    output in dvc.lock; otherwise (a backup kept because it could not be put back) only a
+    missing output is replaced. Never through a link out of the project."""
     try:
         entries = json.loads((box / "moved.json").read_text())
     except (OSError, ValueError):
         entries = []
+    lock = _recorded(root) if crashed else {}
+    keep_box = False
     for entry in entries:
-        target = root / str(entry.get("path"))
+        rel = str(entry.get("path"))
+        target = root / rel
         for aside in map(Path, entry.get("aside") or []):
             if not (aside.exists() or aside.is_symlink()):
                 continue
-            if crashed or not (target.exists() or target.is_symlink()):
-                found.restored.append(str(entry.get("path")))
+            if not _inside(root, target):
+                found.kept.append(rel)
+                keep_box = True  # the backup stays where it is, for the user to look at
+            elif not (target.exists() or target.is_symlink()) or (
+                    crashed and not rebuilt(entry, lock)):
+                found.restored.append(rel)
                 if not found.dry:
                     remove(target)
                     target.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(aside, target)
             else:
+                if crashed:
+                    found.kept.append(rel)
                 found.removed.append(str(aside))
-    found.removed.append(str(box))
-    if not found.dry:
-        shutil.rmtree(box, ignore_errors=True)
+    if not keep_box:
+        found.removed.append(str(box))
+        if not found.dry:
+            shutil.rmtree(box, ignore_errors=True)
 
 
 def _backups(root: Path, found: Leftovers, crashed: bool) -> None:
@@ -104,24 +161,34 @@ def _stray_backup(root: Path, path: Path, found: Leftovers) -> None:
             remove(path)
 
 
+def _leftover(root: Path, entry: os.DirEntry[str], in_cache: bool, now: float,
+              found: Leftovers) -> None:
+    """Clean one directory entry if a killed writer left it: a backup or temporary file."""
+    path = Path(entry.path)
+    if entry.name.startswith(".") and entry.name.endswith(BACKUP_SUFFIX):
+        pid = int(entry.name.rsplit(".", 2)[1].split("-")[0])
+        if pid != os.getpid() and not alive(pid):
+            _stray_backup(root, path, found)
+    elif entry.is_file(follow_symlinks=False) and (
+            abandoned_in_cache(entry.name, entry.stat(follow_symlinks=False).st_mtime, now)
+            if in_cache else abandoned(entry.name)):
+        found.removed.append(str(path))
+        if not found.dry:
+            path.unlink()
+
+
 def _temporaries(root: Path, outputs: list[str], found: Leftovers) -> None:
     seen: set[Path] = set()
+    now = time.time()
     for folder, in_cache in _dirs(root, outputs):
         if folder in seen or not folder.is_dir():
             continue
         seen.add(folder)
+        if not in_cache and not _inside(root, folder / "x"):
+            continue  # a directory a link leads out to is not the project's to clean
         for entry in os.scandir(folder):
-            path = Path(entry.path)
             with suppress(OSError, ValueError):
-                if entry.name.startswith(".") and entry.name.endswith(BACKUP_SUFFIX):
-                    pid = int(entry.name.rsplit(".", 2)[1].split("-")[0])
-                    if pid != os.getpid() and not alive(pid):
-                        _stray_backup(root, path, found)
-                elif (entry.name.startswith(".") or in_cache) and abandoned(
-                        entry.name, any_tmp=in_cache) and entry.is_file(follow_symlinks=False):
-                    found.removed.append(str(path))
-                    if not found.dry:
-                        path.unlink()
+                _leftover(root, entry, in_cache, now, found)
 
 
 def _traces(root: Path, found: Leftovers) -> None:

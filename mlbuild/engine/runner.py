@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -101,10 +101,13 @@ def _move_aside(path: Path, aside: Path, beside: Path) -> Path:
     return aside
 
 
-def _plan_backups(root: Path, stage: Stage, box: Path) -> list[tuple[Path, Path, Path]]:
+def _plan_backups(root: Path, stage: Stage, box: Path,
+                  recorded: Mapping[str, str]) -> list[tuple[Path, Path, Path]]:
     """(output, box path, same-directory path) of every output to move aside, written down in
-    the box first: a run after mlbuild was killed puts them back from there."""
-    plan = []
+    the box first: a run after mlbuild was killed puts them back from there. The box also
+    notes what dvc.lock recorded for each (*recorded*: md5 by def_path), so that run can tell
+    a later build's output (`dvc repro` after the crash) from the killed stage's."""
+    plan, notes = [], []
     for idx, out in enumerate(stage.outs):
         path = root / out.path
         if out.persist or not (path.exists() or path.is_symlink()):
@@ -113,10 +116,12 @@ def _plan_backups(root: Path, stage: Stage, box: Path) -> list[tuple[Path, Path,
         beside = path.parent / derived(path.name, ".",
                                        f".{os.getpid()}-{uuid.uuid4().hex[:12]}.mlbuild-backup")
         plan.append((path, box / str(idx), beside))
+        notes.append({"path": os.path.relpath(path, root), "aside": [str(box / str(idx)),
+                      str(beside)], "stage": stage.name, "def_path": out.def_path,
+                      "lock": recorded.get(out.def_path)})
     if plan:
         box.mkdir(parents=True, exist_ok=True)
-        (box / MANIFEST).write_text(json.dumps([
-            {"path": os.path.relpath(p, root), "aside": [str(a), str(b)]} for p, a, b in plan]))
+        (box / MANIFEST).write_text(json.dumps(notes))
     return plan
 
 
@@ -134,8 +139,10 @@ def _put_back(moved: list[tuple[Path, Path]]) -> list[Path]:
 
 
 @contextmanager
-def backed_up_outputs(root: Path, stage: Stage, scratch: Path) -> Iterator[None]:
+def backed_up_outputs(root: Path, stage: Stage, scratch: Path,
+                      recorded: Mapping[str, str] | None = None) -> Iterator[None]:
     """Move existing non-persistent outputs aside; put them back if the body fails.
+    *recorded*: the md5 dvc.lock holds for each output (by def_path), noted in the backup.
 
     A backup that cannot be put back is kept (and named in the error), never deleted.
     """
@@ -143,7 +150,8 @@ def backed_up_outputs(root: Path, stage: Stage, scratch: Path) -> Iterator[None]
     box = scratch / derived(stage.name.replace("/", "_"),
                             suffix=f"-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     stranded: list[Path] = []
-    plan = _plan_backups(root, stage, box)  # before anything moves: a failure here loses nothing
+    # planned before anything moves: a failure here loses nothing
+    plan = _plan_backups(root, stage, box, recorded or {})
     try:
         for path, aside, beside in plan:
             moved.append((path, _move_aside(path, aside, beside)))

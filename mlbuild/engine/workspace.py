@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlbuild.dvcfmt.dvcyaml import load_pipeline, state_dir
 from mlbuild.dvcfmt.lockfile import LockFile
@@ -21,6 +22,9 @@ from mlbuild.store.hashing import Hasher, md5_file
 from mlbuild.store.runcache import RunCache
 from mlbuild.store.statcache import StatCache
 from mlbuild.store.tracked import TrackedOut, covers, find_pointers
+
+if TYPE_CHECKING:
+    from mlbuild.engine.recovery import Leftovers
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -112,12 +116,16 @@ def object_verifier(root: Path, stat_cache: StatCache) -> Callable[[Path], str]:
 
 @contextmanager
 def project_lock(root: Path, wait: bool = True,
-                 on_wait: Callable[[str], None] | None = None) -> Iterator[int | None]:
+                 on_wait: Callable[[str], None] | None = None,
+                 on_clean: Callable[[Leftovers], None] | None = None,
+                 dry_recovery: bool = False) -> Iterator[int | None]:
     """Serialise every command that writes with DVC and other mlbuild runs: DVC's own
     repository lock (.dvc/tmp/lock). Yields the lock's descriptor (None for a hardlink lock).
 
     A marker says a run holds the lock; finding it means that run was killed, so what it left
-    (stage processes, backups, temporary files) is cleaned up first.
+    (stage processes, backups, temporary files) is cleaned up first and told to *on_clean*.
+    With *dry_recovery* (a command that only reports) it is only found, and the marker stays
+    for the next command that writes.
     """
     from mlbuild.dvcfmt.repolock import held, repo_lock
 
@@ -127,14 +135,20 @@ def project_lock(root: Path, wait: bool = True,
         return
     with repo_lock(root, wait, on_wait) as fd:
         marker = state_dir(root) / "running"
-        if marker.exists():
+        crashed = marker.exists()
+        if crashed:
             from mlbuild.engine.recovery import clean
 
-            clean(root, crashed=True)
-        with suppress(OSError):  # empty, so that even a full disk can hold it
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
+            found = clean(root, crashed=True, dry=dry_recovery)
+            if on_clean is not None and found:
+                on_clean(found)
+        owner = not (crashed and dry_recovery)
+        if owner:
+            with suppress(OSError):  # empty, so that even a full disk can hold it
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
         try:
             yield fd
         finally:
-            marker.unlink(missing_ok=True)
+            if owner:
+                marker.unlink(missing_ok=True)

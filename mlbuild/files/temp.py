@@ -9,10 +9,12 @@ from pathlib import Path
 
 from mlbuild.files.names import derived
 
-# .<name>.<pid>-<12 hex>.tmp
+# .<name>.<pid>-<12 hex>.tmp: the only names mlbuild removes outside the cache. Older
+# mlbuild names without a pid are not recognised: they look like a user's own files.
 _OURS = re.compile(r"^\..+\.(\d+)-[0-9a-f]{12}\.tmp$")
-# what mlbuild wrote before names carried a pid: .<name>.<mkstemp's 8 chars | uuid hex>.tmp
-_OLD = re.compile(r"^\..+\.([a-z0-9_]{8}|[0-9a-f]{32})\.tmp$")
+# a cache may be shared by several projects and machines (cache.dir), so a temporary file
+# there is only abandoned once nobody has written to it for this long
+CACHE_GRACE = 3600.0
 
 
 def tmp_beside(path: Path, name: str | None = None) -> Path:
@@ -38,13 +40,18 @@ def alive(pid: int) -> bool:
     return True
 
 
-def abandoned(name: str, any_tmp: bool = False) -> bool:
-    """A temporary file whose writer is gone: ours with a dead pid, or an older mlbuild's
-    (no pid), or with *any_tmp* (inside the cache) any '*.tmp', DVC's too. Only asked while
-    holding the project lock, so no writer that names no pid is alive."""
-    if not name.endswith(".tmp"):
+def abandoned(name: str) -> bool:
+    """One of our temporary files (its name carries its writer's pid) whose writer is gone.
+    Any other name is a user's file, whatever it looks like."""
+    pid = writer(name)
+    return pid is not None and pid != os.getpid() and not alive(pid)
+
+
+def abandoned_in_cache(name: str, mtime: float, now: float) -> bool:
+    """A '*.tmp' file in the cache (ours, DVC's or another tool's) that no live process of
+    ours writes and nobody has written to for CACHE_GRACE: the cache may be shared by other
+    projects and machines, whose writers the project lock does not stop."""
+    if not name.endswith(".tmp") or now - mtime < CACHE_GRACE:
         return False
     pid = writer(name)
-    if pid is not None:
-        return pid != os.getpid() and not alive(pid)
-    return any_tmp or _OLD.match(name) is not None
+    return pid is None or (pid != os.getpid() and not alive(pid))

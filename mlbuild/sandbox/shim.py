@@ -4,8 +4,9 @@ that would skip the audit hook (-I, -E, -S), then runs mlbuild's own interpreter
 from __future__ import annotations
 
 import sys
-import uuid
 from pathlib import Path
+
+from mlbuild.files.temp import tmp_beside
 
 # POSIX sh: scan the options before the program, as the interpreter parses them (-c and -m
 # end the options; -W and -X take an argument, attached or as the next word).
@@ -39,7 +40,7 @@ def python_shim(directory: Path) -> Path:
                 continue
         except OSError:
             directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f".{name}.{uuid.uuid4().hex[:8]}.tmp"  # parallel stages write too
+        tmp = tmp_beside(path)  # parallel stages write too; a killed run's is cleaned up
         tmp.write_text(text, encoding="utf-8")
         tmp.chmod(0o755)
         tmp.replace(path)
