@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,34 @@ def test_manifest_entry_hash_that_is_a_path_is_refused(tmp_path: Path) -> None:
     proc = proj.run("run")
     assert proc.returncode == 1, proc.stderr + proc.stdout
     assert "is not an md5 hash" in proc.stderr + proc.stdout
+
+
+def _tracked(tmp_path: Path, rel: str) -> tuple[Project, str]:
+    """A committed raw.dvc pointing at a crafted directory object, its data not checked out."""
+    proj = new_project(tmp_path / "deep" / "p", {"dvc.yaml": (
+        "stages:\n  use:\n    cmd: ls raw > listing\n    deps: [raw]\n    outs: [listing]\n")})
+    dmd5 = crafted(proj, rel)
+    (proj.path / "dvc.lock").unlink()
+    proj.write("raw.dvc", f"outs:\n- md5: {dmd5}\n  size: 8\n  nfiles: 1\n  hash: md5\n"
+               "  path: raw\n")
+    proj.write(".gitignore", "/raw\n")
+    proj.git("add", "-A")
+    proj.git("commit", "-qm", "crafted data")
+    return proj, dmd5
+
+
+@pytest.mark.parametrize("command", [("run",), ("verify",)])
+def test_tracked_data_with_an_unsafe_manifest_is_never_checked_out(tmp_path: Path,
+                                                                  command: tuple[str]) -> None:
+    """run's automatic checkout of .dvc-tracked data, and verify's seeding of its scratch
+    cache and checkout, read the same manifest."""
+    proj, dmd5 = _tracked(tmp_path, "../../escape.txt")
+    proc = proj.run(*command)
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    assert "unsafe path \"../../escape.txt\"" in proc.stderr, proc.stderr
+    assert dmd5[2:] in proc.stderr
+    _nothing_outside(tmp_path)
+    assert not list(Path(tempfile.gettempdir()).glob("escape.txt"))
 
 
 def test_a_safe_nested_manifest_still_restores(tmp_path: Path) -> None:
