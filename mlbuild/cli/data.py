@@ -87,8 +87,8 @@ def fsck(repair: Annotated[bool, typer.Option(
     else:
         _leftovers(result.restored, result.leftovers, removed=repair, kept=result.kept)
         for item in bad:
-            typer.echo(f"corrupted: {item.path} (expected md5 {item.expected}, found "
-                       f"{item.actual})" + (" - removed" if repair else ""))
+            why = item.problem or f"expected md5 {item.expected}, found {item.actual}"
+            typer.echo(f"corrupted: {item.path} ({why})" + (" - removed" if repair else ""))
         typer.echo(f"{total} object(s) checked, {len(bad)} corrupted.")
     if bad and not repair:
         raise typer.Exit(EXIT_FAILED)

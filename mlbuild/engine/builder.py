@@ -29,7 +29,7 @@ from mlbuild.events import (
 from mlbuild.pipeline.graph import Graph
 from mlbuild.sandbox.policy import Sandbox
 from mlbuild.store import gitignore
-from mlbuild.store.boundary import BoundaryError, check_paths, stage_paths
+from mlbuild.store.boundary import BoundaryError, check_outputs, check_paths, stage_paths
 from mlbuild.store.cache import Cache, unprotect
 from mlbuild.store.hashing import Hasher
 from mlbuild.store.runcache import RunCache, can_cache, run_key, saves_run_cache
@@ -236,6 +236,7 @@ class Builder:
             self._sandboxed(stage)
             self._check_inputs_unchanged(stage, snap)
             self._check_contracts(stage, "output")
+            self._check_outputs_inside(stage)
             outs = self._commit_outputs(stage)
         entry = stage_entry(stage, snap.deps, snap.params, outs)
         self.lock.update(stage.name, entry)
@@ -259,6 +260,16 @@ class Builder:
                 "so its outputs may come from either version; nothing was recorded and its "
                 "previous outputs were put back: run it again once the input is settled"
             )
+
+    def _check_outputs_inside(self, stage: Any) -> None:
+        """The command may have made an output (or a file in an output directory) a link out
+        of the project: fail the stage before anything of it is committed, so the caller puts
+        its previous outputs back (the check before it ran could not see this)."""
+        try:
+            check_outputs(self.root, stage, self.cache.dir)
+        except BoundaryError as exc:
+            raise StageFailedError(f"{exc}; the stage's command made it so, nothing was "
+                                   "recorded and its previous outputs were put back") from exc
 
     def _check_contracts(self, stage: Any, side: str) -> None:
         """Validate the stage's inputs (before it runs) or outputs (before any commit)."""

@@ -10,9 +10,10 @@ import tempfile
 from pathlib import Path
 
 from mlbuild.dvcfmt.hashinfo import HashInfo
-from mlbuild.errors import UsageError
+from mlbuild.errors import IntegrityError, UsageError
 from mlbuild.gitrepo import GitError, git
 from mlbuild.store.cache import Cache
+from mlbuild.store.hashing import is_object_id
 from mlbuild.store.tracked import find_pointers
 
 
@@ -85,6 +86,9 @@ def _copy_object(source: Cache, target: Cache, info: HashInfo) -> None:
     if info.isdir:
         md5s += [md5 for _, md5 in source.manifest(info.md5)]
     for md5 in md5s:
+        if not is_object_id(md5):  # a crafted .dvc file's 'md5: ab/../..' names no object
+            raise IntegrityError(f"'{md5}' recorded for {info.md5} is not an md5 hash; "
+                                 "nothing was copied into the verify workspace")
         obj = target.object_path(md5)
         if not obj.exists():
             obj.parent.mkdir(parents=True, exist_ok=True)

@@ -84,6 +84,33 @@ def check_paths(root: Path, paths: Iterable[tuple[str, str]], cache_dir: Path | 
         check_path(root, rel, what, cache_dir)
 
 
+def _links_under(top: str) -> list[str]:
+    """Relative paths of every symlink under the directory *top* (links are not entered)."""
+    found, todo = [], [""]
+    while todo:
+        rel = todo.pop()
+        with os.scandir(os.path.join(top, rel)) as entries:  # noqa: PTH118 - scandir strings
+            for entry in entries:
+                sub = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.is_symlink():
+                    found.append(sub)
+                elif entry.is_dir():
+                    todo.append(sub)
+    return found
+
+
+def check_outputs(root: Path, stage: Stage, cache_dir: Path | None) -> None:
+    """check_path for a stage's outputs as its command left them, and for every symlink inside
+    a directory output: DVC would follow such a link and commit what it leads to."""
+    for out in stage.outs:
+        rel, what = out.path, f"stage '{stage.name}': {out.kind} path"
+        check_path(root, rel, what, cache_dir)
+        full = root / rel
+        if full.is_dir() and not full.is_symlink():
+            for sub in sorted(_links_under(str(full))):
+                check_path(root, f"{rel}/{sub}", what, cache_dir)
+
+
 def ensure_inside(root: Path, path: Path) -> None:
     """Refuse to write at *path* when its directory resolves outside the project: the last
     guard before moving aside, checking out or writing a .gitignore."""

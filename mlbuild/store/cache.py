@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import shutil
 from collections.abc import Callable
@@ -186,9 +185,12 @@ class Cache:
             tmp.unlink(missing_ok=True)
 
     def manifest(self, md5: str) -> list[tuple[str, str]]:
-        """(relpath, md5) entries of a .dir object."""
-        items = json.loads(self.object_path(md5).read_bytes())
-        return [(str(item["relpath"]), str(item["md5"])) for item in items]
+        """(relpath, md5) entries of a .dir object; one that would lead out of its directory
+        raises IntegrityError naming the object (every reader comes through here)."""
+        from mlbuild.store.hashing import parse_manifest
+
+        path = self.object_path(md5)
+        return parse_manifest(path.read_bytes(), path)
 
     def complete(self, info: HashInfo) -> bool:
         """The object and, for a directory, every file it lists are present."""
@@ -201,9 +203,13 @@ class Cache:
         except (OSError, ValueError, KeyError):
             return False
 
-    def _checkout_file(self, md5: str, dst: Path, kinds: list[str] | None = None) -> None:
+    def _checkout_file(self, md5: str, dst: Path, kinds: list[str] | None = None,
+                       checked: set[Path] | None = None) -> None:
         src = self.object_path(md5)
         dst.parent.mkdir(parents=True, exist_ok=True)
+        if checked is not None and dst.parent not in checked:  # a directory's file
+            ensure_inside(self.root, dst)  # the last guard, once per directory
+            checked.add(dst.parent)
         tmp = tmp_beside(dst)
         kinds = kinds or self.types
         try:
@@ -260,8 +266,9 @@ class Cache:
                 dst.chmod(dst.stat().st_mode | 0o111)
             return
         dst.mkdir(parents=True, exist_ok=True)
-        for rel, md5 in entries:
-            self._checkout_file(md5, dst / rel, kinds)
+        checked: set[Path] = set()
+        for rel, md5 in entries:  # manifest() refused any rel leading out of dst
+            self._checkout_file(md5, dst / rel, kinds, checked)
 
 
 def remove(path: Path) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from collections.abc import Callable
 from pathlib import Path
 
 from mlbuild.dvcfmt.dvcignore import IgnoreRules
 from mlbuild.dvcfmt.hashinfo import HashInfo
+from mlbuild.errors import IntegrityError
 from mlbuild.files.layout import stat_key
 from mlbuild.store.boundary import refuse_special
 from mlbuild.store.statcache import StatCache
@@ -32,6 +34,48 @@ def tree_manifest(entries: list[tuple[str, str]]) -> bytes:
     """The .dir object body: JSON list of {md5, relpath} sorted by relpath (DVC's layout)."""
     items = [{"md5": md5, "relpath": rel} for rel, md5 in sorted(entries)]
     return json.dumps(items, sort_keys=True).encode("utf-8")
+
+
+_OBJECT_ID = re.compile(r"[0-9a-f]{32}(\.dir)?")
+
+
+def is_object_id(text: object, dirs: bool = True) -> bool:
+    """True for an md5 (or, with *dirs*, a '<md5>.dir'): anything else, joined to the cache
+    directory as an object's name, could lead out of it ('../..', an absolute path)."""
+    match = _OBJECT_ID.fullmatch(text) if isinstance(text, str) else None
+    return match is not None and (dirs or not match.group(1))
+
+
+def unsafe_relpath(rel: object) -> bool:
+    """A manifest path that, joined to its directory, would not name a file inside it:
+    absolute, with '..', '.' or empty parts, or a backslash (a separator on Windows)."""
+    if not isinstance(rel, str) or not rel or rel.startswith("/") or "\\" in rel or "\0" in rel:
+        return True
+    return any(part in ("", ".", "..") for part in rel.split("/"))
+
+
+def parse_manifest(body: bytes, where: Path) -> list[tuple[str, str]]:
+    """(relpath, md5) entries of a .dir object's bytes, each checked: a path that leads out
+    of the directory or an entry hash that is not an md5 raises IntegrityError naming the
+    object (DVC itself would write such a path outside the project). Bad JSON: ValueError."""
+    items = json.loads(body)
+    fix = ("it was not checked out; run 'mlbuild data fsck --repair' to remove it, then pull "
+           "or rebuild that output")
+    if not isinstance(items, list):
+        raise IntegrityError(f"directory manifest {where} is not a list of entries; {fix}")
+    entries = []
+    for idx, item in enumerate(items):
+        rel = item.get("relpath") if isinstance(item, dict) else None
+        md5 = item.get("md5") if isinstance(item, dict) else None
+        if unsafe_relpath(rel):
+            raise IntegrityError(f"directory manifest {where} lists an unsafe path "
+                                 f"{json.dumps(rel)} (entry {idx}): it would be written outside "
+                                 f"the directory; {fix}")
+        if not is_object_id(md5, dirs=False):
+            raise IntegrityError(f"directory manifest {where}: entry {idx} ({rel}): md5 "
+                                 f"{json.dumps(md5)} is not an md5 hash; {fix}")
+        entries.append((str(rel), str(md5)))
+    return entries
 
 
 def walk_files(top: Path, skip: Callable[[str, bool], bool] | None = None,

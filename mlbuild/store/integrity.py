@@ -17,6 +17,7 @@ class Corrupt:
     path: str
     expected: str
     actual: str
+    problem: str = ""  # set when the hash matches but the content is unsafe to check out
 
 
 def objects(cache: Cache) -> list[tuple[str, Path]]:
@@ -34,10 +35,20 @@ def objects(cache: Cache) -> list[tuple[str, Path]]:
 
 
 def check_object(md5: str, path: Path) -> Corrupt | None:
-    """Rehash one object; a .dir object must also be valid JSON (its hash covers the bytes)."""
+    """Rehash one object; a .dir object must also be a manifest that is safe to check out
+    (its hash only proves that nobody changed it since it was named, not who wrote it)."""
     actual = md5_file(path)
     expected = md5.removesuffix(".dir")
-    return None if actual == expected else Corrupt(str(path), md5, actual)
+    if actual != expected:
+        return Corrupt(str(path), md5, actual)
+    if md5.endswith(".dir"):
+        from mlbuild.store.hashing import parse_manifest
+
+        try:
+            parse_manifest(path.read_bytes(), path)
+        except (ValueError, IntegrityError) as exc:
+            return Corrupt(str(path), md5, actual, problem=str(exc).split("; ", 1)[0])
+    return None
 
 
 def fsck(cache: Cache, only: set[str] | None = None, remove: bool = False) -> list[Corrupt]:

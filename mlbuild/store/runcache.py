@@ -48,6 +48,27 @@ def run_key(entry: dict[str, Any]) -> str:
     return _sha256(keyed)
 
 
+def valid_out(item: Any) -> bool:
+    """A recorded output mlbuild can restore: a string path, an md5 (never a path that would
+    lead out of the cache), and numbers where DVC writes numbers."""
+    from mlbuild.store.hashing import is_object_id
+
+    if not (isinstance(item, dict) and isinstance(item.get("path"), str) and item["path"]
+            and is_object_id(item.get("md5"))):
+        return False
+    return all(item.get(key) is None or (isinstance(item[key], int)
+                                         and not isinstance(item[key], bool))
+               for key in ("size", "nfiles"))
+
+
+def well_formed(data: Any) -> bool:
+    """A run-cache entry worth trusting: a mapping whose outs are a non-empty list of
+    valid outputs. Anything else (hand-edited, truncated, from an odd remote) is skipped,
+    as DVC skips an entry it cannot read."""
+    outs = data.get("outs") if isinstance(data, dict) else None
+    return isinstance(outs, list) and bool(outs) and all(map(valid_out, outs))
+
+
 class RunCache:
     """The run-cache directory beside the object cache."""
 
@@ -68,8 +89,8 @@ class RunCache:
                 data = parse_yaml(path.read_text(encoding="utf-8"), str(path))
             except Exception:
                 continue
-            if isinstance(data, dict) and data.get("outs"):
-                return data
+            if well_formed(data):
+                return data  # type: ignore[no-any-return]
         return None
 
     def save(self, entry: dict[str, Any]) -> None:

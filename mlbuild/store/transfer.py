@@ -33,8 +33,10 @@ def expand(cache: Cache, outs: Iterable[tuple[str, str]]) -> dict[str, str]:
         if md5.endswith(".dir") and cache.has_md5(md5):
             try:
                 entries = cache.manifest(md5)
-            except (ValueError, KeyError, TypeError):
-                continue  # a corrupted manifest fails its own hash check
+            except (ValueError, IntegrityError):
+                if cache.verifier(cache.object_path(md5)) != md5.removesuffix(".dir"):
+                    continue  # damaged in transit: it fails its own hash check, is refetched
+                raise  # genuine and unsafe: never handed to a checkout (DVC's would follow it)
             for rel, entry in entries:
                 needed.setdefault(entry, f"{path}/{rel}")
     return needed
@@ -110,6 +112,7 @@ def runcache_outputs(cache: Cache) -> list[tuple[str, str]]:
     """(path, md5) of every output the local run-cache entries name: DVC pushes every entry,
     so a clone's `run --pull` may ask for any of them."""
     from mlbuild.dvcfmt.yamlio import parse_yaml
+    from mlbuild.store.runcache import valid_out
 
     runs = cache.dir / "runs"
     found: list[tuple[str, str]] = []
@@ -121,8 +124,8 @@ def runcache_outputs(cache: Cache) -> list[tuple[str, str]]:
         except Exception:  # an unreadable entry is skipped, as DVC does
             continue
         outs = data.get("outs") if isinstance(data, dict) else None
-        found += [(f"{o.get('path')} (run-cache)", str(o["md5"])) for o in outs or []
-                  if isinstance(o, dict) and o.get("md5")]
+        if isinstance(outs, list) and all(map(valid_out, outs)):  # else skipped, as lookup
+            found += [(f"{o['path']} (run-cache)", o["md5"]) for o in outs]
     return found
 
 
