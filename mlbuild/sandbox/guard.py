@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import uuid
@@ -197,3 +198,19 @@ def put_back(prot: Protection, changed: Iterable[str]) -> Restored:
         except (OSError, BoundaryError, GitError):
             result.lost.append(rel)
     return result
+
+
+def tidy(guard: Path, stem: str, keep: Path | None = None) -> None:
+    """Clean one stage's areas under *guard* (named '<stem>-<8 hex>'): the copies of earlier
+    runs (a killed run leaves them), and with *keep*, every other area (its versions replace
+    the older ones); without, an earlier run's kept versions stay until then."""
+    name = re.compile(re.escape(stem) + r"-[0-9a-f]{8}")
+    try:
+        areas = [p for p in guard.iterdir() if name.fullmatch(p.name) and p != keep]
+    except OSError:
+        return
+    for area in areas:  # no other run of this stage is running: the project lock is held
+        if keep is not None or not (area / "changed").is_dir():
+            shutil.rmtree(area, ignore_errors=True)
+        else:
+            shutil.rmtree(area / "before", ignore_errors=True)
