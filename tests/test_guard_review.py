@@ -125,7 +125,7 @@ def test_guard_area_keeps_only_the_latest_put_back_of_a_stage(tmp_path: Path) ->
         proc = proj.run("run")
         assert proc.returncode == 1, proc.stderr + proc.stdout
         assert proj.read("notes.md") == "mine\n"
-        [area] = [p for p in (proj.path / GUARD).iterdir()]  # one area: the latest
+        [area] = list((proj.path / GUARD).iterdir())  # one area: the latest
         assert (area / "changed" / "notes.md").read_text() == "damaged\n"
         assert not (area / "before").exists()
         assert f"its version is kept in {GUARD / area.name / 'changed'}" in proc.stderr

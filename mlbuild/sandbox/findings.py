@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mlbuild.files.layout import stat_key
 from mlbuild.files.temp import writer
@@ -93,7 +94,7 @@ def python_only(cmds: Iterable[str]) -> bool:
             first = shlex.split(cmd)[0]
         except (ValueError, IndexError):
             return False
-        name = os.path.basename(first)
+        name = Path(first).name
         if not (name == "python" or (name.startswith("python")
                                      and name[6:].replace(".", "").isdigit())):
             return False
@@ -120,6 +121,18 @@ def _inside(root: Path, folder: str | Path | None) -> tuple[str, ...]:
         return ()
 
 
+def _records(trace_dir: Path) -> list[dict[str, Any]]:
+    """Every process's record; an unreadable one is an empty record marked unseen."""
+    found = []
+    for record_file in sorted(trace_dir.glob("*.json")):
+        try:
+            record = json.loads(record_file.read_text())
+        except (OSError, ValueError):
+            record = {"unseen": ["?"]}  # what that process did is not known
+        found.append(record if isinstance(record, dict) else {"unseen": ["?"]})
+    return found
+
+
 def analyse(root: Path, stage: Stage, trace_dir: Path, before: Snapshot, after: Snapshot,
             allowed_env: set[str] | None) -> Findings:
     """Compare what the stage did with what it declared."""
@@ -131,21 +144,16 @@ def analyse(root: Path, stage: Stage, trace_dir: Path, before: Snapshot, after: 
     changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
     writes: set[str] = set()
     env_read: set[str] = set()
-    unseen: list[str] = []
-    records = sorted(trace_dir.glob("*.json"))
-    for record_file in records:
-        try:
-            record = json.loads(record_file.read_text())
-        except (OSError, ValueError):
-            continue
+    records = _records(trace_dir)
+    for record in records:
         reads |= {os.path.relpath(p, root) for p in record.get("reads", [])}
         writes |= {os.path.relpath(p, root) for p in record.get("writes", [])}
         found.network += record.get("network", [])
         venv += _inside(root, record.get("tool"))
         found.refused += record.get("refused", [])
         env_read |= set(record.get("env", []))
-        unseen += record.get("unseen", [])
-    found.traced = bool(records) and not unseen and python_only(stage.cmd)
+    found.traced = (bool(records) and python_only(stage.cmd)
+                    and not any(r.get("unseen") for r in records))
     found.written = sorted(writes)
     # a file the stage wrote itself is not an input; one it removed again (a temporary file,
     # or one renamed onto a declared output) is not an output

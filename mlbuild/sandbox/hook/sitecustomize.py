@@ -171,6 +171,7 @@ class _Tracer:
         self.env_read: set[str] = set()
         self.unseen: list[str] = []  # programs started that are not Python: not traced
         self.eager = False  # a forked child may leave by os._exit, without atexit
+        self.dumping = False  # writing the record opens a file too
         prefix = os.path.realpath(sys.prefix) + os.sep
         # a venv inside the project is the tool's, not the stage's
         self.tool = prefix[len(self.root):] if prefix.startswith(self.root) else None
@@ -267,7 +268,7 @@ class _Tracer:
         if writing and self.guard_file:
             self.guard(os.path.realpath(full))  # a write follows a symlink to its target
         (self.writes if writing else self.reads).add(full)
-        if writing and self.eager:
+        if writing and self.eager and not self.dumping:
             self.dump()
 
     def on_change(self, event: str, args: tuple[Any, ...]) -> None:
@@ -278,7 +279,7 @@ class _Tracer:
             self.guard(path, tree=event == "os.rename", create=event == "os.mkdir")
             if path is not None and event in _CREATING and pos == _CREATING[event]:
                 self.writes.add(path)  # a file made by renaming or linking is written too
-                if self.eager:
+                if self.eager and not self.dumping:
                     self.dump()
 
     def on_net(self, event: str, args: tuple[Any, ...]) -> None:
@@ -312,11 +313,14 @@ class _Tracer:
                   "env": sorted(self.env_read), "refused": self.refused,
                   "unseen": self.unseen,
                   "tool": os.path.dirname(os.path.abspath(tool)) if tool else None}
+        self.dumping = True
         try:
             with open(os.path.join(self.trace_dir, f"{os.getpid()}.json"), "w") as fobj:
                 json.dump(record, fobj)
         except OSError:
             pass
+        finally:
+            self.dumping = False
 
 
 def _covered(rel: str, paths: Any) -> bool:
