@@ -14,11 +14,11 @@ import os
 import re
 import shutil
 import stat
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlbuild.files.temp import tmp_beside
 from mlbuild.gitrepo import GitError, git
 from mlbuild.store.boundary import BoundaryError, ensure_inside
 
@@ -165,7 +165,7 @@ def _restore_one(prot: Protection, rel: str) -> bool:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     ensure_inside(prot.root, path)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.restore"
+    tmp = tmp_beside(path)  # our pid in its name: a parallel stage's snapshot leaves it out
     if rel in prot.meta:
         body, mode = prot.meta[rel]
         tmp.write_bytes(body)
