@@ -44,6 +44,8 @@ def _hermetic(env: dict[str, str], hermetic: Hermetic, home: Path, guard: Path |
     (home / "tmp").mkdir()
     env["HOME"] = str(home)
     env["TMPDIR"] = str(home / "tmp")
+    # bytecode goes to the stage's own area: none is read from or planted in the project
+    env["PYTHONPYCACHEPREFIX"] = str(home / "pycache")
     env.update({var: str(hermetic.threads) for var in THREAD_VARS})
     env["MLBUILD_SEED"] = str(hermetic.seed)
     env["MLBUILD_NETWORK"] = "allow" if hermetic.network else "deny"

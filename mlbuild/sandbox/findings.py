@@ -7,8 +7,10 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mlbuild.files.layout import stat_key
+from mlbuild.files.temp import writer
 from mlbuild.pipeline.model import Stage
 
 # Tool metadata and interpreter files are never a stage's inputs or outputs.
@@ -32,6 +34,10 @@ class Findings:
     restored: list[str] = field(default_factory=list)  # undeclared changes put back
     lost: list[str] = field(default_factory=list)  # undeclared changes not put back
     kept: str | None = None  # where the stage's versions of restored files were moved
+    written: list[str] = field(default_factory=list)  # every project path the trace wrote
+    # True when the trace saw every process of the stage (Python only, no other program
+    # started): a change it did not write was someone else's
+    traced: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.reads or self.writes or self.changed or self.network or self.env
@@ -49,19 +55,24 @@ def _covered(rel: str, paths: Iterable[str]) -> bool:
     return any(rel == p or rel.startswith(p.rstrip("/") + "/") for p in paths)
 
 
-def snapshot(root: Path, skip: list[str]) -> Snapshot:
-    """stat identity of every project file outside tool metadata and *skip* (declared outs)."""
+def snapshot(root: Path, skip: list[str], pycache: bool = False) -> Snapshot:
+    """stat identity of every project file outside tool metadata and *skip* (declared outs),
+    with *pycache* in `__pycache__` directories too. mlbuild's own temporary files (this
+    process's pid in the name: a parallel stage's dvc.lock or .gitignore being written) are
+    never a stage's doing."""
     found: Snapshot = {}
     skipped = {p.rstrip("/") for p in skip}  # a set: a covered directory is pruned whole
+    ignored = IGNORED_DIRS - {"__pycache__"} if pycache else IGNORED_DIRS
+    ours = os.getpid()
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
-        dirnames[:] = [d for d in dirnames if d not in IGNORED_DIRS
+        dirnames[:] = [d for d in dirnames if d not in ignored
                        and rel_dir + d not in skipped
                        and not (Path(dirpath, d) / "pyvenv.cfg").exists()]
         for name in filenames:
             rel = rel_dir + name
-            if name in IGNORED_FILES or rel in skipped:
+            if name in IGNORED_FILES or rel in skipped or writer(name) == ours:
                 continue
             try:
                 st = os.stat(os.path.join(dirpath, name))  # noqa: PTH116, PTH118 - hot loop
@@ -69,6 +80,25 @@ def snapshot(root: Path, skip: list[str]) -> Snapshot:
                 continue
             found[rel] = stat_key(st)
     return found
+
+
+def python_only(cmds: Iterable[str]) -> bool:
+    """True when every command is one plain Python invocation: the shell only starts the
+    traced interpreter (no redirection, no second command, no expansion)."""
+    import shlex
+
+    for cmd in cmds:
+        if any(c in cmd for c in ";&|<>`$()\n\\*?~#{}[]") or not cmd.strip():
+            return False
+        try:
+            first = shlex.split(cmd)[0]
+        except (ValueError, IndexError):
+            return False
+        name = Path(first).name
+        if not (name == "python" or (name.startswith("python")
+                                     and name[6:].replace(".", "").isdigit())):
+            return False
+    return True
 
 
 def _tool_prefixes(root: Path) -> tuple[str, ...]:
@@ -91,6 +121,18 @@ def _inside(root: Path, folder: str | Path | None) -> tuple[str, ...]:
         return ()
 
 
+def _records(trace_dir: Path) -> list[dict[str, Any]]:
+    """Every process's record; an unreadable one is an empty record marked unseen."""
+    found = []
+    for record_file in sorted(trace_dir.glob("*.json")):
+        try:
+            record = json.loads(record_file.read_text())
+        except (OSError, ValueError):
+            record = {"unseen": ["?"]}  # what that process did is not known
+        found.append(record if isinstance(record, dict) else {"unseen": ["?"]})
+    return found
+
+
 def analyse(root: Path, stage: Stage, trace_dir: Path, before: Snapshot, after: Snapshot,
             allowed_env: set[str] | None) -> Findings:
     """Compare what the stage did with what it declared."""
@@ -102,17 +144,17 @@ def analyse(root: Path, stage: Stage, trace_dir: Path, before: Snapshot, after: 
     changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
     writes: set[str] = set()
     env_read: set[str] = set()
-    for record_file in sorted(trace_dir.glob("*.json")):
-        try:
-            record = json.loads(record_file.read_text())
-        except (OSError, ValueError):
-            continue
+    records = _records(trace_dir)
+    for record in records:
         reads |= {os.path.relpath(p, root) for p in record.get("reads", [])}
         writes |= {os.path.relpath(p, root) for p in record.get("writes", [])}
         found.network += record.get("network", [])
         venv += _inside(root, record.get("tool"))
         found.refused += record.get("refused", [])
         env_read |= set(record.get("env", []))
+    found.traced = (bool(records) and python_only(stage.cmd)
+                    and not any(r.get("unseen") for r in records))
+    found.written = sorted(writes)
     # a file the stage wrote itself is not an input; one it removed again (a temporary file,
     # or one renamed onto a declared output) is not an output
     # only real files count: import machinery also "opens" pseudo paths such as editable

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlbuild.files.temp import tmp_beside
 from mlbuild.gitrepo import GitError, git
 from mlbuild.store.boundary import BoundaryError, ensure_inside
 
@@ -164,7 +165,7 @@ def _restore_one(prot: Protection, rel: str) -> bool:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     ensure_inside(prot.root, path)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.restore"
+    tmp = tmp_beside(path)  # our pid in its name: a parallel stage's snapshot leaves it out
     if rel in prot.meta:
         body, mode = prot.meta[rel]
         tmp.write_bytes(body)
@@ -197,3 +198,19 @@ def put_back(prot: Protection, changed: Iterable[str]) -> Restored:
         except (OSError, BoundaryError, GitError):
             result.lost.append(rel)
     return result
+
+
+def tidy(guard: Path, stem: str, keep: Path | None = None) -> None:
+    """Clean one stage's areas under *guard* (named '<stem>-<8 hex>'): the copies of earlier
+    runs (a killed run leaves them), and with *keep*, every other area (its versions replace
+    the older ones); without, an earlier run's kept versions stay until then."""
+    name = re.compile(re.escape(stem) + r"-[0-9a-f]{8}")
+    try:
+        areas = [p for p in guard.iterdir() if name.fullmatch(p.name) and p != keep]
+    except OSError:
+        return
+    for area in areas:  # no other run of this stage is running: the project lock is held
+        if keep is not None or not (area / "changed").is_dir():
+            shutil.rmtree(area, ignore_errors=True)
+        else:
+            shutil.rmtree(area / "before", ignore_errors=True)

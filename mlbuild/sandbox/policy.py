@@ -22,6 +22,7 @@ from mlbuild.sandbox.guard import (
     meta_changes,
     protect,
     put_back,
+    tidy,
     with_targets,
     write_policy,
 )
@@ -101,9 +102,10 @@ class Sandbox:
         trace.mkdir(parents=True)
         home = self.scratch / "home" / derived(safe)
         skip = with_targets(self.root, self.all_outs)  # outputs, also where symlinks land
-        before = snapshot(self.root, skip)
+        before = snapshot(self.root, skip, pycache=hermetic is not None)
         prot = None
         if hermetic is not None:
+            tidy(self.scratch / "guard", run_id[:-9])  # last runs' leftovers
             prot = self._protect(stage, before, trace, home, run_id)
         allow = _settings_hint(stage, self.declaration(stage), "network: true")
         env = stage_environment(self.root, stage.name, hermetic, home, trace, allow,
@@ -113,7 +115,7 @@ class Sandbox:
         try:
             yield box
         finally:
-            after = snapshot(self.root, skip)
+            after = snapshot(self.root, skip, pycache=hermetic is not None)
             allowed = None
             if hermetic is None:
                 allowed = allowed_names(Hermetic()) | set(PINNED) | set(THREAD_VARS) | {
@@ -133,14 +135,21 @@ class Sandbox:
 
     def _put_back(self, prot: Protection, before: Snapshot, after: Snapshot,
                   findings: Findings) -> None:
-        """Restore undeclared files the stage changed (seen only afterwards: non-Python code)."""
-        changed = [p for p in before if before[p] != after.get(p)] + meta_changes(prot)
+        """Restore undeclared files the stage changed, and the tool metadata. When the trace
+        saw every process, only what it wrote is the stage's doing (other changes are someone
+        else's: a warning); otherwise every change is taken for the stage's."""
+        changed = [p for p in before if before[p] != after.get(p)]
+        changed += [p for p in after if p not in before and "__pycache__" in p.split("/")]
+        if findings.traced:
+            changed = [p for p in changed if p in set(findings.written)]
+        changed += meta_changes(prot)
         result = put_back(prot, changed)
         findings.restored, findings.lost = result.restored, result.lost
         findings.changed = [p for p in findings.changed if p not in changed]
         if result.kept is not None:
             findings.kept = os.path.relpath(result.kept, self.root)
             shutil.rmtree(prot.area / "before", ignore_errors=True)
+            tidy(prot.area.parent, prot.area.name[:-9], keep=prot.area)
         else:
             shutil.rmtree(prot.area, ignore_errors=True)
 
@@ -152,7 +161,8 @@ class Sandbox:
             found.append((True, f"was refused {len(findings.refused)} change(s) to files it "
                                 f"does not declare, first: {findings.refused[0]}"))
         if findings.restored:
-            kept = f" (its version is kept in {findings.kept})" if findings.kept else ""
+            kept = (f" (its version is kept in {findings.kept} until the stage next puts a "
+                    "file back)") if findings.kept else ""
             found.append((True, f"changed undeclared file(s) {_listed(findings.restored)}; "
                                 f"they were put back as they were before the run{kept}; if "
                                 "the stage should write them, "

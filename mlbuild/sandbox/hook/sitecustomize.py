@@ -29,8 +29,9 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 _NET_EVENTS = ("socket.connect", "socket.getaddrinfo", "socket.sendto", "socket.sendmsg",
                "socket.gethostbyname", "socket.gethostbyaddr")
 # What a child needs to load this file again and report into the same trace.
+# PYTHONPYCACHEPREFIX too: a hermetic stage's bytecode goes to its own area, never the project.
 _CARRIED = ("MLBUILD_TRACE_DIR", "MLBUILD_ROOT", "MLBUILD_NETWORK", "MLBUILD_ALLOW_NETWORK",
-            "MLBUILD_GUARD", "MLBUILD_HERMETIC", "DVC_STAGE", "DVC_ROOT")
+            "MLBUILD_GUARD", "MLBUILD_HERMETIC", "DVC_STAGE", "DVC_ROOT", "PYTHONPYCACHEPREFIX")
 _HOOK_DIR = os.path.dirname(os.path.abspath(__file__))
 # Taken at start-up: the stage's code may clear os.environ before starting a child.
 _ORIGINAL = {key: os.environ[key] for key in _CARRIED if key in os.environ}
@@ -39,6 +40,8 @@ _ORIGINAL = {key: os.environ[key] for key in _CARRIED if key in os.environ}
 _MUTATING = {"os.rename": ((0, 2), (1, 3)), "os.remove": ((0, 1),), "os.truncate": ((0, -1),),
              "os.chmod": ((0, 2),), "os.chown": ((0, 3),), "os.link": ((1, 3),),
              "os.symlink": ((1, 2),), "os.mkdir": ((0, 2),)}
+# The argument position of the path those events create (recorded as written).
+_CREATING = {"os.rename": 1, "os.link": 1, "os.symlink": 1}
 # libc entry points that would open files, sockets or programs behind the audit hook's back.
 _LIBC_UNSEEN = frozenset((
     "fopen", "fopen64", "freopen", "freopen64", "open", "open64", "openat", "openat64",
@@ -166,6 +169,9 @@ class _Tracer:
         self.refused: list[str] = []
         self.net: list[str] = []
         self.env_read: set[str] = set()
+        self.unseen: list[str] = []  # programs started that are not Python: not traced
+        self.eager = False  # a forked child may leave by os._exit, without atexit
+        self.dumping = False  # writing the record opens a file too
         prefix = os.path.realpath(sys.prefix) + os.sep
         # a venv inside the project is the tool's, not the stage's
         self.tool = prefix[len(self.root):] if prefix.startswith(self.root) else None
@@ -174,10 +180,10 @@ class _Tracer:
         """The audit events this tracer answers, each with its handler."""
         found: dict[str, Callable[[tuple[Any, ...]], None]] = {
             "open": self.on_open, "ctypes.dlsym": self.on_dlsym,
-            "subprocess.Popen": lambda a: self.on_exec(a[1], a[3]),
-            "os.exec": lambda a: self.on_exec(a[1], a[2], parsed=True),
-            "os.posix_spawn": lambda a: self.on_exec(a[1], a[2], parsed=True),
-            "os.system": lambda a: self.on_exec(a[0], None),
+            "subprocess.Popen": lambda a: self.on_exec(a[1], a[3], program=a[0]),
+            "os.exec": lambda a: self.on_exec(a[1], a[2], parsed=True, program=a[0]),
+            "os.posix_spawn": lambda a: self.on_exec(a[1], a[2], parsed=True, program=a[0]),
+            "os.system": lambda a: self.on_exec(a[0], None, program="sh"),
         }
         for name in _NET_EVENTS:
             found[name] = functools.partial(self.on_net, name)
@@ -219,18 +225,26 @@ class _Tracer:
         rules = self._rules()
         rel = full[len(self.root):] if full != self.root.rstrip(os.sep) else "."
         if (any(full == a or full.startswith(a + os.sep) for a in rules["allow"])
-                or _covered(rel, rules["outs"]) or _bytecode(rel)):
+                or _covered(rel, rules["outs"])):
             return
         if self.metadata(rel):
             self.refuse(f"writing '{rel}' (tool metadata) is refused")
+        if "__pycache__" in rel.split("/"):  # bytecode there runs in later stages and tools
+            self.refuse(f"writing '{rel}' (a project bytecode cache) is refused; the stage's "
+                        "own bytecode goes to PYTHONPYCACHEPREFIX")
         if not create and (rel in rules["existing"] or _covered(rel, rules["others"]) or (
                 tree and any(e.startswith(rel + "/") for e in rules["existing"]))):
             self.refuse(f"changing '{rel}', which it does not declare as an output, is refused "
                         "(nothing was changed)")
 
-    def on_exec(self, argv: object, env: object, parsed: bool = False) -> None:
+    def on_exec(self, argv: object, env: object, parsed: bool = False,
+                program: object = None) -> None:
         """Give the child what loads the hook; *parsed*: the event comes after the
-        environment was read (os.exec*, os.posix_spawn), so a scrubbed one is refused."""
+        environment was read (os.exec*, os.posix_spawn), so a scrubbed one is refused. A
+        *program* that is not Python is noted: the trace cannot vouch for what it does."""
+        name = os.fsdecode(program) if isinstance(program, (str, bytes, os.PathLike)) else "?"
+        if not _is_python(name):
+            self.unseen.append(name)
         if parsed and self.hermetic and env is not None and _lacks(env):
             self.refuse("starting a process with an environment that drops mlbuild's "
                         "variables would escape its audit hook; pass os.environ on (or use "
@@ -254,13 +268,19 @@ class _Tracer:
         if writing and self.guard_file:
             self.guard(os.path.realpath(full))  # a write follows a symlink to its target
         (self.writes if writing else self.reads).add(full)
+        if writing and self.eager and not self.dumping:
+            self.dump()
 
     def on_change(self, event: str, args: tuple[Any, ...]) -> None:
         """Check a rename, removal, truncation, link or mode change before it happens."""
         for pos, fd_pos in _MUTATING[event]:
             fd = args[fd_pos] if fd_pos >= 0 else None
-            self.guard(_resolve(args[pos], fd), tree=event == "os.rename",
-                       create=event == "os.mkdir")
+            path = _resolve(args[pos], fd)
+            self.guard(path, tree=event == "os.rename", create=event == "os.mkdir")
+            if path is not None and event in _CREATING and pos == _CREATING[event]:
+                self.writes.add(path)  # a file made by renaming or linking is written too
+                if self.eager and not self.dumping:
+                    self.dump()
 
     def on_net(self, event: str, args: tuple[Any, ...]) -> None:
         """Record network use; refuse it when the stage is hermetic."""
@@ -291,22 +311,20 @@ class _Tracer:
         record = {"pid": os.getpid(), "reads": sorted(self.reads | modules),
                   "writes": sorted(self.writes), "network": self.net,
                   "env": sorted(self.env_read), "refused": self.refused,
+                  "unseen": self.unseen,
                   "tool": os.path.dirname(os.path.abspath(tool)) if tool else None}
+        self.dumping = True
         try:
             with open(os.path.join(self.trace_dir, f"{os.getpid()}.json"), "w") as fobj:
                 json.dump(record, fobj)
         except OSError:
             pass
+        finally:
+            self.dumping = False
 
 
 def _covered(rel: str, paths: Any) -> bool:
     return any(rel == p or rel.startswith(p.rstrip("/") + "/") for p in paths)
-
-
-def _bytecode(rel: str) -> bool:
-    """The interpreter's own bytecode cache (a __pycache__ directory or a file in one)."""
-    parts = rel.split("/")
-    return parts[0] not in (".git", ".dvc", ".mlbuild") and "__pycache__" in parts[-2:]
 
 
 def _install(trace_dir: str) -> None:
@@ -334,6 +352,7 @@ def _install(trace_dir: str) -> None:
     except TypeError:
         pass
     atexit.register(tracer.dump)
+    os.register_at_fork(after_in_child=functools.partial(setattr, tracer, "eager", True))
     sys.addaudithook(hook)
 
 
