@@ -29,21 +29,35 @@ META_FILES = ("dvc.yaml", "params.yaml", ".dvc/config", ".dvc/config.local", ".g
 META_DIRS = (".git/hooks", ".git/info", ".mlbuild")
 
 
-def with_targets(root: Path, paths: list[str]) -> list[str]:
-    """*paths* and, where a symlink inside the project leads elsewhere, where they land."""
+def targets(root: Path, paths: list[str]) -> dict[str, str]:
+    """Where each of *paths* lands through symlinks, for those that land elsewhere inside the
+    project."""
     real_root = os.path.realpath(root)
-    real = [os.path.relpath(os.path.realpath(root / p), real_root) for p in paths]
-    return sorted(set(paths) | {r for r in real if not r.startswith("..")})
+    found = {}
+    for path in paths:
+        real = os.path.relpath(os.path.realpath(root / path), real_root)
+        if real != path and not real.startswith(".."):
+            found[path] = real
+    return found
+
+
+def with_targets(root: Path, paths: list[str], known: dict[str, str] | None = None
+                 ) -> list[str]:
+    """*paths* and, where a symlink inside the project leads elsewhere, where they land
+    (*known*: those landings, already resolved)."""
+    landing = targets(root, paths) if known is None else known
+    return sorted(set(paths) | {landing[p] for p in paths if p in landing})
 
 
 def write_policy(path: Path, root: Path, outs: list[str], existing: Iterable[str],
-                 others: list[str], allow: list[Path]) -> None:
+                 others: list[str], allow: list[Path], known: dict[str, str] | None = None
+                 ) -> None:
     """The rules the audit hook enforces (sitecustomize reads them on the first write).
 
     Declared paths are listed as written and as resolved through symlinks inside the
     project, since the hook judges a write where it lands."""
-    doc = {"outs": with_targets(root, outs), "existing": sorted(existing),
-           "others": with_targets(root, others),
+    doc = {"outs": with_targets(root, outs, known), "existing": sorted(existing),
+           "others": with_targets(root, others, known),
            "allow": [os.path.realpath(p) for p in allow]}
     path.write_text(json.dumps(doc), encoding="utf-8")
 

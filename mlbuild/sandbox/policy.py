@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import uuid
@@ -22,6 +23,7 @@ from mlbuild.sandbox.guard import (
     meta_changes,
     protect,
     put_back,
+    targets,
     tidy,
     with_targets,
     write_policy,
@@ -76,6 +78,12 @@ class Sandbox:
     # the DVC cache object holding a project file's current content, if the stat cache knows
     in_cache: Callable[[str], Path | None] = field(default=lambda _rel: None)
 
+    @functools.cached_property
+    def landings(self) -> dict[str, str]:
+        """Where symlinks inside the project land declared outputs: resolved once per build
+        (resolving every output for each stage made a thousand-stage build quadratic)."""
+        return targets(self.root, self.all_outs)
+
     def hermetic_for(self, stage: Stage) -> Hermetic | None:
         """The stage's settings, or None when it runs in adoption mode (as under DVC)."""
         doc = (self.environment.get("stages") or {}).get(stage.name)
@@ -101,7 +109,7 @@ class Sandbox:
         trace = self.scratch / "trace" / run_id
         trace.mkdir(parents=True)
         home = self.scratch / "home" / derived(safe)
-        skip = with_targets(self.root, self.all_outs)  # outputs, also where symlinks land
+        skip = with_targets(self.root, self.all_outs, self.landings)  # also where links land
         before = snapshot(self.root, skip, pycache=hermetic is not None)
         prot = None
         if hermetic is not None:
@@ -129,8 +137,10 @@ class Sandbox:
                  run_id: str) -> Protection:
         """Write the hook's policy and take what is needed to put files back."""
         outs = [o.path for o in stage.outs]
-        others = [o for o in self.all_outs if o not in outs]
-        write_policy(trace / "policy", self.root, outs, before, others, [home, trace])
+        mine = set(outs)
+        others = [o for o in self.all_outs if o not in mine]
+        write_policy(trace / "policy", self.root, outs, before, others, [home, trace],
+                     self.landings)
         return protect(self.root, self.scratch / "guard" / run_id, before, self.in_cache)
 
     def _put_back(self, prot: Protection, before: Snapshot, after: Snapshot,
