@@ -44,7 +44,28 @@ def _inside(real: str, top: str) -> bool:
     return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
 
 
-def check_path(root: Path, rel: str, what: str, cache_dir: Path | None = None) -> None:
+class Resolver:
+    """os.path.realpath with the answers for folders remembered: checking a thousand declared
+    paths in a few folders resolves each folder once, not once per path."""
+
+    def __init__(self) -> None:
+        self._dirs: dict[str, str] = {}
+
+    def folder(self, path: str) -> str:
+        """The real path of a folder (remembered)."""
+        if path not in self._dirs:
+            self._dirs[path] = os.path.realpath(path)
+        return self._dirs[path]
+
+    def full(self, path: Path) -> str:
+        """The real path of *path*: its folder's, joined with its name unless it is a link."""
+        if path.is_symlink():
+            return os.path.realpath(path)
+        return os.path.join(self.folder(str(path.parent)), path.name)  # noqa: PTH118
+
+
+def check_path(root: Path, rel: str, what: str, cache_dir: Path | None = None,
+               resolver: Resolver | None = None) -> None:
     """Refuse *rel* (a project-relative declared path) when, resolved through symlinks, it
     leaves the project or lands in .git/.dvc, or when it is a special file.
 
@@ -54,10 +75,11 @@ def check_path(root: Path, rel: str, what: str, cache_dir: Path | None = None) -
     full = root / rel
     with suppress(OSError):  # not there (yet): nothing to read
         refuse_special(rel, full.stat().st_mode)
-    real_root = os.path.realpath(root)
-    parent, real = os.path.realpath(full.parent), os.path.realpath(full)
+    resolve = resolver or Resolver()
+    real_root = resolve.folder(str(root))
+    parent, real = resolve.folder(str(full.parent)), resolve.full(full)
     linked_into_cache = (cache_dir is not None and full.is_symlink()
-                         and _inside(real, os.path.realpath(cache_dir)))
+                         and _inside(real, resolve.folder(str(cache_dir))))
     for target in [parent] if linked_into_cache else [parent, real]:
         if not _inside(target, real_root):
             raise BoundaryError(f"{what} '{rel}' leads out of the project through a symlink: "
@@ -80,8 +102,9 @@ def stage_paths(stage: Stage) -> list[tuple[str, str]]:
 
 def check_paths(root: Path, paths: Iterable[tuple[str, str]], cache_dir: Path | None) -> None:
     """check_path for every (path, description) pair."""
+    resolver = Resolver()
     for rel, what in paths:
-        check_path(root, rel, what, cache_dir)
+        check_path(root, rel, what, cache_dir, resolver)
 
 
 def _links_under(top: str) -> list[str]:
