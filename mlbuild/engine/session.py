@@ -16,8 +16,18 @@ from mlbuild.dvcfmt.dvcyaml import state_dir
 from mlbuild.dvcfmt.params import check_declared
 from mlbuild.engine.inputs import fetch_inputs, prepare
 from mlbuild.engine.workspace import Workspace, project_lock
-from mlbuild.events import FAILED, FROZEN, RAN, RESTORED, UP_TO_DATE, Emit, Event, Kind, StageResult
-from mlbuild.events import ignore as _ignore
+from mlbuild.events import (
+    FAILED,
+    FROZEN,
+    RAN,
+    RESTORED,
+    UP_TO_DATE,
+    Emit,
+    Event,
+    Kind,
+    StageResult,
+    ignore,
+)
 from mlbuild.pipeline.graph import select, topo_order
 from mlbuild.pipeline.plan import Plan, Step
 
@@ -80,7 +90,7 @@ def fanout(*listeners: Emit) -> Emit:
     return emit
 
 
-def build(root: Path, request: RunRequest, emit: Emit = _ignore, hooks: Hooks | None = None,
+def build(root: Path, request: RunRequest, emit: Emit = ignore, hooks: Hooks | None = None,
           record: bool = True) -> BuildResult:
     """Bring the requested stages (and their upstream) up to date under the project lock.
 
