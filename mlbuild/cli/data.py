@@ -13,6 +13,7 @@ import typer
 from mlbuild.errors import EXIT_FAILED
 
 data_app = typer.Typer(help="Track raw data and check the local cache.", no_args_is_help=True)
+data_app.suggest_commands = False  # Click suggests the closest command (see mlbuild.cli)
 RemoteOpt = Annotated[str | None, typer.Option("--remote", "-r",
                                                help="DVC remote name (default: core.remote).")]
 TargetsArg = Annotated[list[str] | None, typer.Argument(
