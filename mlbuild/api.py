@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlbuild.config.settings import load_project_config
-from mlbuild.dvcfmt.dvcyaml import state_dir
 from mlbuild.dvcfmt.params import check_declared
 from mlbuild.engine.workspace import Workspace, open_workspace, project_lock
 from mlbuild.errors import MlbuildError
 from mlbuild.events import FAILED, FROZEN, RAN, RESTORED, Emit, Event, Kind, StageResult, ignore
-from mlbuild.files.layout import ENV_FILE
+from mlbuild.files.layout import ENV_FILE, state_dir
 from mlbuild.pipeline.graph import select, topo_order
 
 if TYPE_CHECKING:  # the build machinery is imported only when something may run

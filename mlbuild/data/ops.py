@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from mlbuild.config.settings import load_project_config
-from mlbuild.contracts import Contract, validate
+from mlbuild.contracts import Contract, Side, validate
 from mlbuild.dvcfmt.lockfile import LockFile
 from mlbuild.errors import IntegrityError, UsageError
 from mlbuild.store import remotes as remote
@@ -44,7 +44,7 @@ def _contracts_for(root: Path, paths: list[str]) -> list[Contract]:
     found = []
     for data_path, ref in load_project_config(root).contracts:
         if any(data_path == p or data_path.startswith(p.rstrip("/") + "/") for p in paths):
-            found.append(Contract(path=data_path, schema=ref, side="data"))
+            found.append(Contract(path=data_path, schema=ref, side=Side.DATA))
     return found
 
 

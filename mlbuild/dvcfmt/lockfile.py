@@ -11,9 +11,9 @@ from typing import Any
 from mlbuild.dvcfmt.hashinfo import HashInfo
 from mlbuild.dvcfmt.yamlio import dump_yaml, write_atomic
 from mlbuild.errors import ConfigError, MlbuildError
-from mlbuild.pipeline.model import DEFAULT_PARAMS_FILE, Stage
+from mlbuild.files.layout import LOCK_FILE, PARAMS_FILE, state_dir
+from mlbuild.pipeline.model import Stage
 
-LOCKFILE = "dvc.lock"
 SCHEMA = "2.0"
 # A build of many quick stages would otherwise spend its time rewriting dvc.lock. Completed
 # stages are in the cache and run-cache at once, so a crash in between costs only a restore.
@@ -27,7 +27,7 @@ def path_entry(def_path: str, info: HashInfo) -> dict[str, Any]:
 
 def params_entry(values: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Params grouped by file: params.yaml first, then the others sorted; keys sorted."""
-    order = sorted(values, key=lambda f: (f != DEFAULT_PARAMS_FILE, f))
+    order = sorted(values, key=lambda f: (f != PARAMS_FILE, f))
     return {f: {k: values[f][k] for k in sorted(values[f])} for f in order}
 
 
@@ -52,7 +52,7 @@ class LockFile:
     """dvc.lock, loaded once; entries updated one stage at a time, each write atomic."""
 
     def __init__(self, root: Path) -> None:
-        self.path = root / LOCKFILE
+        self.path = root / LOCK_FILE
         self._mutex = threading.Lock()
         self._dirty = False
         self._written = 0.0
@@ -62,16 +62,15 @@ class LockFile:
     def _read(self) -> dict[str, dict[str, Any]]:
         if not self.path.exists():
             return {}
-        from mlbuild.dvcfmt.dvcyaml import state_dir
         from mlbuild.dvcfmt.memo import load_yaml_memo
 
-        data = load_yaml_memo(self.path, LOCKFILE, state_dir(self.path.parent) / "parsed",
+        data = load_yaml_memo(self.path, LOCK_FILE, state_dir(self.path.parent) / "parsed",
                               check=lambda d: check_lock(d, self.path)) or {}
         if not isinstance(data, dict) or not isinstance(data.get("stages", {}), dict):
-            raise ConfigError(f"{LOCKFILE}: not a DVC lock file (expected 'schema' and 'stages')")
+            raise ConfigError(f"{LOCK_FILE}: not a DVC lock file (expected 'schema' and 'stages')")
         if data.get("schema") != SCHEMA:
             raise ConfigError(
-                f"{LOCKFILE}: unsupported schema {data.get('schema')!r}; expected '{SCHEMA}' "
+                f"{LOCK_FILE}: unsupported schema {data.get('schema')!r}; expected '{SCHEMA}' "
                 "(run 'dvc repro' once with DVC 2+ to upgrade it)"
             )
         return dict(data.get("stages") or {})
@@ -109,7 +108,7 @@ class LockFile:
                 self._write()
 
     def _write(self) -> None:
-        write_atomic(self.path, dump_yaml({"schema": SCHEMA, "stages": self.stages}), "dvc.lock")
+        write_atomic(self.path, dump_yaml({"schema": SCHEMA, "stages": self.stages}), LOCK_FILE)
         self._dirty = False
         self._written = time.monotonic()
 
@@ -158,7 +157,7 @@ def check_lock(data: Any, path: Path) -> None:
         keys, why = problem
         where = locate(path.read_text(encoding="utf-8"), ["stages", name, *keys])
         dotted = ".".join(str(k) for k in ["stages", name, *keys])
-        raise ConfigError(f"{LOCKFILE}{where}: {dotted}: {why}; restore dvc.lock from git or "
+        raise ConfigError(f"{LOCK_FILE}{where}: {dotted}: {why}; restore dvc.lock from git or "
                           "delete that stage's entry to rebuild it")
 
 

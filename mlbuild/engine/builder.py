@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlbuild.contracts import Side
 from mlbuild.dvcfmt.hashinfo import HashInfo
 from mlbuild.dvcfmt.lockfile import LockFile, recorded, stage_entry
 from mlbuild.engine.procgroup import ProcessTable
@@ -26,6 +27,7 @@ from mlbuild.events import (
     Kind,
     StageResult,
 )
+from mlbuild.files.layout import state_dir
 from mlbuild.pipeline.graph import Graph
 from mlbuild.sandbox.policy import Sandbox
 from mlbuild.store import gitignore
@@ -73,7 +75,7 @@ class Builder:
     @property
     def scratch(self) -> Path:
         """mlbuild's temporary area inside .dvc/tmp."""
-        return self.root / ".dvc" / "tmp" / "mlbuild"
+        return state_dir(self.root)
 
     def build_stage(self, name: str) -> StageResult:
         """Bring one stage up to date and report how."""
@@ -226,7 +228,7 @@ class Builder:
                                    + corrupt_message(result.corrupt, expand(self.cache, outs)))
 
     def _run(self, stage: Any, snap: Snapshot) -> None:
-        self._check_contracts(stage, "input")
+        self._check_contracts(stage, Side.INPUT)
         for out in stage.outs:
             if out.persist:  # a persistent output is changed in place: never into the cache
                 unprotect(self.root / out.path)
@@ -235,7 +237,7 @@ class Builder:
         with backed_up_outputs(self.root, stage, self.scratch / "backup", before):
             self._sandboxed(stage)
             self._check_inputs_unchanged(stage, snap)
-            self._check_contracts(stage, "output")
+            self._check_contracts(stage, Side.OUTPUT)
             self._check_outputs_inside(stage)
             outs = self._commit_outputs(stage)
         entry = stage_entry(stage, snap.deps, snap.params, outs)
@@ -271,7 +273,7 @@ class Builder:
             raise StageFailedError(f"{exc}; the stage's command made it so, nothing was "
                                    "recorded and its previous outputs were put back") from exc
 
-    def _check_contracts(self, stage: Any, side: str) -> None:
+    def _check_contracts(self, stage: Any, side: Side) -> None:
         """Validate the stage's inputs (before it runs) or outputs (before any commit)."""
         if not stage.contracts:
             return
@@ -280,7 +282,7 @@ class Builder:
         todo = [c for c in stage.contracts if c.side == side]
 
         with self._contracts_lock:  # schema modules are imported into this process
-            if side == "input":  # every schema loads before the command runs, not after
+            if side == Side.INPUT:  # every schema loads before the command runs, not after
                 for contract in stage.contracts:
                     load_schema(self.root, contract.schema)
             for contract in todo:

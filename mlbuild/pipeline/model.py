@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlbuild.contracts import Contract, check_ref
+from mlbuild.contracts import Contract, Side, check_ref
 from mlbuild.errors import ConfigError, check_keys
+from mlbuild.files.layout import PARAMS_FILE
 
-DEFAULT_PARAMS_FILE = "params.yaml"
 STAGE_KEYS = (
     "cmd", "wdir", "deps", "params", "outs", "metrics", "plots", "frozen",
     "always_changed", "meta", "desc",
@@ -157,7 +157,7 @@ def _parse_params(entries: Any, wdir: str, where: str) -> list[ParamsDep]:
     by_file: dict[str, list[str] | None] = {}
     for item in _as_list(entries, f"{where}.params"):
         if isinstance(item, str):
-            keys = by_file.setdefault(DEFAULT_PARAMS_FILE, [])
+            keys = by_file.setdefault(PARAMS_FILE, [])
             if keys is not None:
                 keys.append(item)
         elif isinstance(item, dict):
@@ -185,7 +185,7 @@ def _parse_contracts(meta: Any, wdir: str, where: str) -> tuple[Contract, ...]:
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}.meta.mlbuild.contracts: expected a mapping")
     found = []
-    for side, label in (("inputs", "input"), ("outputs", "output")):
+    for side, label in (("inputs", Side.INPUT), ("outputs", Side.OUTPUT)):
         for path, ref in (spec.get(side) or {}).items():
             found.append(Contract(path=normpath(wdir, str(path), f"{where}.contracts"),
                                   schema=check_ref(ref, f"{where}.contracts.{side}.{path}"),

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,18 @@ from mlbuild.engine import isolation as scratch
 from mlbuild.errors import BadInputError, UsageError
 from mlbuild.verify.hints import environment_diff, file_hints
 
-IDENTICAL, DIFFERENT, FAILED, NOT_RECORDED = "identical", "different", "failed", "not-recorded"
+
+class Status(StrEnum):
+    """One stage's verification result (the values are what `verify --json` prints)."""
+
+    IDENTICAL = "identical"
+    DIFFERENT = "different"
+    FAILED = "failed"
+    NOT_RECORDED = "not-recorded"
+
+
+IDENTICAL, DIFFERENT, FAILED, NOT_RECORDED = (Status.IDENTICAL, Status.DIFFERENT, Status.FAILED,
+                                              Status.NOT_RECORDED)
 
 
 @dataclass
