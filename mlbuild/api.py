@@ -218,8 +218,7 @@ def _record_outputs(ws: Workspace, results: dict[str, StageResult], recorder: Re
     for name, res in results.items():
         entry = ws.lock.get(name) if res.outcome in (RAN, RESTORED, FROZEN) else None
         if entry:
-            recorder.outputs(name, {str(o["path"]): str(o.get("md5"))
-                                    for o in entry.get("outs") or [] if o.get("md5")})
+            recorder.outputs(name, entry.out_md5s())
 
 
 def _all_up_to_date(ws: Workspace, order: list[str], emit: Emit

@@ -10,7 +10,7 @@ from typing import Any
 
 from mlbuild.contracts import Side
 from mlbuild.dvcfmt.hashinfo import HashInfo
-from mlbuild.dvcfmt.lockfile import LockFile, recorded, stage_entry
+from mlbuild.dvcfmt.lockfile import LockEntry, LockFile, stage_entry
 from mlbuild.engine.procgroup import ProcessTable
 from mlbuild.engine.runner import backed_up_outputs, log_name, run_command
 from mlbuild.engine.staleness import Reason, Snapshot, StatusChecker, Why
@@ -143,10 +143,8 @@ class Builder:
         self._run(stage, snap)
         return RAN, reasons
 
-    def _partial_entry(self, stage: Any, snap: Snapshot) -> dict[str, Any]:
-        entry = stage_entry(stage, snap.deps, snap.params, {})
-        entry["outs"] = [{"path": o.def_path} for o in sorted(stage.outs, key=lambda o: o.def_path)]
-        return entry
+    def _partial_entry(self, stage: Any, snap: Snapshot) -> LockEntry:
+        return stage_entry(stage, snap.deps, snap.params, {o.def_path: None for o in stage.outs})
 
     def _frozen(self, stage: Any, reasons: list[Reason], snap: Snapshot) -> str:
         """DVC never runs a frozen stage: it verifies its outputs exist and re-records them."""
@@ -165,7 +163,7 @@ class Builder:
         return FROZEN
 
     def _recorded_build(self, stage: Any, snap: Snapshot, reasons: list[Reason]
-                        ) -> dict[str, Any] | None:
+                        ) -> LockEntry | None:
         """The lock entry (when only outputs changed) or run-cache entry for these inputs."""
         if not can_cache(stage) or len(snap.deps) != len(stage.deps):
             return None
@@ -185,10 +183,8 @@ class Builder:
         cached = self._recorded_build(stage, snap, reasons)
         if cached is None:
             return ""
-        infos = {}
-        for item in cached.get("outs") or []:
-            infos[str(item["path"])] = HashInfo.from_entry(item)
-        if set(infos) != {o.def_path for o in stage.outs}:
+        infos = {path: info for path, info in cached.outs.items() if info is not None}
+        if set(infos) != {o.def_path for o in stage.outs} or len(infos) != len(cached.outs):
             return ""
         todo = [o for o in stage.outs  # outputs already in place need nothing from the cache
                 if (cur := self.hasher.path(o.path)) is None or cur.md5 != infos[o.def_path].md5]
@@ -232,8 +228,8 @@ class Builder:
         for out in stage.outs:
             if out.persist:  # a persistent output is changed in place: never into the cache
                 unprotect(self.root / out.path)
-        before = {path: str(item.get("md5")) for path, item in recorded(
-            (self.lock.get(stage.name) or {}).get("outs")).items()}
+        recorded = self.lock.get(stage.name)
+        before = recorded.out_md5s() if recorded is not None else {}
         with backed_up_outputs(self.root, stage, self.scratch / "backup", before):
             self._sandboxed(stage)
             self._check_inputs_unchanged(stage, snap)

@@ -64,10 +64,9 @@ def _inside(root: Path, path: Path) -> bool:
 def _recorded(root: Path) -> dict[str, dict[str, str]]:
     """stage -> output path (as dvc.lock writes it) -> md5, from the dvc.lock on disk now."""
     with suppress(Exception):  # unreadable: no later build can be told apart, as before
-        from mlbuild.dvcfmt.lockfile import LockFile, recorded
+        from mlbuild.dvcfmt.lockfile import LockFile
 
-        return {name: {path: str(item.get("md5")) for path, item in recorded(
-            entry.get("outs")).items()} for name, entry in LockFile(root).stages.items()}
+        return {name: entry.out_md5s() for name, entry in LockFile(root).stages.items()}
     return {}
 
 

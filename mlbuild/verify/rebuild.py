@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from mlbuild.dvcfmt.lockfile import recorded
+from mlbuild.dvcfmt.lockfile import LockEntry, md5_of
 from mlbuild.dvcfmt.yamlio import load_yaml
 from mlbuild.engine import isolation as scratch
 from mlbuild.errors import BadInputError, UsageError
@@ -69,11 +69,11 @@ class VerifyReport:
         }, indent=2)
 
 
-def _lock_stages(path: Path) -> dict[str, dict[str, Any]]:
+def _lock_stages(path: Path) -> dict[str, LockEntry]:
     if not path.is_file():
         return {}
     data = load_yaml(path, "dvc.lock") or {}
-    return dict(data.get("stages") or {})
+    return {name: LockEntry.parse(entry) for name, entry in (data.get("stages") or {}).items()}
 
 
 STOP_GRACE = 15.0  # seconds the scratch build gets to stop its stages (SIGTERM, then SIGKILL)
@@ -170,8 +170,8 @@ def _producer(dep: str, produced: dict[str, str]) -> str | None:
     return None
 
 
-def _compare(order: list[str], expected: dict[str, dict[str, Any]],
-             actual: dict[str, dict[str, Any]], failed: set[str]) -> list[StageVerdict]:
+def _compare(order: list[str], expected: dict[str, LockEntry],
+             actual: dict[str, LockEntry], failed: set[str]) -> list[StageVerdict]:
     verdicts: dict[str, StageVerdict] = {}
     produced: dict[str, str] = {}  # output path -> stage whose difference it carries
     for name in order:
@@ -182,13 +182,12 @@ def _compare(order: list[str], expected: dict[str, dict[str, Any]],
         if exp is None:
             verdicts[name] = StageVerdict(name, NOT_RECORDED)
             continue
-        exp_outs, act_outs = recorded(exp.get("outs")), recorded(act.get("outs"))
-        files = sorted(p for p, item in act_outs.items()
-                       if exp_outs.get(p, {}).get("md5") != item.get("md5"))
+        files = sorted(p for p, info in act.outs.items()
+                       if md5_of(exp.outs.get(p)) != md5_of(info))
         verdict = StageVerdict(name, DIFFERENT if files else IDENTICAL, files)
         if files:
-            dep_diff = [d for d, item in recorded(act.get("deps")).items()
-                        if recorded(exp.get("deps")).get(d, {}).get("md5") != item.get("md5")]
+            dep_diff = [d for d, info in act.deps.items()
+                        if md5_of(exp.deps.get(d)) != md5_of(info)]
             upstream = {s for d in dep_diff if (s := _producer(d, produced)) is not None}
             verdict.caused_by = min(upstream, key=order.index) if upstream else None
             for path in files:
@@ -229,8 +228,8 @@ def verify(root: Path, targets: list[str], jobs: int, twice: bool = False,
                            "")
                 verdict.hints.append(msg.splitlines()[0] if msg else "the stage failed")
             elif verdict.status == DIFFERENT and verdict.caused_by is None:
-                verdict.hints += environment_diff(expected.get(verdict.stage, {}),
-                                                  actual.get(verdict.stage, {}))
+                verdict.hints += environment_diff(expected[verdict.stage],
+                                                  actual[verdict.stage])
                 verdict.hints += file_hints(first / "ws", verdict.files, [root, first])
                 if twice:
                     verdict.hints.append("nondeterministic: two builds of the same inputs differ")
