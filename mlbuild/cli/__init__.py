@@ -27,7 +27,6 @@ app = typer.Typer(
 # append a second "Did you mean" to the same message. (An attribute, not a keyword: older
 # Typers have no such option and no such suggestion.)
 app.suggest_commands = False
-STATE = {"verbose": False}
 _SIGNALS: list[int] = []  # signals that stopped this run (SIGTERM, SIGHUP)
 
 
@@ -45,7 +44,8 @@ def _root(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """Declarative, DVC-compatible builds for reproducible machine learning."""
-    STATE["verbose"] = verbose
+    # --verbose is read where it matters: by main() (tracebacks) and from Click's root
+    # context (gc's listing)
 
 
 COMMAND_MODULES = {"run": "build", "status": "inspect", "dag": "inspect", "compile": "inspect",
