@@ -5,6 +5,7 @@ from __future__ import annotations
 import posixpath
 import string
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,14 @@ class ParamsDep:
     keys: tuple[str, ...]
 
 
+class OutKind(StrEnum):
+    """The dvc.yaml list an output is declared in (the value is its key)."""
+
+    OUTS = "outs"
+    METRICS = "metrics"
+    PLOTS = "plots"
+
+
 @dataclass(frozen=True)
 class Out:
     """A declared output (outs, metrics or plots)."""
@@ -60,7 +69,7 @@ class Out:
     path: str
     cache: bool = True
     persist: bool = False
-    kind: str = "outs"
+    kind: OutKind = OutKind.OUTS
 
 
 @dataclass(frozen=True)
@@ -131,7 +140,7 @@ def _as_list(value: Any, where: str) -> list[Any]:
     return value
 
 
-def _parse_outs(entries: Any, kind: str, wdir: str, where: str) -> list[Out]:
+def _parse_outs(entries: Any, kind: OutKind, wdir: str, where: str) -> list[Out]:
     outs = []
     for item in _as_list(entries, f"{where}.{kind}"):
         opts: dict[str, Any] = {}
@@ -215,7 +224,7 @@ def parse_stage(name: str, data: Any, where: str) -> Stage:
             raise ConfigError(f"{loc}.deps: entries must be paths")
         deps.append(Dep(def_path=dep, path=normpath(wdir, dep, f"{loc}.deps")))
     outs = [
-        out for kind in ("outs", "metrics", "plots")
+        out for kind in OutKind
         for out in _parse_outs(data.get(kind), kind, wdir, loc)
     ]
     return Stage(

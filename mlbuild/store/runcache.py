@@ -12,7 +12,7 @@ from typing import Any
 from mlbuild.dvcfmt.lockfile import LockEntry
 from mlbuild.dvcfmt.yamlio import dump_yaml, parse_yaml
 from mlbuild.files.temp import tmp_beside
-from mlbuild.pipeline.model import Stage
+from mlbuild.pipeline.model import OutKind, Stage
 
 _EXCLUDE = ("size", "nfiles")
 
@@ -39,7 +39,7 @@ def can_cache(stage: Stage) -> bool:
 
 def saves_run_cache(stage: Stage) -> bool:
     """DVC records a run only when every output but metrics and plots is cached."""
-    return can_cache(stage) and all(o.cache or o.kind != "outs" for o in stage.outs)
+    return can_cache(stage) and all(o.cache or o.kind != OutKind.OUTS for o in stage.outs)
 
 
 def run_key(entry: LockEntry) -> str:
