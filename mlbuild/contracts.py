@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,21 @@ READERS = (".csv", ".tsv", ".parquet", ".json", ".jsonl")
 MAX_VALUES = 5
 
 
+class Side(StrEnum):
+    """Where a contract is checked (the value is how messages name the file)."""
+
+    INPUT = "input"  # a stage's input, before its command runs
+    OUTPUT = "output"  # a stage's output, before it is committed
+    DATA = "data"  # a file tracked with `mlbuild data add` (mlbuild.yaml `contracts`)
+
+
 @dataclass(frozen=True)
 class Contract:
     """One data file and the schema it must satisfy."""
 
     path: str  # project-relative
     schema: str  # 'package.module:attribute' or a project-relative .yaml/.yml file
-    side: str  # 'input' or 'output'
+    side: Side
 
 
 def is_file_ref(ref: str) -> bool:

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import IO
 
-from mlbuild.files.layout import ENV_FILE
+from mlbuild.files.layout import DVC_FILE, ENV_FILE, LOCK_FILE, PARAMS_FILE
 
 
 class GitError(Exception):
@@ -76,7 +76,7 @@ def head_revision(root: Path) -> str | None:
 
 # What a build writes itself: a build of a clean checkout leaves these changed, and that
 # does not make the sources it was built from uncommitted.
-BUILD_WRITTEN = ("dvc.lock", "dvc.yaml", "params.yaml", ENV_FILE,
+BUILD_WRITTEN = (LOCK_FILE, DVC_FILE, PARAMS_FILE, ENV_FILE,
                  ".gitignore")
 
 

@@ -27,7 +27,10 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env.pop("DVC_STAGE", None)
     env["DVC_NO_ANALYTICS"] = "1"
     env["COLUMNS"] = "200"
-    env.update(extra or {})
+    extra = dict(extra or {})
+    if "PYTHONPATH" in extra:  # added to, never replacing, the path to this checkout
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), extra.pop("PYTHONPATH")])
+    env.update(extra)
     return env
 
 

@@ -5,15 +5,15 @@ May import: api and everything below it.
 """
 from __future__ import annotations
 
-import re
 import signal
 import sys
 import threading
 import traceback
 from types import FrameType
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
 import typer
+from click.exceptions import ClickException, NoArgsIsHelpError
 
 from mlbuild import __version__
 from mlbuild.errors import EXIT_INTERNAL, MlbuildError
@@ -23,12 +23,11 @@ app = typer.Typer(
     help="Declarative, DVC-compatible builds for reproducible machine learning.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-STATE = {"verbose": False}
+# Click suggests the closest command itself (NoSuchCommand.possibilities); Typer 0.20 would
+# append a second "Did you mean" to the same message. (An attribute, not a keyword: older
+# Typers have no such option and no such suggestion.)
+app.suggest_commands = False
 _SIGNALS: list[int] = []  # signals that stopped this run (SIGTERM, SIGHUP)
-# Click's usage-error root; recent Typer vendors click as typer._click, so reach it through a
-# public subclass rather than importing either click.
-_CLICK_ERROR: type[Exception] = next(
-    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
 def _version(value: bool) -> None:
@@ -45,7 +44,8 @@ def _root(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """Declarative, DVC-compatible builds for reproducible machine learning."""
-    STATE["verbose"] = verbose
+    # --verbose is read where it matters: by main() (tracebacks) and from Click's root
+    # context (gc's listing)
 
 
 COMMAND_MODULES = {"run": "build", "status": "inspect", "dag": "inspect", "compile": "inspect",
@@ -81,16 +81,13 @@ def _interrupted() -> NoReturn:
     sys.exit(128 + signum)
 
 
-def _usage_error(exc: Any) -> NoReturn:
+def _usage_error(exc: ClickException) -> NoReturn:
     """Click's usage errors as one line instead of a help box."""
-    if type(exc).__name__ == "NoArgsIsHelpError":  # bare `mlbuild`: the help text
+    if isinstance(exc, NoArgsIsHelpError):  # bare `mlbuild`: the help text
         exc.show()
         sys.exit(exc.exit_code)
     message = " ".join(exc.format_message().split())
-    for sentence in {m.group() for m in re.finditer(r"Did you mean [^?]*\?", message)}:
-        first = message.find(sentence) + len(sentence)  # keep one "did you mean"
-        message = message[:first] + message[first:].replace(" " + sentence, "")
-    ctx = getattr(exc, "ctx", None)
+    ctx = getattr(exc, "ctx", None)  # a UsageError's; other Click errors have none
     hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
     sys.stderr.write(f"mlbuild: error: {message}{hint}\n")
     sys.exit(exc.exit_code)
@@ -113,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(signum, _on_signal)
     try:
         code = app(args=args, prog_name="mlbuild", standalone_mode=False)
-    except _CLICK_ERROR as exc:
+    except ClickException as exc:
         _usage_error(exc)
     except typer.Abort:
         _interrupted()

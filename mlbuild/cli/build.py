@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from mlbuild.errors import EXIT_FAILED
-from mlbuild.events import QUIET, Event, StageResult
+from mlbuild.events import QUIET, Event, Kind, StageResult
 
 
 def _split_args(args: list[str]) -> tuple[list[str], list[str]]:
@@ -30,12 +30,12 @@ class _Display:
         self.finished = 0  # stages done before the display started (up to date ones)
 
     def __call__(self, event: Event) -> None:
-        if event.kind == "plan":
+        if event.kind == Kind.PLAN:
             self.total = event.total
         if self.live is None:
-            if event.kind == "plan":
+            if event.kind == Kind.PLAN:
                 return
-            if event.kind == "done" and event.outcome in QUIET and not event.warnings:
+            if event.kind == Kind.DONE and event.outcome in QUIET and not event.warnings:
                 self.finished += 1
                 return
             from rich.console import Console

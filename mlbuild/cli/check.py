@@ -27,6 +27,7 @@ def verify(
     """Rebuild from scratch in an isolated workspace and compare every output with dvc.lock."""
     from mlbuild import api
     from mlbuild.engine.workspace import find_root
+    from mlbuild.verify.rebuild import NOT_RECORDED
 
     root = find_root()
     report = api.verify(root, targets or [], jobs or os.cpu_count() or 1, twice=twice, keep=keep)
@@ -50,7 +51,7 @@ def verify(
             typer.echo(f"first stage that differs: '{report.root_cause}'")
         if report.workspace:
             typer.echo(f"scratch workspace kept at {report.workspace}")
-        unchecked = sum(v.status == "not-recorded" for v in report.stages)
+        unchecked = sum(v.status == NOT_RECORDED for v in report.stages)
         typer.echo("verify: FAILED" if not report.ok else "verify: OK, every output reproduced"
                    + (f" ({unchecked} stage(s) not in dvc.lock were not checked)"
                       if unchecked else ""))

@@ -13,6 +13,7 @@ import typer
 from mlbuild.errors import EXIT_FAILED
 
 data_app = typer.Typer(help="Track raw data and check the local cache.", no_args_is_help=True)
+data_app.suggest_commands = False  # Click suggests the closest command (see mlbuild.cli)
 RemoteOpt = Annotated[str | None, typer.Option("--remote", "-r",
                                                help="DVC remote name (default: core.remote).")]
 TargetsArg = Annotated[list[str] | None, typer.Argument(
@@ -137,13 +138,14 @@ def gc(
                                "restored": plan.restored, "leftovers": plan.leftovers}, indent=2))
         return
     _leftovers(plan.restored, plan.leftovers, removed=force)
-    from mlbuild.cli import STATE
+    import click
 
+    verbose = bool(click.get_current_context().find_root().params.get("verbose"))
     verb = "removed" if force else "would remove"
-    if STATE["verbose"]:
+    if verbose:
         for path, size in zip(plan.remove, plan.sizes, strict=True):
             typer.echo(f"{verb}: {path} ({size:,} bytes)")
-    hint = "" if STATE["verbose"] or not plan.remove else "; -v lists them"
+    hint = "" if verbose or not plan.remove else "; -v lists them"
     typer.echo(f"gc: {verb} {len(plan.remove)} object(s), {plan.size:,} bytes; "
                f"kept {plan.kept}" + ("" if force else " (dry run: pass --force to delete)")
                + hint)

@@ -21,6 +21,7 @@ from mlbuild.events import (
     UP_TO_DATE,
     WOULD_RUN,
     Event,
+    Kind,
     StageResult,
 )
 
@@ -82,14 +83,14 @@ class LiveReporter:
 
     def __call__(self, event: Event) -> None:
         with self._lock:  # never held while printing: printing renders the live part too
-            if event.kind == "plan":
+            if event.kind == Kind.PLAN:
                 self.total = event.total
-            elif event.kind == "start":
+            elif event.kind == Kind.START:
                 self.running[event.stage] = time.monotonic()
             else:
                 self.running.pop(event.stage, None)
                 self.finished += 1
-        if event.kind == "done" and (event.outcome not in QUIET or event.warnings):
+        if event.kind == Kind.DONE and (event.outcome not in QUIET or event.warnings):
             self._line(event)
         if self.console.is_terminal:
             self._live.refresh()

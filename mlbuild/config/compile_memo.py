@@ -16,12 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlbuild.dvcfmt.dvcyaml import state_dir
 from mlbuild.dvcfmt.yamlio import write_memo
-from mlbuild.files.layout import ENV_FILE, stat_key
+from mlbuild.files.layout import DVC_FILE, ENV_FILE, PARAMS_FILE, stat_key, state_dir
 
 MEMO = "compile.json"
-FIXED = ("stages", "mlbuild.yaml", "params.yaml", "dvc.yaml", ENV_FILE, ".")
+FIXED = ("stages", "mlbuild.yaml", PARAMS_FILE, DVC_FILE, ENV_FILE, ".")
 
 
 def _identity(root: Path, rel: str) -> list[int] | None:

@@ -11,10 +11,9 @@ from mlbuild.config.closure import EXCLUDED_TOP, closure, code_deps, module_file
 from mlbuild.config.environment import PackageResolver, interpreter
 from mlbuild.config.settings import load_project_config, merge
 from mlbuild.contracts import check_attribute, check_ref, is_file_ref
-from mlbuild.dvcfmt.dvcyaml import state_dir
 from mlbuild.dvcfmt.yamlio import dump_yaml, load_mapping, locate, write_atomic
 from mlbuild.errors import ConfigError, check_keys
-from mlbuild.files.layout import ENV_FILE
+from mlbuild.files.layout import DVC_FILE, ENV_FILE, PARAMS_FILE, state_dir
 from mlbuild.pipeline.model import check_stage_name, parse_stage
 
 DECL_DIR = "stages"
@@ -181,10 +180,10 @@ def _cmd(root: Path, decl: Declaration, params_text: str | None) -> str:
         return cmd
     from mlbuild.dvcfmt.yamlio import parse_yaml
 
-    path = root / "params.yaml"
+    path = root / PARAMS_FILE
     text = params_text if params_text is not None else (
         path.read_text(encoding="utf-8") if path.is_file() else "")
-    params = parse_yaml(text, "params.yaml") or {}
+    params = parse_yaml(text, PARAMS_FILE) or {}
     return quote_cmd(cmd, params if isinstance(params, dict) else {}, decl.source)
 
 
@@ -214,7 +213,7 @@ def compile_project(root: Path, decls: list[Declaration], params_text: str | Non
 
 def is_generated(root: Path) -> bool:
     """True when dvc.yaml is absent or was written by mlbuild."""
-    path = root / "dvc.yaml"
+    path = root / DVC_FILE
     if not path.exists():
         return True
     with open(path, encoding="utf-8", errors="replace") as fobj:
@@ -250,11 +249,11 @@ def sync_dvcyaml(root: Path, check: bool = False, params_text: str | None = None
             "(mlbuild only overwrites a dvc.yaml it generated)"
         )
     dvcyaml, environment, doc = compile_project(root, decls, params_text)
-    if _current(root / "dvc.yaml") != dvcyaml:  # validated when it changes, not on a no-op
+    if _current(root / DVC_FILE) != dvcyaml:  # validated when it changes, not on a no-op
         from mlbuild.dvcfmt.schema import check_compiled
 
         check_compiled(root, doc, {d.name: d.source for d in decls})
-    compiled = Compiled(_update(root / "dvc.yaml", dvcyaml, check),
+    compiled = Compiled(_update(root / DVC_FILE, dvcyaml, check),
                         _update(root / ENV_FILE, environment, check))
     if params_text is None and not (check and (compiled.dvcyaml or compiled.environment)):
         compile_memo.record(root, doc)

@@ -8,9 +8,8 @@ from typing import Any
 
 from mlbuild.dvcfmt.yamlio import load_mapping
 from mlbuild.errors import ConfigError
-from mlbuild.files.layout import ENV_FILE
+from mlbuild.files.layout import DVC_FILE, ENV_FILE
 
-DEFAULT_PARAMS_FILE = "params.yaml"
 _ABSENT = object()  # OmegaConf.select's default: tells a missing key from a None value
 
 
@@ -20,7 +19,7 @@ def _project_root() -> Path:
         return Path(root)
     here = Path.cwd().resolve()
     for cand in (here, *here.parents):
-        if (cand / "dvc.yaml").exists() or (cand / ".dvc").is_dir():
+        if (cand / DVC_FILE).exists() or (cand / ".dvc").is_dir():
             return cand
     return here
 

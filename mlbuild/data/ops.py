@@ -63,9 +63,7 @@ def _lock_outputs(root: Path) -> list[tuple[str, str]]:
     """(path, md5) of every output the current dvc.lock and .dvc pointer files name."""
     outs = [(out.path, out.info.md5) for out in find_pointers(root, [], everything=True)]
     for entry in LockFile(root).stages.values():
-        for out in entry.get("outs") or []:
-            if isinstance(out, dict) and out.get("md5"):
-                outs.append((str(out.get("path")), str(out["md5"])))
+        outs += entry.out_md5s().items()
     return outs
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from mlbuild.dvcfmt.yamlio import locate, parse_yaml, write_memo
 from mlbuild.errors import ConfigError
+from mlbuild.files.layout import DVC_FILE, PARAMS_FILE, state_dir
 from mlbuild.pipeline.model import (
-    DEFAULT_PARAMS_FILE,
     SYNTAX_NAME_CHARS,
     WARNINGS_KEY,
     Pipeline,
@@ -25,13 +25,7 @@ from mlbuild.pipeline.model import (
     check_stage_name,
 )
 
-DVCFILE = "dvc.yaml"
 TEMPLATE_KEYS = ("vars", "foreach", "matrix")
-
-
-def state_dir(root: Path) -> Path:
-    """mlbuild's private state directory (inside .dvc/tmp, which DVC git-ignores)."""
-    return root / ".dvc" / "tmp" / "mlbuild"
 
 
 def _is_templated(node: Any) -> bool:
@@ -62,7 +56,7 @@ def _vars_files(node: Any, wdir: str = ".") -> set[str]:
 
 def _cache_key(root: Path, text: str, raw: dict[str, Any]) -> str:
     digest = hashlib.md5(text.encode(), usedforsecurity=False)
-    for name in sorted(_vars_files(raw) | {DEFAULT_PARAMS_FILE}):
+    for name in sorted(_vars_files(raw) | {PARAMS_FILE}):
         path = root / name
         digest.update(name.encode() + b"\0")
         if path.is_file():
@@ -78,19 +72,19 @@ def _resolve_with_dvc(root: Path, raw: dict[str, Any]) -> dict[str, Any]:
 
 def load_raw(root: Path, text: str | None = None) -> tuple[str, dict[str, Any]]:
     """Read dvc.yaml (or the given text for it) as text and mapping."""
-    path = root / DVCFILE
+    path = root / DVC_FILE
     try:
         text = path.read_text(encoding="utf-8") if text is None else text
     except FileNotFoundError as exc:
         raise ConfigError(
-            f"{DVCFILE}: not found in {root}; declare stages in stages/<name>.yaml or write "
+            f"{DVC_FILE}: not found in {root}; declare stages in stages/<name>.yaml or write "
             "a dvc.yaml"
         ) from exc
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{DVCFILE}: not a UTF-8 text file ({exc.reason})") from exc
-    raw = parse_yaml(text, DVCFILE) or {}
+        raise ConfigError(f"{DVC_FILE}: not a UTF-8 text file ({exc.reason})") from exc
+    raw = parse_yaml(text, DVC_FILE) or {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{DVCFILE}: expected a mapping with a 'stages' key")
+        raise ConfigError(f"{DVC_FILE}: expected a mapping with a 'stages' key")
     return text, raw
 
 
@@ -99,25 +93,25 @@ def _check_parsed(root: Path, raw: Any) -> None:
     meant), then DVC's schema, whose refusal would break every DVC command."""
     if not isinstance(raw, dict):
         return  # the caller says what is wrong
-    check_stage_names(raw, DVCFILE, lambda: load_raw(root)[0])
+    check_stage_names(raw, DVC_FILE, lambda: load_raw(root)[0])
     if not _is_templated(raw):
         build_pipeline(root, raw)
     from mlbuild.dvcfmt.schema import check_dvcyaml
 
-    check_dvcyaml(raw, lambda: (root / DVCFILE).read_text(encoding="utf-8"))
+    check_dvcyaml(raw, lambda: (root / DVC_FILE).read_text(encoding="utf-8"))
 
 
 def _load_memo(root: Path) -> dict[str, Any] | None:
     """dvc.yaml through the parsed-file memo (None when it cannot be used)."""
     from mlbuild.dvcfmt.memo import load_yaml_memo
 
-    path = root / DVCFILE
+    path = root / DVC_FILE
     if not path.is_file():
         return None
-    raw = load_yaml_memo(path, DVCFILE, state_dir(root) / "parsed",
+    raw = load_yaml_memo(path, DVC_FILE, state_dir(root) / "parsed",
                          check=lambda data: _check_parsed(root, data)) or {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{DVCFILE}: expected a mapping with a 'stages' key")
+        raise ConfigError(f"{DVC_FILE}: expected a mapping with a 'stages' key")
     return raw
 
 
@@ -125,10 +119,10 @@ def resolved_dvcyaml(root: Path, text: str | None = None) -> dict[str, Any]:
     """The dvc.yaml mapping with all templating expanded."""
     raw = _load_memo(root) if text is None else None
     if raw is not None and not _is_templated(raw):
-        check_stage_names(raw, DVCFILE, lambda: load_raw(root)[0])
+        check_stage_names(raw, DVC_FILE, lambda: load_raw(root)[0])
         return raw
     text, raw = load_raw(root, text)
-    check_stage_names(raw, DVCFILE, lambda: text)
+    check_stage_names(raw, DVC_FILE, lambda: text)
     if not _is_templated(raw):
         return raw
     key = _cache_key(root, text, raw)

@@ -42,8 +42,8 @@ class ParamsReader:
         path = self.root / relpath
         suffix = path.suffix.lower()
         if relpath not in self.pending and suffix not in (".json", ".toml") and path.is_file():
-            from mlbuild.dvcfmt.dvcyaml import state_dir
             from mlbuild.dvcfmt.memo import load_yaml_memo
+            from mlbuild.files.layout import state_dir
 
             data = load_yaml_memo(path, relpath, state_dir(self.root) / "parsed")
             return self._mapping(data, relpath)

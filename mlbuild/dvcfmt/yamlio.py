@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -146,8 +145,3 @@ def write_memo(path: Path, text: str) -> None:
 
     with contextlib.suppress(OSError, DiskFullError):
         write_atomic(path, text)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON atomically."""
-    write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")

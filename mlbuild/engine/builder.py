@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlbuild.contracts import Side
 from mlbuild.dvcfmt.hashinfo import HashInfo
-from mlbuild.dvcfmt.lockfile import LockFile, recorded, stage_entry
+from mlbuild.dvcfmt.lockfile import LockEntry, LockFile, stage_entry
 from mlbuild.engine.procgroup import ProcessTable
 from mlbuild.engine.runner import backed_up_outputs, log_name, run_command
 from mlbuild.engine.stagechecks import check_contracts, inputs_unchanged, outputs_inside
@@ -27,6 +28,7 @@ from mlbuild.events import (
     Kind,
     StageResult,
 )
+from mlbuild.files.layout import state_dir
 from mlbuild.pipeline.graph import Graph
 from mlbuild.pipeline.plan import Plan
 from mlbuild.sandbox.policy import Sandbox
@@ -72,7 +74,7 @@ class Builder:
     @property
     def scratch(self) -> Path:
         """mlbuild's temporary area inside .dvc/tmp."""
-        return self.root / ".dvc" / "tmp" / "mlbuild"
+        return state_dir(self.root)
 
     def build_stage(self, name: str) -> StageResult:
         """Bring one stage up to date and report how."""
@@ -152,10 +154,8 @@ class Builder:
         reasons += [Reason(Why.UPSTREAM, f"upstream stage '{u}' will run") for u in ups]
         return (WOULD_RUN if reasons else UP_TO_DATE), reasons
 
-    def _partial_entry(self, stage: Any, snap: Snapshot) -> dict[str, Any]:
-        entry = stage_entry(stage, snap.deps, snap.params, {})
-        entry["outs"] = [{"path": o.def_path} for o in sorted(stage.outs, key=lambda o: o.def_path)]
-        return entry
+    def _partial_entry(self, stage: Any, snap: Snapshot) -> LockEntry:
+        return stage_entry(stage, snap.deps, snap.params, {o.def_path: None for o in stage.outs})
 
     def _frozen(self, stage: Any, reasons: list[Reason], snap: Snapshot) -> str:
         """DVC never runs a frozen stage: it verifies its outputs exist and re-records them."""
@@ -174,7 +174,7 @@ class Builder:
         return FROZEN
 
     def _recorded_build(self, stage: Any, snap: Snapshot, reasons: list[Reason]
-                        ) -> dict[str, Any] | None:
+                        ) -> LockEntry | None:
         """The lock entry (when only outputs changed) or run-cache entry for these inputs."""
         if not can_cache(stage) or len(snap.deps) != len(stage.deps):
             return None
@@ -194,10 +194,8 @@ class Builder:
         cached = self._recorded_build(stage, snap, reasons)
         if cached is None:
             return ""
-        infos = {}
-        for item in cached.get("outs") or []:
-            infos[str(item["path"])] = HashInfo.from_entry(item)
-        if set(infos) != {o.def_path for o in stage.outs}:
+        infos = {path: info for path, info in cached.outs.items() if info is not None}
+        if set(infos) != {o.def_path for o in stage.outs} or len(infos) != len(cached.outs):
             return ""
         todo = [o for o in stage.outs  # outputs already in place need nothing from the cache
                 if (cur := self.hasher.path(o.path)) is None or cur.md5 != infos[o.def_path].md5]
@@ -237,16 +235,16 @@ class Builder:
                                    + corrupt_message(result.corrupt, expand(self.cache, outs)))
 
     def _run(self, stage: Any, snap: Snapshot) -> None:
-        self._check_contracts(stage, "input")
+        self._check_contracts(stage, Side.INPUT)
         for out in stage.outs:
             if out.persist:  # a persistent output is changed in place: never into the cache
                 unprotect(self.root / out.path)
-        before = {path: str(item.get("md5")) for path, item in recorded(
-            (self.lock.get(stage.name) or {}).get("outs")).items()}
+        recorded = self.lock.get(stage.name)
+        before = recorded.out_md5s() if recorded is not None else {}
         with backed_up_outputs(self.root, stage, self.scratch / "backup", before):
             self._sandboxed(stage)
             inputs_unchanged(self.root, stage, snap, self.hasher)
-            self._check_contracts(stage, "output")
+            self._check_contracts(stage, Side.OUTPUT)
             outputs_inside(self.root, stage, self.cache.dir)
             outs = self._commit_outputs(stage)
         entry = stage_entry(stage, snap.deps, snap.params, outs)
@@ -254,7 +252,7 @@ class Builder:
         if saves_run_cache(stage):
             self.runcache.save(entry)
 
-    def _check_contracts(self, stage: Any, side: str) -> None:
+    def _check_contracts(self, stage: Any, side: Side) -> None:
         with self._contracts_lock:  # schema modules are imported into this process
             check_contracts(self.root, stage, side)
 

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlbuild.config.settings import load_project_config
-from mlbuild.dvcfmt.dvcyaml import state_dir
 from mlbuild.engine.workspace import Workspace, open_workspace
 from mlbuild.errors import MlbuildError
-from mlbuild.files.layout import ENV_FILE
+from mlbuild.files.layout import ENV_FILE, state_dir
 
 if TYPE_CHECKING:  # loaded only when a build may run
     from mlbuild.contracts import Contract
@@ -68,12 +67,12 @@ def _cache_object(ws: Workspace, rel: str) -> Path | None:
 
 def data_contracts(root: Path, paths: list[str]) -> list[Contract]:
     """Project contracts (mlbuild.yaml `contracts`) on files at or under *paths*."""
-    from mlbuild.contracts import Contract
+    from mlbuild.contracts import Contract, Side
 
     found = []
     for data_path, ref in load_project_config(root).contracts:
         if any(data_path == p or data_path.startswith(p.rstrip("/") + "/") for p in paths):
-            found.append(Contract(path=data_path, schema=ref, side="data"))
+            found.append(Contract(path=data_path, schema=ref, side=Side.DATA))
     return found
 
 

@@ -176,7 +176,7 @@ def _seed_frozen(root: Path, dest: Path) -> None:
     into the scratch workspace. One the cache lacks stays missing, and the rebuild reports
     that frozen stage as failed with its missing output named."""
     from mlbuild.dvcfmt.dvcyaml import load_pipeline
-    from mlbuild.dvcfmt.lockfile import LockFile, recorded
+    from mlbuild.dvcfmt.lockfile import LockFile
 
     if not ((dest / "dvc.yaml").is_file() and (dest / "dvc.lock").is_file()):
         return  # nothing recorded, or a pipeline compiled only at build time
@@ -186,12 +186,10 @@ def _seed_frozen(root: Path, dest: Path) -> None:
         entry = lock.get(stage.name)
         if not stage.frozen or entry is None:
             continue
-        outs = recorded(entry.get("outs"))
         for out in stage.outs:
-            item = outs.get(out.def_path)
-            if item is None or (dest / out.path).exists():
+            info = entry.outs.get(out.def_path)
+            if info is None or (dest / out.path).exists():
                 continue
-            info = HashInfo.from_entry(item)
             if source.complete(info):
                 _copy_object(source, target, info)
                 target.checkout(info, dest / out.path)

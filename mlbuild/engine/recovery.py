@@ -14,6 +14,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlbuild.files.layout import state_dir
 from mlbuild.files.temp import abandoned, abandoned_in_cache, alive
 from mlbuild.store.boundary import BoundaryError, ensure_inside
 from mlbuild.store.cache import remove
@@ -47,10 +48,6 @@ class Leftovers:
         return "cleaned up after a killed run: " + "; ".join(parts)
 
 
-def _state(root: Path) -> Path:
-    return root / ".dvc" / "tmp" / "mlbuild"
-
-
 def _box_owner(box: Path) -> int | None:
     parts = box.name.rsplit("-", 2)
     return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
@@ -67,10 +64,9 @@ def _inside(root: Path, path: Path) -> bool:
 def _recorded(root: Path) -> dict[str, dict[str, str]]:
     """stage -> output path (as dvc.lock writes it) -> md5, from the dvc.lock on disk now."""
     with suppress(Exception):  # unreadable: no later build can be told apart, as before
-        from mlbuild.dvcfmt.lockfile import LockFile, recorded
+        from mlbuild.dvcfmt.lockfile import LockFile
 
-        return {name: {path: str(item.get("md5")) for path, item in recorded(
-            entry.get("outs")).items()} for name, entry in LockFile(root).stages.items()}
+        return {name: entry.out_md5s() for name, entry in LockFile(root).stages.items()}
     return {}
 
 
@@ -122,7 +118,7 @@ def _put_back(root: Path, box: Path, found: Leftovers, crashed: bool) -> None:
 
 
 def _backups(root: Path, found: Leftovers, crashed: bool) -> None:
-    backup = _state(root) / "backup"
+    backup = state_dir(root) / "backup"
     for box in sorted(backup.iterdir()) if backup.is_dir() else []:
         pid = _box_owner(box)
         if pid is not None and pid != os.getpid() and alive(pid):
@@ -136,7 +132,7 @@ def _dirs(root: Path, outputs: list[str]) -> Iterator[tuple[Path, bool]]:
     yield root, False
     for out in outputs:
         yield (root / out).parent, False
-    state = _state(root)
+    state = state_dir(root)
     yield state, False
     yield from ((p, False) for p in state.iterdir() if p.is_dir()) if state.is_dir() else ()
     from mlbuild.dvcfmt.dvcconfig import cache_dir
@@ -192,7 +188,7 @@ def _temporaries(root: Path, outputs: list[str], found: Leftovers) -> None:
 
 
 def _traces(root: Path, found: Leftovers) -> None:
-    trace = _state(root) / "trace"
+    trace = state_dir(root) / "trace"
     for path in trace.iterdir() if trace.is_dir() else []:
         found.removed.append(str(path))
         if not found.dry:
@@ -217,7 +213,7 @@ def clean(root: Path, crashed: bool, dry: bool = False) -> Leftovers:
     from mlbuild.engine.procgroup import kill_orphans
 
     if not dry:
-        kill_orphans(root, _state(root) / "stages.pgid")
+        kill_orphans(root, state_dir(root) / "stages.pgid")
     found = Leftovers(dry=dry)
     _backups(root, found, crashed)
     _temporaries(root, _outputs(root), found)

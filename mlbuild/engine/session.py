@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlbuild.dvcfmt.dvcyaml import state_dir
 from mlbuild.dvcfmt.params import check_declared
 from mlbuild.engine.inputs import fetch_inputs, prepare
 from mlbuild.engine.workspace import Workspace, project_lock
@@ -28,6 +27,7 @@ from mlbuild.events import (
     StageResult,
     ignore,
 )
+from mlbuild.files.layout import state_dir
 from mlbuild.pipeline.graph import select, topo_order
 from mlbuild.pipeline.plan import Plan, Step
 
@@ -191,5 +191,4 @@ def _record_outputs(ws: Workspace, results: dict[str, StageResult], recorder: Re
     for name, res in results.items():
         entry = ws.lock.get(name) if res.outcome in (RAN, RESTORED, FROZEN) else None
         if entry:
-            recorder.outputs(name, {str(o["path"]): str(o.get("md5"))
-                                    for o in entry.get("outs") or [] if o.get("md5")})
+            recorder.outputs(name, entry.out_md5s())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlbuild.contracts import Side
 from mlbuild.dvcfmt.hashinfo import HashInfo
 from mlbuild.engine.staleness import Snapshot
 from mlbuild.errors import StageFailedError
@@ -47,14 +48,14 @@ def outputs_inside(root: Path, stage: Stage, cache_dir: Path) -> None:
                                "recorded and its previous outputs were put back") from exc
 
 
-def check_contracts(root: Path, stage: Stage, side: str) -> None:
+def check_contracts(root: Path, stage: Stage, side: Side) -> None:
     """Validate the stage's inputs (before it runs) or outputs (before any commit). The
     caller serialises calls: schema modules are imported into this process."""
     if not stage.contracts:
         return
     from mlbuild.contracts import load_schema, validate
 
-    if side == "input":  # every schema loads before the command runs, not after
+    if side == Side.INPUT:  # every schema loads before the command runs, not after
         for contract in stage.contracts:
             load_schema(root, contract.schema)
     for contract in stage.contracts:

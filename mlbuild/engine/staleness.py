@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from mlbuild.dvcfmt.hashinfo import HashInfo
-from mlbuild.dvcfmt.lockfile import recorded
+from mlbuild.dvcfmt.lockfile import LockEntry, md5_of
 from mlbuild.dvcfmt.params import ParamsReader
 from mlbuild.files.layout import ENV_FILE
 from mlbuild.pipeline.model import Stage
@@ -96,10 +96,10 @@ def _env_reason(reason: Reason) -> Reason:
     return Reason(Why.ENV, f"{what} changed: {name} {rest}".rstrip(), reason.path)
 
 
-def _param_reasons(stage: Stage, lock: dict[str, Any], current: dict[str, dict[str, Any]]
+def _param_reasons(stage: Stage, lock: LockEntry, current: dict[str, dict[str, Any]]
                    ) -> list[Reason]:
     reasons = []
-    old_all = lock.get("params") or {}
+    old_all = lock.params
     for dep in stage.params:
         old = old_all.get(dep.def_path) or {}
         new = current[dep.def_path]
@@ -133,26 +133,25 @@ class StatusChecker:
         params = {p.def_path: self.params.values(p, stage.name) for p in stage.params}
         return Snapshot(deps=deps, params=params)
 
-    def check(self, stage: Stage, lock: dict[str, Any] | None) -> tuple[list[Reason], Snapshot]:
+    def check(self, stage: Stage, lock: LockEntry | None) -> tuple[list[Reason], Snapshot]:
         """All reasons the stage is stale (empty when up to date)."""
         snap = self.snapshot(stage)
         if stage.frozen:
             # DVC ignores a frozen stage's deps and params but still checks cmd and outputs
-            changed = lock is not None and lock.get("cmd") != stage.cmd_raw
+            changed = lock is not None and lock.cmd != stage.cmd_raw
             cmd = [Reason(Why.CMD, "command changed")] if changed else []
-            return cmd + self.out_reasons(stage, lock or {}), snap
+            return cmd + self.out_reasons(stage, lock), snap
         if stage.always_changed or stage.is_callback:
             return [Reason(Why.ALWAYS, "always changed")], snap
         if lock is None:
             return [Reason(Why.NEW, "new stage: not in dvc.lock")], snap
         reasons: list[Reason] = []
-        if lock.get("cmd") != stage.cmd_raw:
+        if lock.cmd != stage.cmd_raw:
             reasons.append(Reason(Why.CMD, "command changed"))
-        old_deps = recorded(lock.get("deps"))
         for dep in stage.deps:
-            old, new = old_deps.get(dep.def_path), snap.deps.get(dep.def_path)
-            change = ("deleted" if new is None else "new" if old is None
-                      else "modified" if old.get("md5") != new.md5 else None)
+            new = snap.deps.get(dep.def_path)
+            change = ("deleted" if new is None else "new" if dep.def_path not in lock.deps
+                      else "modified" if md5_of(lock.deps[dep.def_path]) != new.md5 else None)
             if change:
                 reasons.append(Reason(dep_kind(dep.path), f"dependency '{dep.path}' {change}",
                                       dep.path))
@@ -170,18 +169,17 @@ class StatusChecker:
             known = self._complete[info.md5] = self.cache.complete(info)
         return known
 
-    def out_reasons(self, stage: Stage, lock: dict[str, Any]) -> list[Reason]:
+    def out_reasons(self, stage: Stage, lock: LockEntry | None) -> list[Reason]:
         """Outputs missing, modified, new or absent from the cache."""
         reasons = []
-        old_outs = recorded(lock.get("outs"))
+        old_outs = lock.outs if lock is not None else {}
         for out in stage.outs:
-            old = old_outs.get(out.def_path)
             new = self.hasher.path(out.path)
             if new is None:
                 reasons.append(Reason(Why.OUTS, f"output '{out.path}' deleted", out.path))
-            elif old is None:
+            elif out.def_path not in old_outs:
                 reasons.append(Reason(Why.OUTS, f"output '{out.path}' new", out.path))
-            elif old.get("md5") != new.md5:
+            elif md5_of(old_outs[out.def_path]) != new.md5:
                 reasons.append(Reason(Why.OUTS, f"output '{out.path}' modified", out.path))
             elif out.cache and not self._cached(new):
                 reasons.append(Reason(Why.OUTS, f"output '{out.path}' not in cache", out.path))

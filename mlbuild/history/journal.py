@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlbuild.events import Event
+from mlbuild.events import QUIET, Event, Kind
+from mlbuild.files.layout import state_dir
 from mlbuild.gitrepo import head_revision
 
 JOURNAL = "journal.jsonl"
@@ -83,7 +84,7 @@ class RunRecord:
 
 def history_dir(root: Path) -> Path:
     """Where the journal and its index live."""
-    return root / ".dvc" / "tmp" / "mlbuild" / "history"
+    return state_dir(root) / "history"
 
 
 def _user() -> str:
@@ -108,7 +109,7 @@ class Recorder:
         self._stages: dict[str, StageRecord] = {}
 
     def __call__(self, event: Event) -> None:
-        if event.kind == "done":
+        if event.kind == Kind.DONE:
             self._stages[event.stage] = StageRecord(
                 event.stage, event.outcome, round(event.seconds, 3), list(event.reasons),
                 event.message)
@@ -127,7 +128,7 @@ class Recorder:
         self.record.ended = time.time()
         self.record.status = status
         self.record.stages = list(self._stages.values())
-        if self.record.dirty is None and any(s.outcome not in ("up-to-date", "frozen")
+        if self.record.dirty is None and any(s.outcome not in QUIET
                                              for s in self.record.stages):
             from mlbuild.gitrepo import is_dirty
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import posixpath
 import string
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from mlbuild.contracts import Contract, check_ref
+from mlbuild.contracts import Contract, Side, check_ref
 from mlbuild.errors import ConfigError, check_keys
+from mlbuild.files.layout import PARAMS_FILE
 
-DEFAULT_PARAMS_FILE = "params.yaml"
 STAGE_KEYS = (
     "cmd", "wdir", "deps", "params", "outs", "metrics", "plots", "frozen",
     "always_changed", "meta", "desc",
@@ -52,6 +53,14 @@ class ParamsDep:
     keys: tuple[str, ...]
 
 
+class OutKind(StrEnum):
+    """The dvc.yaml list an output is declared in (the value is its key)."""
+
+    OUTS = "outs"
+    METRICS = "metrics"
+    PLOTS = "plots"
+
+
 @dataclass(frozen=True)
 class Out:
     """A declared output (outs, metrics or plots)."""
@@ -60,7 +69,7 @@ class Out:
     path: str
     cache: bool = True
     persist: bool = False
-    kind: str = "outs"
+    kind: OutKind = OutKind.OUTS
 
 
 @dataclass(frozen=True)
@@ -131,7 +140,7 @@ def _as_list(value: Any, where: str) -> list[Any]:
     return value
 
 
-def _parse_outs(entries: Any, kind: str, wdir: str, where: str) -> list[Out]:
+def _parse_outs(entries: Any, kind: OutKind, wdir: str, where: str) -> list[Out]:
     outs = []
     for item in _as_list(entries, f"{where}.{kind}"):
         opts: dict[str, Any] = {}
@@ -157,7 +166,7 @@ def _parse_params(entries: Any, wdir: str, where: str) -> list[ParamsDep]:
     by_file: dict[str, list[str] | None] = {}
     for item in _as_list(entries, f"{where}.params"):
         if isinstance(item, str):
-            keys = by_file.setdefault(DEFAULT_PARAMS_FILE, [])
+            keys = by_file.setdefault(PARAMS_FILE, [])
             if keys is not None:
                 keys.append(item)
         elif isinstance(item, dict):
@@ -185,7 +194,7 @@ def _parse_contracts(meta: Any, wdir: str, where: str) -> tuple[Contract, ...]:
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}.meta.mlbuild.contracts: expected a mapping")
     found = []
-    for side, label in (("inputs", "input"), ("outputs", "output")):
+    for side, label in (("inputs", Side.INPUT), ("outputs", Side.OUTPUT)):
         for path, ref in (spec.get(side) or {}).items():
             found.append(Contract(path=normpath(wdir, str(path), f"{where}.contracts"),
                                   schema=check_ref(ref, f"{where}.contracts.{side}.{path}"),
@@ -215,7 +224,7 @@ def parse_stage(name: str, data: Any, where: str) -> Stage:
             raise ConfigError(f"{loc}.deps: entries must be paths")
         deps.append(Dep(def_path=dep, path=normpath(wdir, dep, f"{loc}.deps")))
     outs = [
-        out for kind in ("outs", "metrics", "plots")
+        out for kind in OutKind
         for out in _parse_outs(data.get(kind), kind, wdir, loc)
     ]
     return Stage(

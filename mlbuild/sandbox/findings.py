@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlbuild.files.layout import stat_key
+from mlbuild.files.layout import DVC_FILE, LOCK_FILE, stat_key
 from mlbuild.files.temp import writer
 from mlbuild.pipeline.model import Stage
 
 # Tool metadata and interpreter files are never a stage's inputs or outputs.
 IGNORED_DIRS = {".git", ".dvc", ".mlbuild", "__pycache__", ".venv", "venv", ".mypy_cache",
                 ".pytest_cache", ".ruff_cache", "node_modules"}
-IGNORED_FILES = {"dvc.yaml", "dvc.lock", ".gitignore", ".dvcignore"}
+IGNORED_FILES = {DVC_FILE, LOCK_FILE, ".gitignore", ".dvcignore"}
 
 Snapshot = dict[str, tuple[int, ...]]
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlbuild.files.layout import DVC_FILE, PARAMS_FILE
 from mlbuild.files.temp import tmp_beside
 from mlbuild.gitrepo import GitError, git
 from mlbuild.store.boundary import BoundaryError, ensure_inside
@@ -25,7 +26,7 @@ from mlbuild.store.boundary import BoundaryError, ensure_inside
 # Bytes of files neither git nor the DVC cache can give back, copied before one stage runs:
 # beyond it, only the audit hook protects them (documented in the README).
 COPY_BUDGET = 64 * 1024 * 1024
-META_FILES = ("dvc.yaml", "params.yaml", ".dvc/config", ".dvc/config.local", ".git/config")
+META_FILES = (DVC_FILE, PARAMS_FILE, ".dvc/config", ".dvc/config.local", ".git/config")
 META_DIRS = (".git/hooks", ".git/info", ".mlbuild")
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlbuild.errors import BadInputError
+from mlbuild.files.layout import DVC_FILE
 
 if TYPE_CHECKING:
     from mlbuild.pipeline.model import Stage
@@ -150,7 +151,7 @@ def check_project(root: Path) -> None:
     from mlbuild.store.tracked import find_pointers
 
     paths = []
-    if (root / "dvc.yaml").is_file():
+    if (root / DVC_FILE).is_file():
         paths = [p for s in load_pipeline(root).stages.values() for p in stage_paths(s)]
     paths += [(t.path, f"{t.dvcfile}: tracked path")
               for t in find_pointers(root, [], everything=True)]

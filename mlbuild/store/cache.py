@@ -164,10 +164,7 @@ class Cache:
             pre = dict(zip(big, pool.map(lambda f: self.store_file(f, hasher), big), strict=True))
         infos = [(rel, pre.get(f) or self.store_file(f, hasher)) for rel, f in files]
         entries = [(rel, info.md5) for rel, info in infos]
-        body = tree_manifest(entries)
-        import hashlib
-
-        md5 = hashlib.md5(body, usedforsecurity=False).hexdigest() + ".dir"
+        body, md5 = tree_manifest(entries)
         self.add_bytes(body, md5)
         return HashInfo(md5=md5, size=sum(i.size for _, i in infos), nfiles=len(infos))
 

@@ -30,10 +30,14 @@ def md5_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def tree_manifest(entries: list[tuple[str, str]]) -> bytes:
-    """The .dir object body: JSON list of {md5, relpath} sorted by relpath (DVC's layout)."""
+def tree_manifest(entries: list[tuple[str, str]]) -> tuple[bytes, str]:
+    """The .dir object of (relpath, md5) entries: its body, a JSON list of {md5, relpath}
+    sorted by relpath (DVC's layout), and its id, '<md5 of the body>.dir'."""
     items = [{"md5": md5, "relpath": rel} for rel, md5 in sorted(entries)]
-    return json.dumps(items, sort_keys=True).encode("utf-8")
+    body = json.dumps(items, sort_keys=True).encode("utf-8")
+    import hashlib
+
+    return body, hashlib.md5(body, usedforsecurity=False).hexdigest() + ".dir"
 
 
 _OBJECT_ID = re.compile(r"[0-9a-f]{32}(\.dir)?")
@@ -175,10 +179,7 @@ class Hasher:
                     put(key_dir + name, skey, md5)
                 entries.append((prefix + name, md5))
                 size += st.st_size
-        body = tree_manifest(entries)
-        import hashlib
-
-        md5 = hashlib.md5(body, usedforsecurity=False).hexdigest() + ".dir"
+        md5 = tree_manifest(entries)[1]
         return HashInfo(md5=md5, size=size, nfiles=len(entries)), entries
 
     def path(self, relpath: str) -> HashInfo | None:

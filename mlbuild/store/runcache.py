@@ -9,9 +9,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mlbuild.dvcfmt.lockfile import LockEntry
 from mlbuild.dvcfmt.yamlio import dump_yaml, parse_yaml
 from mlbuild.files.temp import tmp_beside
-from mlbuild.pipeline.model import Stage
+from mlbuild.pipeline.model import OutKind, Stage
 
 _EXCLUDE = ("size", "nfiles")
 
@@ -38,12 +39,13 @@ def can_cache(stage: Stage) -> bool:
 
 def saves_run_cache(stage: Stage) -> bool:
     """DVC records a run only when every output but metrics and plots is cached."""
-    return can_cache(stage) and all(o.cache or o.kind != "outs" for o in stage.outs)
+    return can_cache(stage) and all(o.cache or o.kind != OutKind.OUTS for o in stage.outs)
 
 
-def run_key(entry: dict[str, Any]) -> str:
-    """The key of a build: its lock entry with outputs reduced to their paths."""
-    keyed = copy.deepcopy(entry)
+def run_key(entry: LockEntry) -> str:
+    """The key of a build: its lock entry with outputs reduced to their paths (DVC's
+    `_get_stage_hash`)."""
+    keyed = copy.deepcopy(entry.raw)
     keyed["outs"] = [out["path"] for out in keyed.get("outs", [])]
     return _sha256(keyed)
 
@@ -75,7 +77,7 @@ class RunCache:
     def __init__(self, cache_dir: Path) -> None:
         self.dir = cache_dir / "runs"
 
-    def lookup(self, key: str) -> dict[str, Any] | None:
+    def lookup(self, key: str) -> LockEntry | None:
         """The newest recorded lock entry for this key, if any."""
         folder = self.dir / key[:2] / key
         try:
@@ -90,12 +92,12 @@ class RunCache:
             except Exception:
                 continue
             if well_formed(data):
-                return data  # type: ignore[no-any-return]
+                return LockEntry.parse(data)
         return None
 
-    def save(self, entry: dict[str, Any]) -> None:
+    def save(self, entry: LockEntry) -> None:
         """Record a finished build under its key (atomic; existing entries kept)."""
-        key, value = run_key(entry), _sha256(entry)
+        key, value = run_key(entry), _sha256(entry.raw)
         folder = self.dir / key[:2] / key
         target = folder / value
         if target.exists():
@@ -103,7 +105,7 @@ class RunCache:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = tmp_beside(target)
         try:
-            tmp.write_text(dump_yaml(entry), encoding="utf-8")
+            tmp.write_text(dump_yaml(entry.raw), encoding="utf-8")
             os.replace(tmp, target)
         except BaseException as exc:
             tmp.unlink(missing_ok=True)

@@ -66,8 +66,8 @@ def find_pointers(root: Path, paths: list[str], everything: bool = False) -> lis
 def _load_pointer(root: Path, name: str) -> dict[str, Any]:
     """A .dvc file's mapping, answered from the parsed-YAML memo when it is unchanged (a no-op
     build does not load PyYAML), checked once per change."""
-    from mlbuild.dvcfmt.dvcyaml import state_dir
     from mlbuild.dvcfmt.memo import load_yaml_memo
+    from mlbuild.files.layout import state_dir
 
     def check(data: Any) -> None:
         _pointer_outs(_mapping(data, name), name)

@@ -111,6 +111,7 @@ def corrupt_message(bad: list[Corrupt], needed: dict[str, str]) -> str:
 def runcache_outputs(cache: Cache) -> list[tuple[str, str]]:
     """(path, md5) of every output the local run-cache entries name: DVC pushes every entry,
     so a clone's `run --pull` may ask for any of them."""
+    from mlbuild.dvcfmt.lockfile import LockEntry
     from mlbuild.dvcfmt.yamlio import parse_yaml
     from mlbuild.store.runcache import valid_out
 
@@ -125,7 +126,8 @@ def runcache_outputs(cache: Cache) -> list[tuple[str, str]]:
             continue
         outs = data.get("outs") if isinstance(data, dict) else None
         if isinstance(outs, list) and all(map(valid_out, outs)):  # else skipped, as lookup
-            found += [(f"{o['path']} (run-cache)", o["md5"]) for o in outs]
+            found += [(f"{path} (run-cache)", md5)
+                      for path, md5 in LockEntry.parse(data).out_md5s().items()]
     return found
 
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlbuild.dvcfmt.lockfile import LockEntry
 from mlbuild.files.layout import ENV_FILE
 
 SCAN_BYTES = 64 * 1024 * 1024
@@ -20,13 +21,13 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
-def environment_diff(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+def environment_diff(expected: LockEntry, actual: LockEntry) -> list[str]:
     """'environment differs from dvc.lock: lightgbm 4.6.0 -> 4.7.0' when the recorded
     environment of the stage is not the one it was rebuilt in."""
     old: dict[str, Any] = {}
     new: dict[str, Any] = {}
-    _flatten("", (expected.get("params") or {}).get(ENV_FILE, {}), old)
-    _flatten("", (actual.get("params") or {}).get(ENV_FILE, {}), new)
+    _flatten("", expected.params.get(ENV_FILE, {}), old)
+    _flatten("", actual.params.get(ENV_FILE, {}), new)
     changes = []
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):

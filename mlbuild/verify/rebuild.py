@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from mlbuild.dvcfmt.lockfile import recorded
+from mlbuild.dvcfmt.lockfile import LockEntry, md5_of
 from mlbuild.dvcfmt.yamlio import load_yaml
 from mlbuild.engine import isolation as scratch
 from mlbuild.errors import BadInputError, MlbuildError, UsageError
@@ -18,7 +19,17 @@ from mlbuild.verify.hints import environment_diff, file_hints
 if TYPE_CHECKING:
     from mlbuild.engine.session import BuildResult
 
-IDENTICAL, DIFFERENT, FAILED, NOT_RECORDED = "identical", "different", "failed", "not-recorded"
+class Status(StrEnum):
+    """One stage's verification result (the values are what `verify --json` prints)."""
+
+    IDENTICAL = "identical"
+    DIFFERENT = "different"
+    FAILED = "failed"
+    NOT_RECORDED = "not-recorded"
+
+
+IDENTICAL, DIFFERENT, FAILED, NOT_RECORDED = (Status.IDENTICAL, Status.DIFFERENT, Status.FAILED,
+                                              Status.NOT_RECORDED)
 
 
 @dataclass
@@ -60,11 +71,11 @@ class VerifyReport:
         }, indent=2)
 
 
-def _lock_stages(path: Path) -> dict[str, dict[str, Any]]:
+def _lock_stages(path: Path) -> dict[str, LockEntry]:
     if not path.is_file():
         return {}
     data = load_yaml(path, "dvc.lock") or {}
-    return dict(data.get("stages") or {})
+    return {name: LockEntry.parse(entry) for name, entry in (data.get("stages") or {}).items()}
 
 
 def _build(workdir: Path, targets: list[str], jobs: int) -> BuildResult:
@@ -96,8 +107,8 @@ def _producer(dep: str, produced: dict[str, str]) -> str | None:
     return None
 
 
-def _compare(order: list[str], expected: dict[str, dict[str, Any]],
-             actual: dict[str, dict[str, Any]], failed: set[str]) -> list[StageVerdict]:
+def _compare(order: list[str], expected: dict[str, LockEntry],
+             actual: dict[str, LockEntry], failed: set[str]) -> list[StageVerdict]:
     verdicts: dict[str, StageVerdict] = {}
     produced: dict[str, str] = {}  # output path -> stage whose difference it carries
     for name in order:
@@ -108,13 +119,12 @@ def _compare(order: list[str], expected: dict[str, dict[str, Any]],
         if exp is None:
             verdicts[name] = StageVerdict(name, NOT_RECORDED)
             continue
-        exp_outs, act_outs = recorded(exp.get("outs")), recorded(act.get("outs"))
-        files = sorted(p for p, item in act_outs.items()
-                       if exp_outs.get(p, {}).get("md5") != item.get("md5"))
+        files = sorted(p for p, info in act.outs.items()
+                       if md5_of(exp.outs.get(p)) != md5_of(info))
         verdict = StageVerdict(name, DIFFERENT if files else IDENTICAL, files)
         if files:
-            dep_diff = [d for d, item in recorded(act.get("deps")).items()
-                        if recorded(exp.get("deps")).get(d, {}).get("md5") != item.get("md5")]
+            dep_diff = [d for d, info in act.deps.items()
+                        if md5_of(exp.deps.get(d)) != md5_of(info)]
             upstream = {s for d in dep_diff if (s := _producer(d, produced)) is not None}
             verdict.caused_by = min(upstream, key=order.index) if upstream else None
             for path in files:
@@ -123,8 +133,8 @@ def _compare(order: list[str], expected: dict[str, dict[str, Any]],
     return list(verdicts.values())
 
 
-def _explain(verdicts: list[StageVerdict], build: BuildResult, expected: dict[str, Any],
-             actual: dict[str, Any], places: tuple[Path, list[Path]], twice: bool) -> None:
+def _explain(verdicts: list[StageVerdict], build: BuildResult, expected: dict[str, LockEntry],
+             actual: dict[str, LockEntry], places: tuple[Path, list[Path]], twice: bool) -> None:
     """Add hints: a failed stage's message, or the likely cause of a root difference."""
     for verdict in verdicts:
         if verdict.status == FAILED:
@@ -132,8 +142,7 @@ def _explain(verdicts: list[StageVerdict], build: BuildResult, expected: dict[st
             msg = result.message if result is not None else ""
             verdict.hints.append(msg.splitlines()[0] if msg else "the stage failed")
         elif verdict.status == DIFFERENT and verdict.caused_by is None:
-            verdict.hints += environment_diff(expected.get(verdict.stage, {}),
-                                              actual.get(verdict.stage, {}))
+            verdict.hints += environment_diff(expected[verdict.stage], actual[verdict.stage])
             verdict.hints += file_hints(places[0], verdict.files, places[1])
             if twice:
                 verdict.hints.append("nondeterministic: two builds of the same inputs differ")
@@ -165,8 +174,6 @@ def verify(root: Path, targets: list[str], jobs: int, twice: bool = False,
         return VerifyReport(sha, dirty, "twice" if twice else "lock", verdicts,
                             roots[0] if roots else None,
                             workspace=str(first) if keep else None, build=built.stages,
-                            outputs={name: {p: str(item.get("md5")) for p, item in
-                                            recorded(entry.get("outs")).items()}
-                                     for name, entry in actual.items()})
+                            outputs={name: entry.out_md5s() for name, entry in actual.items()})
     finally:
         stack.close()
