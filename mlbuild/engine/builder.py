@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,7 @@ class BuildOptions:
     dry_run: bool = False
     use_run_cache: bool = True
     pull: bool = False  # fetch what the plan needs from the DVC remote
+    shared_runs: bool = False  # other builds share this cache: run equal inputs only once
 
 
 @dataclass
@@ -135,11 +139,27 @@ class Builder:
                 f"stage '{name}': dependency '{missing[0]}' does not exist (its upstream "
                 f"{producers} did not produce it); fix the path in its deps"
             )
-        if not self.options.force and (how := self._restore(stage, snap, reasons)):
-            self.restored[name] = how
-            return RESTORED, reasons
-        self._run(stage, snap)
+        with self._inputs_lock(stage, snap):
+            if not self.options.force and (how := self._restore(stage, snap, reasons)):
+                self.restored[name] = how
+                return RESTORED, reasons
+            self._run(stage, snap)
         return RAN, reasons
+
+    @contextmanager
+    def _inputs_lock(self, stage: Any, snap: Snapshot) -> Iterator[None]:
+        """Builds that share the cache (experiment variants) run a stage with given inputs
+        once: the first holds a lock named by the run-cache key while it runs; the others
+        wait, then restore its outputs from the run-cache."""
+        if not (self.options.shared_runs and can_cache(stage)):
+            yield
+            return
+        key = run_key(self._partial_entry(stage, snap))
+        path = self.cache.dir / "mlbuild" / "runs-lock" / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+            yield
 
     def _partial_entry(self, stage: Any, snap: Snapshot) -> dict[str, Any]:
         entry = stage_entry(stage, snap.deps, snap.params, {})
