@@ -8,11 +8,20 @@ import io
 import json
 import sys
 import threading
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 
 from mlbuild.errors import StageFailedError, UsageError
+
+
+class Direction(StrEnum):
+    """Which way the --tune metric improves."""
+
+    MAXIMIZE = "maximize"
+    MINIMIZE = "minimize"
+
 
 exp_app = typer.Typer(no_args_is_help=True, help="Experiments: sweeps, comparison, cleanup.")
 _PRINT = threading.Lock()
@@ -32,17 +41,48 @@ def run(
                                       help="Variants built at the same time.")] = 1,
     name: Annotated[str | None, typer.Option(
         "--name", "-n", help="Experiment name (NAME-1, NAME-2... for a sweep).")] = None,
+    tune: Annotated[str | None, typer.Option(
+        "--tune", help="Search the sweep's space for the best value of this metric (Optuna TPE)."
+    )] = None,
+    direction: Annotated[Direction, typer.Option(
+        "--direction", help="Whether the --tune metric is better large or small.")
+    ] = Direction.MAXIMIZE,
+    trials: Annotated[int, typer.Option("--trials", min=1, help="Trials for --tune.")] = 20,
+    seed: Annotated[int, typer.Option("--seed", help="The sampler's seed for --tune.")] = 42,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Build each variant of a sweep in its own workspace and save it as an experiment."""
     from mlbuild.experiments import run as exp
 
     root = _root()
-    baseline, variants = exp.plan(root, list(overrides or []), name)
-    if not json_out:
-        typer.echo(f"{len(variants)} variant(s) of {baseline[:7]}, {jobs} at a time")
+    report = _reporter(json_out)
+    if tune is not None:
+        baseline, variants = _tune(root, list(overrides or []), tune, direction, trials, seed,
+                                   jobs, name, report, json_out)
+    else:
+        baseline, variants = exp.plan(root, list(overrides or []), name)
+        if not json_out:
+            typer.echo(f"{len(variants)} variant(s) of {baseline[:7]}, {jobs} at a time")
+        exp.run(root, baseline, variants, jobs, report)
+    _finish(baseline, variants, json_out)
 
-    def report(variant: exp.Variant) -> None:
+
+def _tune(root: Any, overrides: list[str], metric: str, direction: Direction, trials: int,
+          seed: int, jobs: int, name: str | None, report: Any, json_out: bool
+          ) -> tuple[str, list[Any]]:
+    from mlbuild.experiments.tune import Tuning, tune
+
+    tuning = Tuning(metric, direction == Direction.MAXIMIZE, trials, jobs, seed, name)
+
+    def started(baseline: str) -> None:
+        if not json_out:
+            typer.echo(f"tuning {metric} ({direction}) over {trials} trial(s) of "
+                       f"{baseline[:7]}, {jobs} at a time, seed {seed}")
+    return tune(root, overrides, tuning, report, started)
+
+
+def _reporter(json_out: bool) -> Any:
+    def report(variant: Any) -> None:
         if json_out:
             return
         with _PRINT:
@@ -53,12 +93,14 @@ def run(
             done = f"{variant.status:<9} {label}  {variant.seconds:.1f}s"
             typer.echo(f"  {done}" + (f"  -> {variant.name}" if variant.commit else "")
                        + (f"  ({variant.error})" if variant.error else ""))
+    return report
 
-    exp.run(root, baseline, variants, jobs, report)
+
+def _finish(baseline: str, variants: list[Any], json_out: bool) -> None:
     if json_out:
         typer.echo(json.dumps({"baseline": baseline,
                                "variants": [v.to_json() for v in variants]}, indent=2))
-    failed = [v for v in variants if v.status != exp.OK]
+    failed = [v for v in variants if v.status != "ok"]
     if failed:
         raise StageFailedError(f"{len(failed)} of {len(variants)} variant(s) did not finish: "
                                + "; ".join(f"{' '.join(v.swept) or 'variant'}: {v.error}"

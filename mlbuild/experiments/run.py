@@ -46,11 +46,13 @@ class Variant:
     seconds: float = 0.0
     commit: str = ""
     stages: list[StageResult] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The variant as `exp run --json` reports it."""
         return {"name": self.name, "overrides": self.overrides, "status": self.status,
                 "error": self.error, "seconds": round(self.seconds, 3), "commit": self.commit,
+                "metrics": self.metrics,
                 "stages": [{"stage": s.stage, "outcome": s.outcome, "seconds": s.seconds}
                            for s in self.stages]}
 
@@ -140,6 +142,9 @@ def _one(root: Path, baseline: str, variant: Variant, stop: threading.Event) -> 
         variant.status = outcome["status"]
         variant.error = outcome.get("error", "")
         if variant.status == OK:
+            from mlbuild.experiments.show import workspace_metrics
+
+            variant.metrics = workspace_metrics(work)
             _save(root, baseline, work, variant)
 
 

@@ -64,6 +64,17 @@ def _files(root: Path) -> tuple[list[str], list[str]]:
     return sorted(params), sorted(set(metrics))
 
 
+def workspace_metrics(work: Path) -> dict[str, Any]:
+    """The flattened metrics a built workspace holds, keyed as `exp show` keys them."""
+    _, metrics = _files(work)
+    found: dict[str, Any] = {}
+    for path in metrics:
+        prefix = "" if len(metrics) == 1 else f"{path}:"
+        blob = (work / path).read_bytes() if (work / path).is_file() else None
+        found.update(flatten(_parse(blob, path), prefix))
+    return found
+
+
 def _parse(blob: bytes | None, path: str) -> dict[str, Any]:
     if blob is None:
         return {}
