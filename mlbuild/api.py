@@ -1,45 +1,27 @@
-"""The programmatic entry points: run(), status(), dag(). No printing, no exiting."""
+"""Every verb for programs (run, status, dag, verify, pull, push, ...), each a thin layer over
+the engine, verify and data that records the command in the history. No printing, no exiting."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from mlbuild.config.settings import load_project_config
-from mlbuild.dvcfmt.dvcyaml import state_dir
-from mlbuild.dvcfmt.params import check_declared
-from mlbuild.engine.workspace import Workspace, open_workspace, project_lock
-from mlbuild.errors import MlbuildError
-from mlbuild.events import FAILED, FROZEN, RAN, RESTORED, Emit, Event, Kind, StageResult, ignore
-from mlbuild.files.layout import ENV_FILE
-from mlbuild.pipeline.graph import select, topo_order
+from mlbuild.engine import session
+from mlbuild.engine.inputs import prepare
+from mlbuild.engine.session import RunRequest
+from mlbuild.engine.workspace import open_workspace
+from mlbuild.events import Emit, StageResult, ignore
+from mlbuild.pipeline.graph import topo_order
 
-if TYPE_CHECKING:  # the build machinery is imported only when something may run
+if TYPE_CHECKING:
     from mlbuild.data.ops import PullResult
-    from mlbuild.engine.recovery import Leftovers
-    from mlbuild.history.journal import Recorder
-    from mlbuild.sandbox.policy import Sandbox
     from mlbuild.store.tracked import TrackedChange
     from mlbuild.verify.rebuild import VerifyReport
 
-
-@dataclass
-class RunRequest:
-    """Everything `mlbuild run` can be asked."""
-
-    targets: list[str] = field(default_factory=list)
-    overrides: list[str] = field(default_factory=list)
-    jobs: int = 1
-    force: bool = False
-    dry_run: bool = False
-    keep_going: bool = False
-    pull: bool = True
-    wait: bool = True
-    strict: bool = False
-    pull_remote: bool = False  # --pull: fetch the run-cache and needed outputs from the remote
+__all__ = ["RunRequest", "StageStatus", "dag", "data_changes", "failed", "pull", "push", "run",
+           "status", "verify"]
 
 
 @dataclass
@@ -53,212 +35,28 @@ class StageStatus:
     why: list[dict[str, str | None]] = field(default_factory=list)  # kind, path, detail
 
 
-def prepare(root: Path, overrides: list[str] | None = None, dry: bool = False) -> Workspace:
-    """Recompose params.yaml, recompile dvc.yaml, and load the workspace.
-
-    With *dry*, nothing is written: the would-be files are used from memory.
-    """
-    if not ((root / "configs").is_dir() or (root / "stages").is_dir() or overrides):
-        return open_workspace(root)  # a hand-written DVC project: nothing to generate
-    from mlbuild.config.compose import sync_params
-    from mlbuild.config.declare import sync_dvcyaml
-
-    params = sync_params(root, overrides or [], dry=dry)
-    compiled = sync_dvcyaml(root, check=dry, params_text=params if dry else None)
-    if not dry:
-        return open_workspace(root)
-    pending = {"params.yaml": params, ENV_FILE: compiled.environment}
-    return open_workspace(root, compiled.dvcyaml,
-                          {k: v for k, v in pending.items() if v is not None})
-
-
-def make_sandbox(ws: Workspace, strict: bool) -> Sandbox:
-    """The sandbox policy for this build."""
-    from mlbuild.sandbox.policy import Sandbox
-
-    environment: dict[str, Any] = {}
-    if (ws.root / ENV_FILE).is_file():
-        environment = ws.checker.params.file(ENV_FILE)
-    outs = [o.path for s in ws.graph.stages.values() for o in s.outs]
-    return Sandbox(root=ws.root, scratch=state_dir(ws.root), environment=environment,
-                   project=load_project_config(ws.root), all_outs=outs, strict=strict,
-                   in_cache=functools.partial(_cache_object, ws))
-
-
-def _cache_object(ws: Workspace, rel: str) -> Path | None:
-    """The cache object with a file's current content, when the stat cache already knows its
-    hash (no reading): hermetic stages' undeclared changes are put back from it."""
-    try:
-        info = ws.hasher.cached(ws.root / rel)
-    except (OSError, MlbuildError):
-        return None
-    if info is None or not ws.cache.has_md5(info.md5):
-        return None
-    return ws.cache.object_path(info.md5)
-
-
-def ensure_tracked_data(ws: Workspace, notify: Callable[[str], None] | None = None) -> None:
-    """Restore missing .dvc-tracked inputs from the cache, or pull them from the remote (every
-    pulled object verified against its hash before it is checked out)."""
-    from mlbuild.store.tracked import restore_missing
-
-    need_pull = restore_missing(ws.root, ws.tracked, ws.cache)
-    if not need_pull:
-        return
-    from mlbuild.data.ops import check_contracts
-    from mlbuild.dvcfmt.dvcconfig import default_remote
-    from mlbuild.store.transfer import pull_tracked
-
-    outs = [t for t in ws.tracked if t.dvcfile in need_pull and not (ws.root / t.path).exists()]
-    if notify is not None:
-        count = sum(int(t.info.nfiles or 1) for t in outs)
-        notify(f"pulling {count} missing object(s) of {', '.join(need_pull)} from remote "
-               f"'{default_remote(ws.root) or '(none configured)'}'")
-    pull_tracked(ws.root, ws.cache, outs)
-    lost = restore_missing(ws.root, outs, ws.cache)
-    if lost:
-        from mlbuild.store.remotes import RemoteError
-
-        raise RemoteError(
-            f"the data of {', '.join(lost)} is neither in the local cache nor on the remote; "
-            "push it from a machine that has it, or check the remote with 'mlbuild data status'")
-    check_contracts(ws.root, [t.path for t in outs])
-
-
-def _fetch_inputs(ws: Workspace, request: RunRequest,
-                  notify: Callable[[str], None] | None) -> None:
-    """Missing .dvc-tracked data, and with --pull the remote's run-cache, saying so."""
-    if request.pull:
-        ensure_tracked_data(ws, notify)
-    if request.pull_remote:
-        from mlbuild.dvcfmt.dvcconfig import default_remote
-        from mlbuild.store import remotes as remote
-
-        if notify is not None:
-            notify(f"fetching the run-cache from remote "
-                   f"'{default_remote(ws.root) or '(none configured)'}'")
-        remote.fetch_run_cache(ws.root, None)
-
-
 def run(root: Path, request: RunRequest, emit: Emit = ignore,
         on_wait: Callable[[str], None] | None = None,
         on_notice: Callable[[str], None] | None = None) -> dict[str, StageResult]:
     """Bring the requested stages (and their upstream) up to date, and record the run in the
     history (a dry run changes nothing and is not recorded). *on_notice* hears what is done
     besides building, such as pulling missing data."""
-    def cleaned(found: Leftovers) -> None:  # what a killed run left, before anything runs
-        if on_notice is not None:
-            on_notice(found.summary(root))
-
-    with project_lock(root, wait=request.wait, on_wait=on_wait, on_clean=cleaned) as lock_fd:
-        if request.dry_run:
-            return _run(root, request, emit, lock_fd, on_notice)
-        from mlbuild.history.journal import recording
-
-        args = [*request.targets, *request.overrides]
-        with recording(root, "run", args) as recorder:
-            recorder.record.detail = {"force": request.force, "jobs": request.jobs,
-                                      "keep_going": request.keep_going}
-            results = _run(root, request, fanout(emit, recorder), lock_fd, on_notice,
-                           recorder)
-            recorder.record.status = "failed" if failed(results) else "ok"
-            return results
-
-
-def fanout(*listeners: Emit) -> Emit:
-    """One listener that hands every event to each of *listeners* in turn."""
-    def emit(event: Event) -> None:
-        for listener in listeners:
-            listener(event)
-    return emit
-
-
-def _run(root: Path, request: RunRequest, emit: Emit, lock_fd: int | None,
-         on_notice: Callable[[str], None] | None,
-         recorder: Recorder | None = None) -> dict[str, StageResult]:
-    ws = prepare(root, request.overrides, dry=request.dry_run)
-    procs = None
-    try:
-        if not request.dry_run:
-            _fetch_inputs(ws, request, on_notice)
-        order = select(ws.graph, request.targets) if request.targets else topo_order(ws.graph)
-        check_declared(ws.checker.params, (ws.graph.stages[n] for n in order),
-                       ws.graph.producers)
-        if not (request.force or request.dry_run):
-            settled = _all_up_to_date(ws, order, emit)
-            if settled is not None:
-                return settled
-        from mlbuild.engine.builder import Builder, BuildOptions
-        from mlbuild.engine.procgroup import ProcessTable
-        from mlbuild.engine.scheduler import execute
-
-        procs = ProcessTable(lock_fd, state_dir(root) / "stages.pgid")
-        builder = Builder(
-            root=root, graph=ws.graph, lock=ws.lock, hasher=ws.hasher, checker=ws.checker,
-            cache=ws.cache, runcache=ws.runcache, emit=emit,
-            sandbox=make_sandbox(ws, request.strict),
-            options=BuildOptions(force=request.force, dry_run=request.dry_run,
-                                 pull=request.pull_remote),
-            procs=procs,
-        )
-        results = execute(order, ws.graph.upstream, builder.build_stage, emit,
-                          jobs=1 if request.dry_run else request.jobs,
-                          keep_going=request.keep_going, on_abort=builder.procs.terminate_all)
-        if recorder is not None:
-            _record_outputs(ws, results, recorder)
-        return results
-    finally:
-        if procs is not None:
-            procs.close()
-        ws.lock.flush()
-        ws.save_state()
-
-
-def _record_outputs(ws: Workspace, results: dict[str, StageResult], recorder: Recorder) -> None:
-    """The output hashes each stage that did something left in dvc.lock."""
-    for name, res in results.items():
-        entry = ws.lock.get(name) if res.outcome in (RAN, RESTORED, FROZEN) else None
-        if entry:
-            recorder.outputs(name, {str(o["path"]): str(o.get("md5"))
-                                    for o in entry.get("outs") or [] if o.get("md5")})
-
-
-def _all_up_to_date(ws: Workspace, order: list[str], emit: Emit
-                    ) -> dict[str, StageResult] | None:
-    """The cheapest check first: when no planned stage is stale, answer without loading the
-    build machinery (no threads, no sandbox, no cache writes)."""
-    from mlbuild.events import UP_TO_DATE
-
-    results = {}
-    for name in order:
-        stage = ws.graph.stages[name]
-        reasons, _ = ws.checker.check(stage, ws.lock.get(name))
-        if reasons:
-            return None
-        results[name] = StageResult(name, FROZEN if stage.frozen else UP_TO_DATE)
-    for res in results.values():
-        emit(Event(Kind.DONE, res.stage, res.outcome))
-    return results
+    return session.build(root, request, emit, session.Hooks(on_wait, on_notice)).stages
 
 
 def failed(results: dict[str, StageResult]) -> list[StageResult]:
     """The stages that failed."""
-    return [r for r in results.values() if r.outcome == FAILED]
+    return session.failed(results)
 
 
 def status(root: Path, targets: list[str] | None = None) -> list[StageStatus]:
     """Each stage's staleness and reasons, in topological order."""
     ws = prepare(root, dry=True)
     try:
-        order = select(ws.graph, targets) if targets else topo_order(ws.graph)
-        out = []
-        for name in order:
-            stage = ws.graph.stages[name]
-            reasons, _ = ws.checker.check(stage, ws.lock.get(name))
-            out.append(StageStatus(name, bool(reasons), stage.frozen, [str(r) for r in reasons],
-                                   [{"kind": str(r.kind), "path": r.path, "detail": r.detail}
-                                    for r in reasons]))
-        return out
+        plan = session.plan(ws, session.planned_order(ws, targets or []))
+        return [StageStatus(s.stage, s.stale, s.frozen, [r.detail for r in s.reasons],
+                            [{"kind": str(r.kind), "path": r.path, "detail": r.detail}
+                             for r in s.reasons]) for s in plan.steps]
     finally:
         ws.save_state()
 
@@ -292,9 +90,14 @@ def verify(root: Path, targets: list[str], jobs: int, twice: bool = False,
         report = check(root, targets, jobs, twice=twice, keep=keep)
         recorder.record.dirty = report.dirty
         recorder.record.detail["root_cause"] = report.root_cause
-        for verdict in report.stages:
-            recorder.stage(StageRecord(verdict.stage, verdict.status, reasons=verdict.hints,
-                                       message=", ".join(verdict.files)))
+        recorder.record.detail["build"] = {name: str(res.outcome)
+                                           for name, res in report.build.items()}
+        for verdict in report.stages:  # the verdict, and what the scratch build did for it
+            built = report.build.get(verdict.stage)
+            recorder.stage(StageRecord(
+                verdict.stage, verdict.status, round(built.seconds, 3) if built else 0.0,
+                reasons=verdict.hints, message=", ".join(verdict.files),
+                outputs=report.outputs.get(verdict.stage, {})))
         recorder.record.status = "ok" if report.ok else "failed"
         return report
 

@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
-from mlbuild.config.settings import load_project_config
-from mlbuild.contracts import Contract, validate
 from mlbuild.dvcfmt.lockfile import LockFile
+from mlbuild.engine.inputs import check_contracts
 from mlbuild.errors import IntegrityError, UsageError
 from mlbuild.store import remotes as remote
 from mlbuild.store.cache import Cache
@@ -37,24 +36,6 @@ def _serialised(fn: Callable[Concatenate[Path, P], R]) -> Callable[Concatenate[P
             return fn(root, *args, **kwargs)
 
     return locked
-
-
-def _contracts_for(root: Path, paths: list[str]) -> list[Contract]:
-    """Project contracts (mlbuild.yaml `contracts`) on files at or under *paths*."""
-    found = []
-    for data_path, ref in load_project_config(root).contracts:
-        if any(data_path == p or data_path.startswith(p.rstrip("/") + "/") for p in paths):
-            found.append(Contract(path=data_path, schema=ref, side="data"))
-    return found
-
-
-def check_contracts(root: Path, paths: list[str]) -> int:
-    """Validate tracked data against its contracts; returns how many files were checked."""
-    contracts = _contracts_for(root, paths)
-    for contract in contracts:
-        if (root / contract.path).is_file():
-            validate(root, contract, None)
-    return len(contracts)
 
 
 @_serialised

@@ -15,6 +15,7 @@ from mlbuild.dvcfmt.hashinfo import HashInfo
 from mlbuild.dvcfmt.lockfile import LockFile, recorded, stage_entry
 from mlbuild.engine.procgroup import ProcessTable
 from mlbuild.engine.runner import backed_up_outputs, log_name, run_command
+from mlbuild.engine.stagechecks import check_contracts, inputs_unchanged, outputs_inside
 from mlbuild.engine.staleness import Reason, Snapshot, StatusChecker, Why
 from mlbuild.errors import MlbuildError, StageFailedError
 from mlbuild.events import (
@@ -30,16 +31,13 @@ from mlbuild.events import (
     StageResult,
 )
 from mlbuild.pipeline.graph import Graph
+from mlbuild.pipeline.plan import Plan
 from mlbuild.sandbox.policy import Sandbox
 from mlbuild.store import gitignore
-from mlbuild.store.boundary import BoundaryError, check_outputs, check_paths, stage_paths
+from mlbuild.store.boundary import BoundaryError, check_paths, stage_paths
 from mlbuild.store.cache import Cache, unprotect
 from mlbuild.store.hashing import Hasher
 from mlbuild.store.runcache import RunCache, can_cache, run_key, saves_run_cache
-
-
-def _md5(info: HashInfo | None) -> str | None:
-    return info.md5 if info is not None else None
 
 
 @dataclass
@@ -68,6 +66,7 @@ class Builder:
     sandbox: Sandbox
     options: BuildOptions = field(default_factory=BuildOptions)
     procs: ProcessTable = field(default_factory=ProcessTable)
+    plan: Plan | None = None  # a dry run's verdicts come from it
     warnings: dict[str, list[str]] = field(default_factory=dict)
     restored: dict[str, str] = field(default_factory=dict)  # stage -> how it was restored
     _contracts_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -121,15 +120,13 @@ class Builder:
         stage = self.graph.stages[name]
         # again now: an upstream stage may have made a symlink or a FIFO since loading
         check_paths(self.root, stage_paths(stage), self.cache.dir)
+        if self.options.dry_run:
+            return self._would_run(name)
         reasons, snap = self.checker.check(stage, self.lock.get(name))
         if stage.frozen:
             return self._frozen(stage, reasons, snap), reasons
         if self.options.force:
             reasons = [Reason(Why.FORCE, "forced"), *reasons]
-        if self.options.dry_run:
-            ups = [u for u in self.graph.upstream[name] if self.outcomes.get(u) == WOULD_RUN]
-            reasons += [Reason(Why.UPSTREAM, f"upstream stage '{u}' will run") for u in ups]
-            return (WOULD_RUN if reasons else UP_TO_DATE), reasons
         if not reasons:
             return UP_TO_DATE, []
         missing = [d.path for d in stage.deps if d.def_path not in snap.deps]
@@ -161,6 +158,20 @@ class Builder:
             fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
             yield
 
+    def _would_run(self, name: str) -> tuple[str, list[Reason]]:
+        """A dry run's verdict: the plan's reasons, and the upstream stages that would run."""
+        stage = self.graph.stages[name]
+        step = self.plan.step(name) if self.plan is not None else None
+        reasons = [r for r in step.reasons if isinstance(r, Reason)] if step is not None \
+            else self.checker.check(stage, self.lock.get(name))[0]
+        if stage.frozen:
+            return FROZEN, reasons
+        if self.options.force:
+            reasons = [Reason(Why.FORCE, "forced"), *reasons]
+        ups = [u for u in self.graph.upstream[name] if self.outcomes.get(u) == WOULD_RUN]
+        reasons += [Reason(Why.UPSTREAM, f"upstream stage '{u}' will run") for u in ups]
+        return (WOULD_RUN if reasons else UP_TO_DATE), reasons
+
     def _partial_entry(self, stage: Any, snap: Snapshot) -> dict[str, Any]:
         entry = stage_entry(stage, snap.deps, snap.params, {})
         entry["outs"] = [{"path": o.def_path} for o in sorted(stage.outs, key=lambda o: o.def_path)]
@@ -168,7 +179,7 @@ class Builder:
 
     def _frozen(self, stage: Any, reasons: list[Reason], snap: Snapshot) -> str:
         """DVC never runs a frozen stage: it verifies its outputs exist and re-records them."""
-        if not reasons or self.options.dry_run:
+        if not reasons:
             return FROZEN
         for out in stage.outs:
             if not (self.root / out.path).exists():
@@ -254,57 +265,18 @@ class Builder:
             (self.lock.get(stage.name) or {}).get("outs")).items()}
         with backed_up_outputs(self.root, stage, self.scratch / "backup", before):
             self._sandboxed(stage)
-            self._check_inputs_unchanged(stage, snap)
+            inputs_unchanged(self.root, stage, snap, self.hasher)
             self._check_contracts(stage, "output")
-            self._check_outputs_inside(stage)
+            outputs_inside(self.root, stage, self.cache.dir)
             outs = self._commit_outputs(stage)
         entry = stage_entry(stage, snap.deps, snap.params, outs)
         self.lock.update(stage.name, entry)
         if saves_run_cache(stage):
             self.runcache.save(entry)
 
-    def _check_inputs_unchanged(self, stage: Any, snap: Snapshot) -> None:
-        """Fail the stage when a dependency or param changed while it ran: what it read is not
-        what the lock would record. Cheap: an unchanged file answers from the stat cache."""
-        changed = [d.path for d in stage.deps
-                   if _md5(self.hasher.path(d.path)) != _md5(snap.deps.get(d.def_path))]
-        if stage.params and not changed:
-            from mlbuild.dvcfmt.params import ParamsReader
-
-            fresh = ParamsReader(self.root)
-            changed = [p.path for p in stage.params
-                       if fresh.values(p, stage.name) != snap.params.get(p.def_path)]
-        if changed:
-            raise StageFailedError(
-                f"stage '{stage.name}': dependency '{changed[0]}' changed while the stage ran, "
-                "so its outputs may come from either version; nothing was recorded and its "
-                "previous outputs were put back: run it again once the input is settled"
-            )
-
-    def _check_outputs_inside(self, stage: Any) -> None:
-        """The command may have made an output (or a file in an output directory) a link out
-        of the project: fail the stage before anything of it is committed, so the caller puts
-        its previous outputs back (the check before it ran could not see this)."""
-        try:
-            check_outputs(self.root, stage, self.cache.dir)
-        except BoundaryError as exc:
-            raise StageFailedError(f"{exc}; the stage's command made it so, nothing was "
-                                   "recorded and its previous outputs were put back") from exc
-
     def _check_contracts(self, stage: Any, side: str) -> None:
-        """Validate the stage's inputs (before it runs) or outputs (before any commit)."""
-        if not stage.contracts:
-            return
-        from mlbuild.contracts import load_schema, validate
-
-        todo = [c for c in stage.contracts if c.side == side]
-
         with self._contracts_lock:  # schema modules are imported into this process
-            if side == "input":  # every schema loads before the command runs, not after
-                for contract in stage.contracts:
-                    load_schema(self.root, contract.schema)
-            for contract in todo:
-                validate(self.root, contract, stage.name)
+            check_contracts(self.root, stage, side)
 
     def _sandboxed(self, stage: Any) -> None:
         """Run the command in the sandbox; hermetic violations fail the stage."""

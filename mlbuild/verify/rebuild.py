@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlbuild.dvcfmt.lockfile import recorded
 from mlbuild.dvcfmt.yamlio import load_yaml
 from mlbuild.engine import isolation as scratch
-from mlbuild.errors import BadInputError, UsageError
+from mlbuild.errors import BadInputError, MlbuildError, UsageError
+from mlbuild.events import Outcome, StageResult
 from mlbuild.verify.hints import environment_diff, file_hints
+
+if TYPE_CHECKING:
+    from mlbuild.engine.session import BuildResult
 
 IDENTICAL, DIFFERENT, FAILED, NOT_RECORDED = "identical", "different", "failed", "not-recorded"
 
@@ -42,6 +42,9 @@ class VerifyReport:
     stages: list[StageVerdict]
     root_cause: str | None = None
     workspace: str | None = None  # the scratch directory, when kept (--keep)
+    # the compared scratch build's own results, and the output hashes it recorded, per stage
+    build: dict[str, StageResult] = field(default_factory=dict, repr=False)
+    outputs: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -64,88 +67,23 @@ def _lock_stages(path: Path) -> dict[str, dict[str, Any]]:
     return dict(data.get("stages") or {})
 
 
-STOP_GRACE = 15.0  # seconds the scratch build gets to stop its stages (SIGTERM, then SIGKILL)
+def _build(workdir: Path, targets: list[str], jobs: int) -> BuildResult:
+    """A forced build of *workdir*, in this process and recorded in no history (verify records
+    itself). Its stage processes die with verify, even on kill -9 (see engine.procgroup)."""
+    from mlbuild.engine.session import RunRequest, build
 
-
-def _stop_with_parent() -> Callable[[], None] | None:
-    """A preexec hook: the scratch build gets SIGTERM (and stops its stages as on Ctrl-C)
-    when verify dies, even by kill -9 (Linux's parent-death signal)."""
-    import ctypes
-    import signal
-
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def hook() -> None:
-        prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # verify died before the hook ran
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return hook
-
-
-def _supervised(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[str, str]:
-    """Run the scratch build; if verify itself is interrupted, stop the build and its stages
-    (it handles SIGTERM like Ctrl-C) before the scratch workspace is removed."""
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_stop_with_parent())  # noqa: PLW1509 - no threads here
+    request = RunRequest(targets=list(targets), jobs=jobs, force=True, keep_going=True)
     try:
-        stdout, stderr = proc.communicate()
-    except BaseException:
-        proc.terminate()
-        try:
-            proc.wait(timeout=STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        raise
-    return stdout, stderr
-
-
-def _build(workdir: Path, targets: list[str], jobs: int) -> tuple[list[str], dict[str, Any]]:
-    """Run a forced build in *workdir*; return the topological order and the JSON report."""
-    env = dict(os.environ)
-    env.pop("DVC_ROOT", None)
-    env.pop("DVC_STAGE", None)
-    cmd = [sys.executable, "-m", "mlbuild"]
-    stdout, stderr = _supervised([*cmd, "run", "--force", "--keep-going", "--json", "-j",
-                                  str(jobs), *targets], workdir, env)
-    try:
-        report = json.loads(stdout)
-    except ValueError as exc:
-        line = (stderr.strip().splitlines() or ["no output"])[-1]
-        line = line.removeprefix("mlbuild: error: ")
+        return build(workdir, request, record=False)
+    except MlbuildError as exc:
+        line = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
         raise BadInputError(f"verify: the scratch build could not start: {line}") from exc
-    dag = subprocess.run([*cmd, "dag", "--json"], cwd=workdir, env=env, capture_output=True,
-                         text=True, check=False)
-    order = [s["stage"] for s in json.loads(dag.stdout)["stages"]] if dag.returncode == 0 else []
-    return order, report
 
 
-def _unfinished(report: dict[str, Any]) -> set[str]:
+def _unfinished(build: BuildResult) -> set[str]:
     """Stages the scratch build did not complete (failed, or skipped after a failure)."""
-    return {s["stage"] for s in report.get("stages", []) if s["outcome"] in ("failed", "skipped")}
-
-
-def _prepare(root: Path, dest: Path) -> None:
-    from mlbuild.dvcfmt.repolock import repo_lock
-
-    scratch.checkout(root, dest)
-    with repo_lock(root, announce=False):  # no `dvc gc` or build changes the cache meanwhile
-        pulls = scratch.seed_data(root, dest)
-        scratch.seed_frozen(root, dest)
-    if pulls:  # through the same verified fetch as `mlbuild pull`
-        from mlbuild.store.cache import Cache
-        from mlbuild.store.tracked import find_pointers, restore_missing
-        from mlbuild.store.transfer import pull_tracked
-
-        cache = Cache(dest)
-        outs = [o for o in find_pointers(dest, [], everything=True) if o.dvcfile in pulls]
-        pull_tracked(dest, cache, outs)
-        restore_missing(dest, outs, cache)
+    return {s.stage for s in build.stages.values() if s.outcome in (Outcome.FAILED,
+                                                                      Outcome.SKIPPED)}
 
 
 def _producer(dep: str, produced: dict[str, str]) -> str | None:
@@ -185,48 +123,50 @@ def _compare(order: list[str], expected: dict[str, dict[str, Any]],
     return list(verdicts.values())
 
 
+def _explain(verdicts: list[StageVerdict], build: BuildResult, expected: dict[str, Any],
+             actual: dict[str, Any], places: tuple[Path, list[Path]], twice: bool) -> None:
+    """Add hints: a failed stage's message, or the likely cause of a root difference."""
+    for verdict in verdicts:
+        if verdict.status == FAILED:
+            result = build.stages.get(verdict.stage)
+            msg = result.message if result is not None else ""
+            verdict.hints.append(msg.splitlines()[0] if msg else "the stage failed")
+        elif verdict.status == DIFFERENT and verdict.caused_by is None:
+            verdict.hints += environment_diff(expected.get(verdict.stage, {}),
+                                              actual.get(verdict.stage, {}))
+            verdict.hints += file_hints(places[0], verdict.files, places[1])
+            if twice:
+                verdict.hints.append("nondeterministic: two builds of the same inputs differ")
+
+
 def verify(root: Path, targets: list[str], jobs: int, twice: bool = False,
            keep: bool = False) -> VerifyReport:
     """Rebuild from scratch in isolation and compare every output's hash."""
     sha, dirty = scratch.revision(root)
-    first = scratch.make()
-    dirs = [first]
+    stack = ExitStack()  # the scratch workspaces, removed however this ends
     try:
-        _prepare(root, first / "ws")
-        expected = _lock_stages(first / "ws" / "dvc.lock")
+        first = stack.enter_context(scratch.scratch_workspace(root, sha, keep=keep))
+        expected = _lock_stages(first / "dvc.lock")
         if not twice and not expected:
             raise UsageError(
                 f"verify: revision {sha[:12]} has no committed dvc.lock to compare with; build "
                 "with 'mlbuild run' and commit dvc.lock, or use 'mlbuild verify --twice'")
         failed: set[str] = set()
         if twice:
-            second = scratch.make()
-            dirs.append(second)
-            _prepare(root, second / "ws")
-            _, report = _build(second / "ws", targets, jobs)
-            expected = _lock_stages(second / "ws" / "dvc.lock")
-            failed = _unfinished(report)
-        order, report = _build(first / "ws", targets, jobs)
-        built = {s["stage"] for s in report.get("stages", [])}  # the targets and their upstream
-        failed |= _unfinished(report)
-        actual = _lock_stages(first / "ws" / "dvc.lock")
-        verdicts = _compare([n for n in order if n in built], expected, actual, failed)
-        for verdict in verdicts:
-            if verdict.status == FAILED:
-                msg = next((s["message"] for s in report["stages"] if s["stage"] == verdict.stage),
-                           "")
-                verdict.hints.append(msg.splitlines()[0] if msg else "the stage failed")
-            elif verdict.status == DIFFERENT and verdict.caused_by is None:
-                verdict.hints += environment_diff(expected.get(verdict.stage, {}),
-                                                  actual.get(verdict.stage, {}))
-                verdict.hints += file_hints(first / "ws", verdict.files, [root, first])
-                if twice:
-                    verdict.hints.append("nondeterministic: two builds of the same inputs differ")
+            second = stack.enter_context(scratch.scratch_workspace(root, sha, keep=keep))
+            failed = _unfinished(_build(second, targets, jobs))
+            expected = _lock_stages(second / "dvc.lock")
+        built = _build(first, targets, jobs)
+        failed |= _unfinished(built)
+        actual = _lock_stages(first / "dvc.lock")
+        verdicts = _compare(built.order, expected, actual, failed)
+        _explain(verdicts, built, expected, actual, (first, [root, first.parent]), twice)
         roots = [v.stage for v in verdicts if v.status == DIFFERENT and v.caused_by is None]
         return VerifyReport(sha, dirty, "twice" if twice else "lock", verdicts,
                             roots[0] if roots else None,
-                            workspace=str(first / "ws") if keep else None)
+                            workspace=str(first) if keep else None, build=built.stages,
+                            outputs={name: {p: str(item.get("md5")) for p, item in
+                                            recorded(entry.get("outs")).items()}
+                                     for name, entry in actual.items()})
     finally:
-        if not keep:
-            for path in dirs:
-                shutil.rmtree(path, ignore_errors=True)
+        stack.close()
