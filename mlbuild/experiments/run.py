@@ -168,8 +168,15 @@ def _save(root: Path, baseline: str, work: Path, variant: Variant) -> None:
     if not variant.name:
         variant.name = f"exp-{digest[:5]}"
     exp = refs.save(root, baseline, work, variant.name, MESSAGE.format(digest),
-                    extra=["dvc.lock", "params.yaml", ENV_FILE])
+                    extra=["dvc.lock", "params.yaml", ENV_FILE, *_git_outputs(work)])
     variant.commit = exp.commit
+
+
+def _git_outputs(work: Path) -> list[str]:
+    """Outputs git keeps (cache: false: metrics, small plots): part of the experiment commit."""
+    from mlbuild.dvcfmt.dvcyaml import load_pipeline
+
+    return [o.path for s in load_pipeline(work).stages.values() for o in s.outs if not o.cache]
 
 
 def _build_in_child(work: Path, overrides: list[str], stop: threading.Event
