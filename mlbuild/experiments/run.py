@@ -90,30 +90,31 @@ def run(root: Path, baseline: str, variants: list[Variant], jobs: int,
     """Build every variant, *jobs* at a time; report each as it starts and ends."""
     slots = threading.Semaphore(max(1, jobs))
     stop = threading.Event()
-    threads = []
+    ended: list[threading.Event] = []
     try:
         for variant in variants:
             while not slots.acquire(timeout=0.2):  # wait in slices: Ctrl-C lands here
                 pass
             if stop.is_set():
                 break
-            thread = threading.Thread(target=_guarded, daemon=True,
-                                      args=(root, baseline, variant, slots, stop, on_variant))
-            threads.append(thread)
-            thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.2)
+            ended.append(threading.Event())
+            threading.Thread(target=_guarded, daemon=True, args=(
+                root, baseline, variant, slots, stop, on_variant, ended[-1])).start()
+        for event in ended:
+            while not event.wait(0.2):
+                pass
     except BaseException:
+        # Events, not Thread.join(): a join(timeout) that Ctrl-C interrupts can mark a live
+        # thread as ended (CPython before 3.13), and its workspace would outlive us
         stop.set()
-        for thread in threads:  # each stops its build and removes its workspace
-            thread.join()
+        for event in ended:  # each stops its build and removes its workspace
+            event.wait()
         raise
     return variants
 
 
 def _guarded(root: Path, baseline: str, variant: Variant, slots: threading.Semaphore,
-             stop: threading.Event, on_variant: OnVariant) -> None:
+             stop: threading.Event, on_variant: OnVariant, ended: threading.Event) -> None:
     try:
         if stop.is_set():
             variant.status = INTERRUPTED
@@ -125,7 +126,10 @@ def _guarded(root: Path, baseline: str, variant: Variant, slots: threading.Semap
         variant.status, variant.error = FAILED_VARIANT, str(exc)
     finally:
         slots.release()
-        on_variant(variant)
+        try:
+            on_variant(variant)
+        finally:
+            ended.set()
 
 
 def _one(root: Path, baseline: str, variant: Variant, stop: threading.Event) -> None:
