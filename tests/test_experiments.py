@@ -209,3 +209,38 @@ def test_ctrl_c_stops_every_variant_and_removes_their_workspaces(tmp_path: Path)
     assert proc.returncode == 130, err
     assert _refs(proj) == []
     assert _scratch_dirs() <= leftovers
+
+
+def test_tune_searches_with_a_seeded_sampler_and_saves_every_trial(tmp_path: Path) -> None:
+    proj = _project(tmp_path)
+    assert proj.run("run").returncode == 0  # the baseline commit carries metrics.json
+    proj.git("add", "-A")
+    proj.git("commit", "-qm", "built")
+    args = ["exp", "run", "--tune", "score", "--trials", "4", "-j", "2",
+            "model.lr=interval(0.05,0.5)", "algo=fast,slow", "--json"]
+    first = proj.run(*args)
+    assert first.returncode == 0, first.stderr
+    trials = json.loads(first.stdout)["variants"]
+    assert len(trials) == 4 and all(t["status"] == "ok" for t in trials)
+    for trial in trials:
+        lr = float(next(o for o in trial["overrides"] if o.startswith("model.lr="))[9:])
+        assert 0.05 <= lr <= 0.5
+        steps = 3 if "algo=slow" in trial["overrides"] else 1
+        assert trial["metrics"]["score"] == round(12 * lr * steps, 6)
+    assert len(_refs(proj)) == 4
+    again = json.loads(proj.run(*args).stdout)["variants"]
+    assert [t["overrides"] for t in again] == [t["overrides"] for t in trials]  # seeded
+
+
+def test_tune_refuses_a_metric_no_stage_writes_and_an_empty_space(tmp_path: Path) -> None:
+    proj = _project(tmp_path)
+    assert proj.run("run").returncode == 0
+    proj.git("add", "-A")
+    proj.git("commit", "-qm", "built")
+    bad = proj.run("exp", "run", "--tune", "scroe", "model.lr=interval(0.1,0.2)")
+    error_line(bad, 2, "no stage writes a metric 'scroe'", "did you mean 'score'")
+    empty = proj.run("exp", "run", "--tune", "score", "model.lr=0.1")
+    error_line(empty, 2, "--tune needs a search space")
+    direction = proj.run("exp", "run", "--tune", "score", "--direction", "up", "model.lr=0.1,0.2")
+    assert direction.returncode == 2 and "'up' is not one of" in direction.stderr
+    assert _refs(proj) == []
