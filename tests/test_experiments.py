@@ -126,6 +126,17 @@ def test_exp_show_table_sorted_with_the_baseline_first(tmp_path: Path) -> None:
     assert lines[2].startswith("lr-2,")
     md = proj.run("exp", "show", "--md").stdout
     assert md.splitlines()[1].startswith("| --- |")
+    # the history: the sweep, and each variant with its params, metrics and outputs
+    sweep = json.loads(proj.run("log", "--command", "exp run", "--json").stdout)
+    assert len(sweep) == 1 and sweep[0]["detail"]["experiments"] == ["lr-1", "lr-2"]
+    runs = json.loads(proj.run("log", "--command", "exp variant", "--json").stdout)
+    assert {r["parent"] for r in runs} == {sweep[0]["id"]}
+    best = next(r for r in runs if r["detail"]["name"] == "lr-2")
+    assert best["args"] == ["model.lr=0.3"] and best["status"] == "ok"
+    assert best["detail"]["params"]["model"]["lr"] == 0.3
+    assert best["detail"]["metrics"]["score"] == 3.6
+    train = next(s for s in best["stages"] if s["stage"] == "train")
+    assert train["outcome"] == "ran" and set(train["outputs"]) == {"model.txt", "metrics.json"}
 
 
 def test_real_dvc_sees_mlbuild_experiments_and_applies_one(tmp_path: Path) -> None:

@@ -63,7 +63,9 @@ def run(
         baseline, variants = exp.plan(root, list(overrides or []), name)
         if not json_out:
             typer.echo(f"{len(variants)} variant(s) of {baseline[:7]}, {jobs} at a time")
-        exp.run(root, baseline, variants, jobs, report)
+        with exp.sweep_record(root, list(overrides or []), baseline) as recorder:
+            exp.run(root, baseline, variants, jobs, report, parent=recorder.record.id)
+            exp.close_sweep(recorder, variants)
     _finish(baseline, variants, json_out)
 
 

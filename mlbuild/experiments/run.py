@@ -15,11 +15,12 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlbuild.config.compose import compose, has_configs
 from mlbuild.config.sweep import Sweep, parse
@@ -28,6 +29,9 @@ from mlbuild.errors import ConfigError, MlbuildError
 from mlbuild.events import FAILED, StageResult
 from mlbuild.experiments import refs
 from mlbuild.files.layout import ENV_FILE
+
+if TYPE_CHECKING:
+    from mlbuild.history.journal import Recorder
 
 OK, FAILED_VARIANT, INTERRUPTED = "ok", "failed", "interrupted"
 MESSAGE = "dvc: commit experiment {}"  # DVC's message for an experiment commit
@@ -60,6 +64,23 @@ class Variant:
 OnVariant = Callable[[Variant], None]
 
 
+@contextmanager
+def sweep_record(root: Path, args: list[str], baseline: str) -> Iterator[Recorder]:
+    """The whole sweep's history record; each variant's record names it as its parent."""
+    from mlbuild.history.journal import recording
+
+    with recording(root, "exp run", args) as recorder:
+        recorder.record.detail = {"baseline": baseline}
+        yield recorder
+
+
+def close_sweep(recorder: Recorder, variants: list[Variant]) -> None:
+    """Name the sweep's experiments in its record, and fail it when a variant failed."""
+    recorder.record.detail["experiments"] = [v.name for v in variants if v.commit]
+    if any(v.status != OK for v in variants):
+        recorder.record.status = "failed"
+
+
 def plan(root: Path, overrides: list[str], name: str | None) -> tuple[str, list[Variant]]:
     """The baseline commit and the variants, each checked by composing its params (a key no
     config has is bad input before anything runs)."""
@@ -86,7 +107,7 @@ def _variants(sweep: Sweep) -> list[Variant]:
 
 
 def run(root: Path, baseline: str, variants: list[Variant], jobs: int,
-        on_variant: OnVariant) -> list[Variant]:
+        on_variant: OnVariant, parent: str | None = None) -> list[Variant]:
     """Build every variant, *jobs* at a time; report each as it starts and ends."""
     slots = threading.Semaphore(max(1, jobs))
     stop = threading.Event()
@@ -99,7 +120,7 @@ def run(root: Path, baseline: str, variants: list[Variant], jobs: int,
                 break
             ended.append(threading.Event())
             threading.Thread(target=_guarded, daemon=True, args=(
-                root, baseline, variant, slots, stop, on_variant, ended[-1])).start()
+                root, baseline, variant, slots, stop, on_variant, ended[-1], parent)).start()
         for event in ended:
             while not event.wait(0.2):
                 pass
@@ -114,14 +135,15 @@ def run(root: Path, baseline: str, variants: list[Variant], jobs: int,
 
 
 def _guarded(root: Path, baseline: str, variant: Variant, slots: threading.Semaphore,
-             stop: threading.Event, on_variant: OnVariant, ended: threading.Event) -> None:
+             stop: threading.Event, on_variant: OnVariant, ended: threading.Event,
+             parent: str | None) -> None:
     try:
         if stop.is_set():
             variant.status = INTERRUPTED
             return
         variant.status = "running"
         on_variant(variant)
-        _one(root, baseline, variant, stop)
+        _one(root, baseline, variant, stop, parent)
     except MlbuildError as exc:
         variant.status, variant.error = FAILED_VARIANT, str(exc)
     finally:
@@ -132,24 +154,52 @@ def _guarded(root: Path, baseline: str, variant: Variant, slots: threading.Semap
             ended.set()
 
 
-def _one(root: Path, baseline: str, variant: Variant, stop: threading.Event) -> None:
-    """Build one variant in a scratch workspace on the shared cache and save it."""
+def _one(root: Path, baseline: str, variant: Variant, stop: threading.Event,
+         parent: str | None) -> None:
+    """Build one variant in a scratch workspace on the shared cache, save it, record it."""
     from mlbuild.engine.isolation import CacheMode, scratch_workspace
+    from mlbuild.history.journal import Recorder
 
     started = time.monotonic()
+    recorder = Recorder(root, "exp variant", variant.overrides)
+    recorder.record.parent = parent
     with scratch_workspace(root, baseline, cache=CacheMode.SHARED,
                            prefix="mlbuild-exp-") as work:
-        _overlay(root, work)
-        outcome = _build_in_child(work, variant.overrides, stop)
-        variant.seconds = time.monotonic() - started
-        variant.stages = outcome.get("stages", [])
-        variant.status = outcome["status"]
-        variant.error = outcome.get("error", "")
-        if variant.status == OK:
-            from mlbuild.experiments.show import workspace_metrics
+        try:
+            _overlay(root, work)
+            outcome = _build_in_child(work, variant.overrides, stop)
+            variant.seconds = time.monotonic() - started
+            variant.stages = outcome.get("stages", [])
+            variant.status = outcome["status"]
+            variant.error = outcome.get("error", "")
+            if variant.status == OK:
+                from mlbuild.experiments.show import workspace_metrics
 
-            variant.metrics = workspace_metrics(work)
-            _save(root, baseline, work, variant)
+                variant.metrics = workspace_metrics(work)
+                _save(root, baseline, work, variant)
+        finally:
+            _record(recorder, variant, work)
+
+
+def _record(recorder: Recorder, variant: Variant, work: Path) -> None:
+    """The variant's history record: overrides, full params, metrics, stages and outputs."""
+    from mlbuild.dvcfmt.lockfile import LockFile
+    from mlbuild.history.journal import StageRecord
+
+    lock = LockFile(work) if (work / "dvc.lock").is_file() else None
+    params = load_yaml(work / "params.yaml", "params.yaml") \
+        if (work / "params.yaml").is_file() else {}
+    recorder.record.detail = {"name": variant.name, "commit": variant.commit,
+                              "params": params or {}, "metrics": variant.metrics,
+                              "error": variant.error}
+    for res in variant.stages:
+        entry = lock.get(res.stage) if lock is not None else None
+        outs = {str(o["path"]): str(o["md5"]) for o in (entry or {}).get("outs") or []
+                if o.get("md5")}
+        recorder.stage(StageRecord(res.stage, res.outcome, round(res.seconds, 3),
+                                   list(res.reasons), res.message, outs))
+    with suppress(OSError):  # a full disk must not turn a built variant into a failure
+        recorder.finish(variant.status if variant.status != "running" else INTERRUPTED)
 
 
 def _overlay(root: Path, work: Path) -> None:

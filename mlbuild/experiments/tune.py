@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlbuild.config.compose import compose
-from mlbuild.config.sweep import Dimension, override_for, search_space
+from mlbuild.config.sweep import Dimension, Sweep, override_for, search_space
 from mlbuild.errors import UsageError, did_you_mean
 from mlbuild.experiments import refs
-from mlbuild.experiments.run import OK, OnVariant, Variant, run
+from mlbuild.experiments.run import OK, OnVariant, Variant, close_sweep, run, sweep_record
 
 if TYPE_CHECKING:
     import optuna
@@ -69,17 +69,28 @@ def tune(root: Path, overrides: list[str], tuning: Tuning, on_variant: OnVariant
         started(baseline)
     study = _study(tuning)
     done: list[Variant] = []
-    while len(done) < tuning.trials:
-        batch = min(tuning.jobs, tuning.trials - len(done))
-        trials = [study.ask() for _ in range(batch)]
-        variants = [_variant(len(done) + i, sweep.fixed, sweep.space, trial, tuning)
-                    for i, trial in enumerate(trials)]
-        run(root, baseline, variants, tuning.jobs, on_variant)
-        for trial, variant in zip(trials, variants, strict=True):
-            study.tell(trial, _value(variant, tuning.metric) if variant.status == OK else None,
-                       state=None if variant.status == OK else _failed())
-        done += variants
+    args = [*overrides, f"--tune={tuning.metric}", f"--trials={tuning.trials}"]
+    with sweep_record(root, args, baseline) as recorder:
+        recorder.record.detail["tune"] = {"metric": tuning.metric, "seed": tuning.seed,
+                                          "maximize": tuning.maximize}
+        while len(done) < tuning.trials:
+            done += _batch(root, baseline, study, sweep, tuning, len(done), on_variant,
+                           recorder.record.id)
+        close_sweep(recorder, done)
     return baseline, done
+
+
+def _batch(root: Path, baseline: str, study: optuna.Study, sweep: Sweep, tuning: Tuning,
+           first: int, on_variant: OnVariant, parent: str) -> list[Variant]:
+    """Ask the sampler for up to *jobs* trials, build them together, tell it the results."""
+    trials = [study.ask() for _ in range(min(tuning.jobs, tuning.trials - first))]
+    variants = [_variant(first + i, sweep.fixed, sweep.space, trial, tuning)
+                for i, trial in enumerate(trials)]
+    run(root, baseline, variants, tuning.jobs, on_variant, parent=parent)
+    for trial, variant in zip(trials, variants, strict=True):
+        study.tell(trial, _value(variant, tuning.metric) if variant.status == OK else None,
+                   state=None if variant.status == OK else _failed())
+    return variants
 
 
 def _variant(index: int, fixed: list[str], space: list[Dimension], trial: optuna.trial.Trial,
