@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 from bench.context import Ctx, tool_order
-from bench.example import _template
+from bench.example import REPO, _template
 from bench.measure import BenchError, Series
-from bench.projects import fresh_copy, remove_tree
+from bench.projects import commit_all, fresh_copy, remove_tree
 from bench.report import Row
 
 GRID = ("model.learning_rate=0.05,0.1,0.2", "model.n_estimators=30,60")
@@ -46,9 +47,19 @@ def _dvc(ctx: Ctx, proj: Path, series: Series) -> None:
         raise BenchError(f"dvc's queue did not finish all {VARIANTS} experiments:\n{status}")
 
 
+def _sweep_template(ctx: Ctx) -> Path:
+    """W5's template with the raw data ignored by git, as in the repository (DVC's queue
+    refuses to run when git tracks a .dvc-tracked path)."""
+    tpl = _template(ctx)
+    ctx.runner.run(["git", "rm", "-r", "-q", "--cached", "data/raw"], tpl)
+    shutil.copyfile(REPO / "data" / ".gitignore", tpl / "data" / ".gitignore")
+    commit_all(ctx.runner, tpl, "bench: raw data ignored by git")
+    return tpl
+
+
 def w7(ctx: Ctx) -> list[Row]:
     """The six-variant grid of the issue, from an unbuilt example, two at a time."""
-    tpl = _template(ctx)
+    tpl = _sweep_template(ctx)
     series = {"mlbuild": Series(), "dvc": Series()}
     for rep in range(ctx.reps):
         for tool in tool_order(rep):
