@@ -167,6 +167,7 @@ def _one(root: Path, baseline: str, variant: Variant, stop: threading.Event,
                            prefix="mlbuild-exp-") as work:
         try:
             _overlay(root, work)
+            _link_data(root, work)
             outcome = _build_in_child(work, variant.overrides, stop)
             variant.seconds = time.monotonic() - started
             variant.stages = outcome.get("stages", [])
@@ -200,6 +201,18 @@ def _record(recorder: Recorder, variant: Variant, work: Path) -> None:
                                    list(res.reasons), res.message, outs))
     with suppress(OSError):  # a full disk must not turn a built variant into a failure
         recorder.finish(variant.status if variant.status != "running" else INTERRUPTED)
+
+
+def _link_data(root: Path, work: Path) -> None:
+    """Check data out of the shared cache as links, not copies (unless the project chose its
+    own cache.type): reflinks where the filesystem has them, else hard links to the
+    read-only cache objects; a copy only across filesystems."""
+    from mlbuild.dvcfmt.dvcconfig import load
+
+    if (load(root).get("cache") or {}).get("type"):
+        return
+    with (work / ".dvc" / "config.local").open("a", encoding="utf-8") as config:
+        config.write("    type = reflink,hardlink,copy\n")
 
 
 def _overlay(root: Path, work: Path) -> None:
