@@ -3,6 +3,7 @@ every metric, read from the experiments' commits in one `git cat-file` (no check
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any
 from mlbuild.dvcfmt.dvcyaml import load_pipeline
 from mlbuild.dvcfmt.yamlio import parse_yaml
 from mlbuild.errors import ConfigError, UsageError, did_you_mean
+from mlbuild.files.layout import ENV_FILE
 from mlbuild.experiments.refs import baseline, list_refs, read_blobs
 from mlbuild.gitrepo import GitError, git
 from mlbuild.pipeline.model import DEFAULT_PARAMS_FILE
@@ -59,7 +61,7 @@ def _files(root: Path) -> tuple[list[str], list[str]]:
     params = {DEFAULT_PARAMS_FILE}
     metrics: list[str] = []
     for stage in pipeline.stages.values():
-        params |= {p.path for p in stage.params}
+        params |= {p.path for p in stage.params if p.path != ENV_FILE}
         metrics += [o.path for o in stage.outs if o.kind == "metrics"]
     return sorted(params), sorted(set(metrics))
 
@@ -75,6 +77,7 @@ def workspace_metrics(work: Path) -> dict[str, Any]:
     return found
 
 
+@functools.lru_cache(maxsize=4096)  # experiments often share a file's exact content
 def _parse(blob: bytes | None, path: str) -> dict[str, Any]:
     if blob is None:
         return {}
