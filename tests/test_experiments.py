@@ -177,9 +177,18 @@ def test_a_failing_variant_is_reported_and_the_others_are_kept(tmp_path: Path) -
     assert "did not finish" in proc.stderr
 
 
-def test_remove_named_and_all(tmp_path: Path) -> None:
+def test_plot_branch_remove(tmp_path: Path) -> None:
     proj = _project(tmp_path)
     assert proj.run("exp", "run", "model.lr=0.1,0.2,0.3", "-n", "x").returncode == 0
+    plotted = proj.run("exp", "plot", "score", "--out", "plots/sweep.png")
+    assert plotted.returncode == 0, plotted.stderr
+    assert "score against model.lr" in plotted.stdout
+    png = (proj.path / "plots" / "sweep.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+    error_line(proj.run("exp", "plot", "scroe"), 2, "no metric 'scroe'", "did you mean")
+    assert proj.run("exp", "branch", "x-3", "best-lr").returncode == 0
+    assert "lr: 0.3" in proj.git("show", "best-lr:params.yaml").stdout
+    error_line(proj.run("exp", "branch", "x-3", "best-lr"), 2, "already exists")
     assert proj.run("exp", "remove", "x-2").returncode == 0
     assert len(_refs(proj)) == 2
     bad = proj.run("exp", "remove", "x-9")

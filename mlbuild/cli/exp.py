@@ -158,6 +158,40 @@ def _rich_table(header: list[str], rows: list[list[str]]) -> None:
     Console(soft_wrap=True).print(table)
 
 
+@exp_app.command("plot")
+def plot(
+    metric: Annotated[str | None, typer.Argument(
+        help="The metric to draw (default: the first one).")] = None,
+    out: Annotated[str, typer.Option("--out", "-o", help="The PNG to write.")
+                   ] = "exp_plot.png",
+) -> None:
+    """Draw a metric against each parameter the experiments vary (a PNG)."""
+    from pathlib import Path
+
+    from mlbuild.experiments.plot import pick_metric
+    from mlbuild.experiments.plot import plot as draw
+    from mlbuild.experiments.show import table
+
+    result = table(_root())
+    chosen = pick_metric(result, metric)
+    params = draw(result, chosen, Path(out))
+    typer.echo(f"wrote {out}: {chosen} against {', '.join(params)}")
+
+
+@exp_app.command("branch")
+def branch(
+    name: Annotated[str, typer.Argument(help="The experiment.")],
+    new_branch: Annotated[str, typer.Argument(help="The git branch to create.")],
+) -> None:
+    """Make a git branch of an experiment (its commit, on its baseline)."""
+    from mlbuild.experiments import refs
+
+    root = _root()
+    exp = refs.resolve(root, [name])[0]
+    refs.branch(root, exp, new_branch)
+    typer.echo(f"branch '{new_branch}' is experiment '{exp.name}' ({exp.commit[:7]})")
+
+
 @exp_app.command("remove")
 def remove(
     names: Annotated[list[str] | None, typer.Argument(help="Experiments to remove.")] = None,

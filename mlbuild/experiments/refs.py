@@ -144,6 +144,20 @@ def _identity(root: Path) -> dict[str, str]:
                 "GIT_COMMITTER_NAME": "mlbuild", "GIT_COMMITTER_EMAIL": "mlbuild@localhost"}
 
 
+def branch(root: Path, exp: ExpRef, name: str) -> None:
+    """Create git branch *name* at the experiment's commit (an existing branch is refused)."""
+    try:
+        git(root, "check-ref-format", "--branch", name)
+    except GitError as exc:
+        raise UsageError(f"'{name}' is not a valid git branch name") from exc
+    try:
+        git(root, "rev-parse", "--verify", "--quiet", f"refs/heads/{name}")
+    except GitError:
+        git(root, "branch", name, exp.commit)
+        return
+    raise UsageError(f"branch '{name}' already exists; choose another name")
+
+
 def remove(root: Path, exps: Iterable[ExpRef]) -> None:
     """Delete the experiments' refs (their commits go with git's next gc)."""
     for exp in exps:

@@ -13,8 +13,8 @@ from typing import Any
 from mlbuild.dvcfmt.dvcyaml import load_pipeline
 from mlbuild.dvcfmt.yamlio import parse_yaml
 from mlbuild.errors import ConfigError, UsageError, did_you_mean
-from mlbuild.files.layout import ENV_FILE
 from mlbuild.experiments.refs import baseline, list_refs, read_blobs
+from mlbuild.files.layout import ENV_FILE
 from mlbuild.gitrepo import GitError, git
 from mlbuild.pipeline.model import DEFAULT_PARAMS_FILE
 
