@@ -7,6 +7,7 @@ from collections.abc import Callable
 from bench.context import Ctx
 from bench.datasets import w3, w4
 from bench.example import w5
+from bench.experiments import w7
 from bench.report import Row
 from bench.synthetic import w1, w2, w6
 
@@ -19,4 +20,5 @@ WORKLOADS: dict[str, tuple[str, Workload]] = {
     "W4": ("one stage writing 10,000 small files: commit time, no-op status", w4),
     "W5": ("the embedded example pipeline: cold, no-op, one-param change", w5),
     "W6": ("1,000 trivial stages: no-op build time and peak memory", w6),
+    "W7": ("a six-variant sweep of the example, two at a time: exp run vs dvc's queue", w7),
 }

@@ -3,6 +3,7 @@ current revision is read from .git directly (no subprocess, for the fast path)."
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import IO
@@ -14,12 +15,15 @@ class GitError(Exception):
     """git is not installed, *root* is not in a work tree, or the command failed."""
 
 
-def git(root: Path, *args: str, stdout: IO[bytes] | None = None) -> bytes:
-    """Run `git -C root ARGS` and return its output (or write it into *stdout*)."""
+def git(root: Path, *args: str, stdout: IO[bytes] | None = None,
+        env: dict[str, str] | None = None, feed: bytes | None = None) -> bytes:
+    """Run `git -C root ARGS` and return its output (or write it into *stdout*); *env* adds
+    variables (GIT_INDEX_FILE, ...), *feed* is its standard input."""
     try:
-        proc = subprocess.run(["git", "-C", str(root), *args],
+        proc = subprocess.run(["git", "-C", str(root), *args], input=feed,
                               stdout=subprocess.PIPE if stdout is None else stdout,
-                              stderr=subprocess.PIPE, check=True)
+                              stderr=subprocess.PIPE, check=True,
+                              env={**os.environ, **env} if env else None)
     except (OSError, subprocess.CalledProcessError) as exc:
         raise GitError(f"git {' '.join(args)} failed in {root}") from exc
     return proc.stdout or b""

@@ -50,7 +50,7 @@ def _root(
 
 COMMAND_MODULES = {"run": "build", "status": "inspect", "dag": "inspect", "compile": "inspect",
                    "verify": "check", "data": "data", "pull": "data", "push": "data",
-                   "gc": "data", "log": "log"}
+                   "gc": "data", "log": "log", "exp": "exp"}
 
 
 def _register(args: list[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ class BuildOptions:
     dry_run: bool = False
     use_run_cache: bool = True
     pull: bool = False  # fetch what the plan needs from the DVC remote
+    shared_runs: bool = False  # other builds share this cache: run equal inputs only once
 
 
 @dataclass
@@ -134,10 +136,13 @@ class Builder:
                 f"stage '{name}': dependency '{missing[0]}' does not exist (its upstream "
                 f"{producers} did not produce it); fix the path in its deps"
             )
-        if not self.options.force and (how := self._restore(stage, snap, reasons)):
-            self.restored[name] = how
-            return RESTORED, reasons
-        self._run(stage, snap)
+        shared = self.options.shared_runs and can_cache(stage)  # other builds on this cache
+        with (self.runcache.exclusive(run_key(self._partial_entry(stage, snap))) if shared
+              else nullcontext()):
+            if not self.options.force and (how := self._restore(stage, snap, reasons)):
+                self.restored[name] = how
+                return RESTORED, reasons
+            self._run(stage, snap)
         return RAN, reasons
 
     def _would_run(self, name: str) -> tuple[str, list[Reason]]:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +79,17 @@ class RunCache:
 
     def __init__(self, cache_dir: Path) -> None:
         self.dir = cache_dir / "runs"
+        self.locks = cache_dir / "mlbuild" / "runs-lock"
+
+    @contextmanager
+    def exclusive(self, key: str) -> Iterator[None]:
+        """Hold the lock named by a run-cache key: builds sharing this cache (experiment
+        variants) run a stage with given inputs once; the others wait here, then find its
+        entry. An flock, so it is released however the holder ends."""
+        self.locks.mkdir(parents=True, exist_ok=True)
+        with open(self.locks / key, "a", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
 
     def lookup(self, key: str) -> LockEntry | None:
         """The newest recorded lock entry for this key, if any."""
