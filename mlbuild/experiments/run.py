@@ -168,6 +168,7 @@ def _one(root: Path, baseline: str, variant: Variant, stop: threading.Event,
         try:
             _overlay(root, work)
             _link_data(root, work)
+            _share_caches(root, work)
             outcome = _build_in_child(work, variant.overrides, stop)
             variant.seconds = time.monotonic() - started
             variant.stages = outcome.get("stages", [])
@@ -212,6 +213,29 @@ def _link_data(root: Path, work: Path) -> None:
         return
     with (work / ".dvc" / "config.local").open("a", encoding="utf-8") as config:
         config.write("    type = reflink,hardlink,copy\n")
+
+
+def _share_caches(root: Path, work: Path) -> None:
+    """A variant's stages use the project's own bytecode prefix and tool cache (~/.cache,
+    matplotlib's font list) for each stage, shared with the project's builds: Python writes
+    bytecode atomically and matplotlib under a lock, and a sweep of twelve variants should
+    not compile pandas twelve times. TMPDIR stays private to the variant."""
+    from mlbuild.dvcfmt.dvcyaml import load_pipeline
+    from mlbuild.files.layout import state_dir
+    from mlbuild.files.names import derived
+
+    try:
+        names = list(load_pipeline(root).stages)
+    except MlbuildError:
+        return  # no compiled pipeline at hand: each variant builds its own caches
+    for name in names:
+        safe = derived(name.replace("/", "_"))
+        for sub in ("pycache", ".cache"):
+            shared = state_dir(root) / "home" / safe / sub
+            shared.mkdir(parents=True, exist_ok=True)
+            link = state_dir(work) / "home" / safe / sub
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(shared, target_is_directory=True)
 
 
 def _overlay(root: Path, work: Path) -> None:
