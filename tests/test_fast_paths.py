@@ -86,3 +86,20 @@ def test_cold_build_of_a_plain_pipeline_imports_no_dvc(project: Project) -> None
     assert not {"dvc", "voluptuous"} & _imported(project, "run")
     assert project.read("out2.txt") == "seed\n"
     assert "up to date" in project.dvc("status").stdout  # DVC reads what was written
+
+
+def test_first_noop_after_a_build_reads_no_yaml(project: Project) -> None:
+    project.write("seed.txt", "seed\n")
+    project.write("params.yaml", "lr: 1.0e-05\nepochs: 3\nname: 'yes'\nflags: [true, null]\n")
+    project.write("dvc.yaml", "stages:\n  copy:\n    cmd: cp seed.txt out.txt\n"
+                  "    deps: [seed.txt]\n    params: [lr, epochs, name, flags]\n"
+                  "    outs: [out.txt]\n")
+    assert project.run("run").returncode == 0
+    assert not {"yaml", "dvc"} & _imported(project, "run")
+    from mlbuild.dvcfmt.memo import load_yaml_memo
+    from mlbuild.dvcfmt.yamlio import load_yaml
+
+    lock = project.path / "dvc.lock"  # the memo holds exactly what the file says
+    memo = load_yaml_memo(lock, "dvc.lock", project.path / ".dvc/tmp/mlbuild/parsed")
+    assert memo == load_yaml(lock, "dvc.lock")
+    assert memo["stages"]["copy"]["params"]["params.yaml"]["lr"] == 1.0e-05

@@ -109,7 +109,14 @@ class LockFile:
                 self._write()
 
     def _write(self) -> None:
-        write_atomic(self.path, dump_yaml({"schema": SCHEMA, "stages": self.stages}), "dvc.lock")
+        from mlbuild.dvcfmt.dvcyaml import state_dir
+        from mlbuild.dvcfmt.memo import remember_yaml
+
+        data = {"schema": SCHEMA, "stages": self.stages}
+        text = dump_yaml(data)
+        write_atomic(self.path, text, "dvc.lock")
+        # the next no-op then loads JSON instead of importing PyYAML to parse what we wrote
+        remember_yaml(self.path, LOCKFILE, state_dir(self.path.parent) / "parsed", data, text)
         self._dirty = False
         self._written = time.monotonic()
 
