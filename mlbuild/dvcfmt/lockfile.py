@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mlbuild.dvcfmt.hashinfo import HashInfo
-from mlbuild.dvcfmt.yamlio import dump_yaml, write_atomic
+from mlbuild.dvcfmt.yamlio import dump_yaml, sync_written, write_atomic
 from mlbuild.errors import ConfigError, MlbuildError
 from mlbuild.pipeline.model import DEFAULT_PARAMS_FILE, Stage
 
@@ -114,6 +114,7 @@ class LockFile:
 
         data = {"schema": SCHEMA, "stages": self.stages}
         text = dump_yaml(data)
+        sync_written()  # the .gitignore entries of the outputs recorded here, first
         write_atomic(self.path, text, "dvc.lock")
         # the next no-op then loads JSON instead of importing PyYAML to parse what we wrote
         remember_yaml(self.path, LOCKFILE, state_dir(self.path.parent) / "parsed", data, text)
