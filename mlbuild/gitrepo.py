@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -27,6 +28,28 @@ def git(root: Path, *args: str, stdout: IO[bytes] | None = None,
     except (OSError, subprocess.CalledProcessError) as exc:
         raise GitError(f"git {' '.join(args)} failed in {root}") from exc
     return proc.stdout or b""
+
+
+def git_later(root: Path, *args: str) -> Callable[[], bytes]:
+    """Start `git -C root ARGS` now; the returned function waits for it and returns its
+    output (GitError as git() raises it), so git runs while the caller does other work."""
+    try:
+        proc = subprocess.Popen(["git", "-C", str(root), *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+    except OSError as exc:
+        error = GitError(f"git {' '.join(args)} failed in {root}")
+        error.__cause__ = exc
+
+        def failed() -> bytes:
+            raise error
+        return failed
+
+    def result() -> bytes:
+        out, _ = proc.communicate()
+        if proc.returncode:
+            raise GitError(f"git {' '.join(args)} failed in {root}")
+        return out or b""
+    return result
 
 
 def git_dir(root: Path) -> Path | None:

@@ -25,8 +25,7 @@ def status(
 
     root = find_root()
     warn_hand_edits(root)
-    verdicts = api.status(root, targets or [])
-    data = [] if targets else api.data_changes(root)
+    verdicts, data = api.status_report(root, targets or [], data=not targets)
     stale = [v for v in verdicts if v.stale]
     if json_out:
         typer.echo(json.dumps({

@@ -66,6 +66,10 @@ def _shell_warnings(raw: dict[str, Any], context: Any) -> dict[str, list[str]]:
 def schema_problems(doc: dict[str, Any]) -> list[tuple[list[Any], str]]:
     """Where and why DVC's own dvc.yaml schema (dvc/schema.py) refuses *doc*: (key path,
     message) pairs; none when DVC accepts it."""
+    from mlbuild.dvcfmt.plainschema import accepted_plainly
+
+    if accepted_plainly(doc):  # known accepted: spare the import of DVC and its validation
+        return []
     from dvc.schema import COMPILED_MULTI_STAGE_SCHEMA
     from voluptuous import MultipleInvalid
 

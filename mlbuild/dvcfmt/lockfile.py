@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mlbuild.dvcfmt.hashinfo import HashInfo
-from mlbuild.dvcfmt.yamlio import dump_yaml, write_atomic
+from mlbuild.dvcfmt.yamlio import dump_yaml, sync_written, write_atomic
 from mlbuild.errors import ConfigError, MlbuildError
 from mlbuild.files.layout import LOCK_FILE, PARAMS_FILE, state_dir
 from mlbuild.pipeline.model import Stage
@@ -161,7 +161,14 @@ class LockFile:
                 self._write()
 
     def _write(self) -> None:
-        write_atomic(self.path, dump_yaml({"schema": SCHEMA, "stages": self._raw}), LOCK_FILE)
+        from mlbuild.dvcfmt.memo import remember_yaml
+
+        data = {"schema": SCHEMA, "stages": self._raw}
+        text = dump_yaml(data)
+        sync_written()  # the .gitignore entries of the outputs recorded here, first
+        write_atomic(self.path, text, LOCK_FILE)
+        # the next no-op then loads JSON instead of importing PyYAML to parse what we wrote
+        remember_yaml(self.path, LOCK_FILE, state_dir(self.path.parent) / "parsed", data, text)
         self._dirty = False
         self._written = time.monotonic()
 

@@ -55,3 +55,22 @@ def load_yaml_memo(path: Path, where: str, memo_dir: Path,
     if json.loads(text)["data"] == data:  # non-string keys would not survive: skip those
         write_memo(memo, text)
     return data
+
+
+def remember_yaml(path: Path, where: str, memo_dir: Path, data: Any, text: str) -> None:
+    """Record *data* as the parsed form of *path*, which this process has just written as
+    *text* (dump_yaml of *data*): the next read is then a JSON load, not a PyYAML parse.
+
+    The file is read back after its stat: a concurrent edit either shows in the bytes or
+    changes the stat identity the memo is keyed on.
+    """
+    try:
+        st = path.stat()
+        if path.read_bytes() != text.encode("utf-8"):
+            return
+        out = json.dumps({"key": [*stat_key(st), MEMO_VERSION], "data": data},
+                         separators=(",", ":"))
+    except (OSError, TypeError, ValueError):
+        return
+    if json.loads(out)["data"] == data:
+        write_memo(_memo_path(memo_dir, where), out)

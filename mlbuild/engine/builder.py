@@ -217,7 +217,7 @@ class Builder:
             elif out.cache and not self.cache.complete(infos[out.def_path]):
                 self.cache.store(self.root / out.path, self.hasher)  # in place, cache lost it
             if out.cache:
-                gitignore.ignore(self.root, out.path)
+                gitignore.ignore(self.root, out.path, durable=False)  # dvc.lock syncs it
         self.lock.update(stage.name, stage_entry(stage, snap.deps, snap.params, infos))
         if not todo:
             return "outputs re-stored in the cache"
@@ -295,6 +295,6 @@ class Builder:
             else:
                 info = self.hasher.file(path)
             if out.cache:
-                gitignore.ignore(self.root, out.path)
+                gitignore.ignore(self.root, out.path, durable=False)  # dvc.lock syncs it
             outs[out.def_path] = info
         return outs

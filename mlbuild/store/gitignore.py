@@ -27,8 +27,12 @@ def escape(name: str) -> str:
     return stripped + "\\ " * (len(escaped) - len(stripped))
 
 
-def ignore(root: Path, relpath: str) -> None:
-    """Add '/<name>' to the .gitignore beside *relpath* unless it is already there."""
+def ignore(root: Path, relpath: str, durable: bool = True) -> None:
+    """Add '/<name>' to the .gitignore beside *relpath* unless it is already there.
+
+    A build passes durable=False: its dvc.lock writes fsync the .gitignore files first
+    (yamlio.sync_written), one batch per lock write instead of one fsync per output.
+    """
     if not in_git(root):
         return
     path = root / relpath
@@ -44,4 +48,4 @@ def ignore(root: Path, relpath: str) -> None:
             return
         if text and not text.endswith("\n"):
             text += "\n"
-        write_atomic(gitignore, text + entry + "\n")
+        write_atomic(gitignore, text + entry + "\n", durable=durable)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,17 @@ class TrackedOut:
     info: HashInfo
 
 
-def every_pointer_file(root: Path) -> set[str]:
-    """Every .dvc pointer file of the project (git's view when it is a git work tree)."""
+POINTER_LISTING = ("ls-files", "-z", "--cached", "--others", "--exclude-standard", "--",
+                   "*.dvc")
+
+
+def every_pointer_file(root: Path, listing: Callable[[], bytes] | None = None) -> set[str]:
+    """Every .dvc pointer file of the project (git's view when it is a git work tree);
+    *listing* is git_later(root, *POINTER_LISTING) when the caller started it earlier."""
     from mlbuild.gitrepo import GitError, git
 
     try:
-        out = git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--",
-                  "*.dvc")
+        out = listing() if listing is not None else git(root, *POINTER_LISTING)
         return {n for n in out.decode().split("\0") if n and (root / n).is_file()}
     except GitError:
         found = set()
@@ -41,12 +46,13 @@ def every_pointer_file(root: Path) -> set[str]:
         return found
 
 
-def find_pointers(root: Path, paths: list[str], everything: bool = False) -> list[TrackedOut]:
+def find_pointers(root: Path, paths: list[str], everything: bool = False,
+                  listing: Callable[[], bytes] | None = None) -> list[TrackedOut]:
     """Outputs of root-level .dvc files and of '<path>.dvc' files next to *paths* (with
-    everything, of every .dvc file in the project)."""
+    everything, of every .dvc file in the project; *listing* as every_pointer_file takes)."""
     files = {p.name for p in root.glob("*.dvc") if p.is_file()}
     if everything:
-        files |= every_pointer_file(root)
+        files |= every_pointer_file(root, listing)
     for path in paths:
         parts = path.split("/")
         for i in range(1, len(parts) + 1):
