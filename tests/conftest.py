@@ -185,6 +185,9 @@ def _cold_build_root(factory: pytest.TempPathFactory) -> Path:
 
 
 _BACKGROUND: list[threading.Thread] = []
+# The longest tests (a cold build in verify's scratch space; two builds at once) start first
+# among those that need the example's build, so that the two workers finish together.
+LONGEST = ("test_verify_passes_on_the_example", "test_build_is_identical_across_directories")
 
 
 def _start_cold_build(config: pytest.Config) -> None:
@@ -216,8 +219,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     late = [item for item in items if "cold_build" in item.fixturenames]
     if not late:
         return
+    late.sort(key=lambda item: not item.name.startswith(LONGEST))  # stable: file order kept
     items[:] = [item for item in items if "cold_build" not in item.fixturenames] + late
-    if os.environ.get("PYTEST_XDIST_WORKER", "gw0") == "gw0":
+    if os.environ.get("PYTEST_XDIST_WORKER", "gw0") == "gw0" and not config.option.collectonly:
         _start_cold_build(config)
 
 
@@ -264,6 +268,40 @@ def example_built(built_example: Path, tmp_path: Path) -> Project:
     dest = tmp_path / "example"
     copy_tree(built_example, dest)
     return Project(dest)
+
+
+@pytest.fixture(scope="session")
+def chain_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """errcheck's hand-written CHAIN pipeline, built and committed once per worker (the bad
+    input and failure tests copy it; a module may override it with a variant)."""
+    from tests.errcheck import make_chain
+
+    return make_chain(tmp_path_factory.mktemp("chain") / "proj").path
+
+
+@pytest.fixture(scope="session")
+def declared_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """errcheck's project with the declared stage 'x', built and committed once per worker."""
+    from tests.errcheck import make_declared
+
+    return make_declared(tmp_path_factory.mktemp("declared") / "proj").path
+
+
+@pytest.fixture
+def chain(chain_template: Path, tmp_path: Path) -> Project:
+    """A private copy of the built hand-written pipeline (prepare -> train -> evaluate;
+    report), from the requesting module's chain_template."""
+    from tests.errcheck import copy_project
+
+    return copy_project(chain_template, tmp_path / "proj")
+
+
+@pytest.fixture
+def declared(declared_template: Path, tmp_path: Path) -> Project:
+    """A private copy of the built project with the declared stage 'x'."""
+    from tests.errcheck import copy_project
+
+    return copy_project(declared_template, tmp_path / "proj")
 
 
 Factory = Callable[[Path], Project]

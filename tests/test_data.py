@@ -97,7 +97,7 @@ def error(proc: subprocess.CompletedProcess[str]) -> str:
 
 # -- fixtures ----------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def origin(built_example: Path, tmp_path_factory: pytest.TempPathFactory) -> Project:
     """The built example with a local default remote, pushed and committed (do not modify)."""
     base = tmp_path_factory.mktemp("origin")

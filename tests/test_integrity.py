@@ -32,7 +32,7 @@ from tests.test_data import (
     remote_of,
 )
 
-__all__ = ["origin"]  # the module-scoped pushed example, shared with test_data
+__all__ = ["origin"]  # the session-scoped pushed example, shared with test_data
 
 
 def raw_entry(proj: Project, name: str = "train.csv") -> str:

@@ -62,7 +62,7 @@ def _tree(root: Path) -> dict[str, tuple[str, int]]:
             and not p.relative_to(root).as_posix().startswith(HISTORY)}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def flaky(tmp_path_factory: pytest.TempPathFactory) -> Project:
     """FLAKY built and committed with its dvc.lock (shared: verify changes nothing)."""
     proj = new_project(tmp_path_factory.mktemp("flaky") / "p", FLAKY)
