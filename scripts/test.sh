@@ -11,9 +11,9 @@ VENV=.venv-test
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 echo "== tests under $("$VENV/bin/python" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
 # The venv's own pip installs editable pyproject projects (PEP 660, pip 21.3+): no upgrade.
-# --no-compile: the tests compile only the modules they import (hermetic stages compile into
-# their own HOME anyway); byte-compiling every installed package took half of this step.
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile -e '.[test]'
+# Byte-compiling at install stays: with PYTHONDONTWRITEBYTECODE set, every test subprocess
+# would otherwise compile DVC and the rest again (the suite took twice the CPU time).
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test]'
 "$VENV/bin/ruff" check mlbuild tests stages scripts bench
 "$VENV/bin/mypy"
 PATH="$PWD/$VENV/bin:$PATH" "$VENV/bin/python" -m pytest -n 2 -q "$@"
