@@ -10,7 +10,9 @@ PY="${PYTHON:-$(python3 scripts/oldest_python.py)}"
 VENV=.venv-test
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 echo "== tests under $("$VENV/bin/python" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+# The venv's own pip installs editable pyproject projects (PEP 660, pip 21.3+): no upgrade.
+# Byte-compiling at install stays: with PYTHONDONTWRITEBYTECODE set, every test subprocess
+# would otherwise compile DVC and the rest again (the suite took twice the CPU time).
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test]'
 "$VENV/bin/ruff" check mlbuild tests stages scripts bench
 "$VENV/bin/mypy"

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,8 +107,35 @@ def project(tmp_path: Path) -> Project:
     return init_repo(tmp_path / "proj")
 
 
-def copy_example(dest: Path) -> Project:
-    """The embedded example in a fresh git repository (no cache, no outputs)."""
+STAGE_HOMES = Path(".dvc/tmp/mlbuild/home")  # each hermetic stage's HOME: caches it keeps
+
+
+def _link_bytecode(src: str, dst: str) -> object:
+    """copytree's copy function: bytecode in a stage's HOME is hard-linked (Python replaces a
+    .pyc by renaming a new file over it, never in place), every other file is copied."""
+    if f"{os.sep}pycache{os.sep}" in src:
+        os.link(src, dst)
+        return dst
+    return shutil.copy2(src, dst)
+
+
+def copy_tree(src: Path, dest: Path) -> None:
+    """A private copy of a project directory (symlinks kept, mtimes preserved)."""
+    shutil.copytree(src, dest, symlinks=True, copy_function=_link_bytecode)
+
+
+def seed_stage_homes(dest: Path, homes: Path) -> None:
+    """Give a project the stage HOMEs of an earlier build of the same stages: the bytecode of
+    the packages they import (tens of MB, compiled in seconds) and matplotlib's font list,
+    as on a machine where the project was built before. TMPDIRs are not carried over."""
+    for home in homes.iterdir():
+        shutil.copytree(home, dest / STAGE_HOMES / home.name, symlinks=True,
+                        copy_function=_link_bytecode, ignore=shutil.ignore_patterns("tmp"))
+
+
+def copy_example(dest: Path, homes: Path | None = None) -> Project:
+    """The embedded example in a fresh git repository (no cache, no outputs); *homes*, when
+    given, seeds its stage HOMEs (see seed_stage_homes)."""
     proj = init_repo(dest)
     for name in EXAMPLE_FILES:
         src = REPO / name
@@ -118,16 +149,114 @@ def copy_example(dest: Path) -> Project:
     shutil.copy2(REPO / ".gitignore", dest / ".gitignore")
     proj.git("add", "-A")
     proj.git("commit", "-qm", "example")
+    if homes is not None:
+        seed_stage_homes(dest, homes)
     return proj
 
 
+def shared_dir(factory: pytest.TempPathFactory) -> Path:
+    """A directory all xdist workers of this run share (the parent of each worker's basetemp),
+    or the basetemp without xdist."""
+    base = factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on *path* between the processes of this run."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _cold_build(root: Path) -> None:
+    """Build a fresh copy of the example in root/example once per test run, recording its
+    `mlbuild run --json` in root/run.json; the caller holds root's lock."""
+    record = root / "run.json"
+    if not record.exists():
+        proj = copy_example(root / "example")
+        proc = proj.run("run", "--json")
+        record.write_text(json.dumps({"returncode": proc.returncode,
+                                      "stdout": proc.stdout, "stderr": proc.stderr}))
+
+
+def _cold_build_root(factory: pytest.TempPathFactory) -> Path:
+    return shared_dir(factory) / "example-cold-build"
+
+
+_BACKGROUND: list[threading.Thread] = []
+# The longest tests (a cold build in verify's scratch space; two builds at once) start first
+# among those that need the example's build, so that the two workers finish together.
+LONGEST = ("test_verify_passes_on_the_example", "test_build_is_identical_across_directories")
+
+
+def _start_cold_build(config: pytest.Config) -> None:
+    """Start the example's cold build on a thread, holding its lock until it is done."""
+    # the factory behind the tmp_path_factory fixture (xdist itself reads it the same way)
+    root = _cold_build_root(config._tmp_path_factory)
+    handle = open(root.with_suffix(".lock"), "a")  # noqa: SIM115 (the thread closes it)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # another worker got there first and builds it
+        handle.close()
+        return
+
+    def build() -> None:
+        with handle:
+            try:
+                _cold_build(root)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    _BACKGROUND.append(threading.Thread(target=build, name="example-cold-build"))
+    _BACKGROUND[-1].start()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that need the example's cold build (about 20 s, once per run) go after the
+    others, and the first worker starts that build now, so that it overlaps those others
+    instead of holding a worker up. The order stays the same in every worker, as xdist needs."""
+    late = [item for item in items if "cold_build" in item.fixturenames]
+    if not late:
+        return
+    late.sort(key=lambda item: not item.name.startswith(LONGEST))  # stable: file order kept
+    items[:] = [item for item in items if "cold_build" not in item.fixturenames] + late
+    if os.environ.get("PYTEST_XDIST_WORKER", "gw0") == "gw0" and not config.option.collectonly:
+        _start_cold_build(config)
+
+
+def pytest_sessionfinish() -> None:
+    """Wait for a cold build still running in the background (a run stopped early)."""
+    for thread in _BACKGROUND:
+        thread.join()
+
+
 @pytest.fixture(scope="session")
-def built_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example built once per session (cold build); copy it with example_built."""
-    proj = copy_example(tmp_path_factory.mktemp("template") / "example")
-    proc = proj.run("run", "--json")
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    return proj.path
+def cold_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """The example's cold build (a fresh copy, no cache, no outputs, nothing seeded), done
+    once per test run and shared by the xdist workers: (its directory, {"returncode",
+    "stdout", "stderr"} of its `mlbuild run --json`). Do not modify the directory."""
+    root = _cold_build_root(tmp_path_factory)
+    with locked(root.with_suffix(".lock")):
+        _cold_build(root)
+    return root / "example", json.loads((root / "run.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def built_example(cold_build: tuple[Path, dict[str, Any]]) -> Path:
+    """The example after its cold build; copy it with example_built (do not modify)."""
+    path, proc = cold_build
+    assert proc["returncode"] == 0, f"{proc['stderr']}{proc['stdout']}"
+    return path
+
+
+@pytest.fixture(scope="session")
+def stage_homes(built_example: Path) -> Path:
+    """The stage HOMEs the example's cold build left (for seed_stage_homes)."""
+    return built_example / STAGE_HOMES
 
 
 @pytest.fixture
@@ -140,8 +269,42 @@ def example(tmp_path: Path) -> Project:
 def example_built(built_example: Path, tmp_path: Path) -> Project:
     """A private copy of the built example (outputs, cache and lock present)."""
     dest = tmp_path / "example"
-    shutil.copytree(built_example, dest, symlinks=True)
+    copy_tree(built_example, dest)
     return Project(dest)
+
+
+@pytest.fixture(scope="session")
+def chain_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """errcheck's hand-written CHAIN pipeline, built and committed once per worker (the bad
+    input and failure tests copy it; a module may override it with a variant)."""
+    from tests.errcheck import make_chain
+
+    return make_chain(tmp_path_factory.mktemp("chain") / "proj").path
+
+
+@pytest.fixture(scope="session")
+def declared_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """errcheck's project with the declared stage 'x', built and committed once per worker."""
+    from tests.errcheck import make_declared
+
+    return make_declared(tmp_path_factory.mktemp("declared") / "proj").path
+
+
+@pytest.fixture
+def chain(chain_template: Path, tmp_path: Path) -> Project:
+    """A private copy of the built hand-written pipeline (prepare -> train -> evaluate;
+    report), from the requesting module's chain_template."""
+    from tests.errcheck import copy_project
+
+    return copy_project(chain_template, tmp_path / "proj")
+
+
+@pytest.fixture
+def declared(declared_template: Path, tmp_path: Path) -> Project:
+    """A private copy of the built project with the declared stage 'x'."""
+    from tests.errcheck import copy_project
+
+    return copy_project(declared_template, tmp_path / "proj")
 
 
 Factory = Callable[[Path], Project]

@@ -12,36 +12,11 @@ from tests.errcheck import (
     CHAIN_OUTS,
     DECL,
     TRAIN_CMD,
-    copy_project,
     error_line,
-    make_chain,
-    make_declared,
     snapshot,
 )
 
 KEEP = (*CHAIN_OUTS, "dvc.yaml", "params.yaml")
-
-
-@pytest.fixture(scope="module")
-def chain_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_chain(tmp_path_factory.mktemp("chain") / "proj").path
-
-
-@pytest.fixture(scope="module")
-def declared_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_declared(tmp_path_factory.mktemp("declared") / "proj").path
-
-
-@pytest.fixture
-def chain(chain_template: Path, tmp_path: Path) -> Project:
-    """The built hand-written pipeline (prepare -> train -> evaluate; report)."""
-    return copy_project(chain_template, tmp_path / "proj")
-
-
-@pytest.fixture
-def declared(declared_template: Path, tmp_path: Path) -> Project:
-    """The built project with the declared stage 'x'."""
-    return copy_project(declared_template, tmp_path / "proj")
 
 
 def bad_run(proj: Project, *needles: str, files: tuple[str, ...] = KEEP,

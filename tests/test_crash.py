@@ -152,9 +152,14 @@ def test_mlbuild_waits_for_a_dvc_command_holding_the_lock(tmp_path: Path) -> Non
     assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
     busy = proj.run("run", "--no-wait")
     error_line(busy, 2, f"pid {holder.pid}", "--no-wait")
-    for args in (("gc", "-f"), ("data", "add", "data.txt"), ("push",), ("compile",)):
-        with pytest.raises(subprocess.TimeoutExpired):  # they wait for the lock
-            proj.run(*args, timeout=2)
+    waiting = [proj.popen(*args)  # started together, each given the same 2 s as before
+               for args in (("gc", "-f"), ("data", "add", "data.txt"), ("push",), ("compile",))]
+    time.sleep(2)
+    for proc in waiting:
+        assert proc.poll() is None, proc.communicate()  # it waits for the lock
+    for proc in waiting:
+        proc.kill()
+        proc.communicate(timeout=10)
     holder.communicate("", timeout=10)
     assert proj.run("run").returncode == 0
     assert proj.read("out.txt") == "A\nB\n"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import Project
+from tests.conftest import Project, copy_tree
 
 OUTPUTS = ("data/prepared/train.csv", "data/prepared/valid.csv", "models/model.pkl",
            "metrics.json", "plots/confusion_matrix.png")
@@ -97,12 +97,12 @@ def error(proc: subprocess.CompletedProcess[str]) -> str:
 
 # -- fixtures ----------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def origin(built_example: Path, tmp_path_factory: pytest.TempPathFactory) -> Project:
     """The built example with a local default remote, pushed and committed (do not modify)."""
     base = tmp_path_factory.mktemp("origin")
     proj = Project(base / "origin")
-    shutil.copytree(built_example, proj.path, symlinks=True)
+    copy_tree(built_example, proj.path)
     add_remote(proj, base / "remote")
     proc = proj.run("push")
     assert proc.returncode == 0, proc.stderr + proc.stdout

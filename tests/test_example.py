@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from pathlib import Path
+from typing import Any
 
 from tests.conftest import Project
 
@@ -11,9 +14,13 @@ def _md5(proj: Project, rel: str) -> str:
     return hashlib.md5((proj.path / rel).read_bytes()).hexdigest()
 
 
-def test_cold_build_produces_model_metrics_and_plot(example: Project) -> None:
-    report = example.run_json("run")
-    assert example.outcomes(report) == {"prepare": "ran", "train": "ran", "evaluate": "ran"}
+def test_cold_build_produces_model_metrics_and_plot(
+        cold_build: tuple[Path, dict[str, Any]]) -> None:
+    path, proc = cold_build  # `mlbuild run --json` in a fresh copy of the example
+    assert proc["returncode"] == 0, proc["stderr"] + proc["stdout"]
+    example = Project(path)
+    assert example.outcomes(json.loads(proc["stdout"])) == {
+        "prepare": "ran", "train": "ran", "evaluate": "ran"}
     assert (example.path / "models/model.pkl").stat().st_size > 1000
     assert (example.path / "plots/confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
     assert "accuracy" in example.read("metrics.json")

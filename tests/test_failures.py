@@ -9,7 +9,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.conftest import Project
@@ -17,24 +16,11 @@ from tests.errcheck import (
     CHAIN,
     CHAIN_OUTS,
     TRAIN_CMD,
-    copy_project,
     error_line,
-    make_chain,
     snapshot,
 )
 
 SLOW = 3.0  # seconds the concurrency tests' first build holds the project
-
-
-@pytest.fixture(scope="module")
-def chain_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_chain(tmp_path_factory.mktemp("chain") / "proj").path
-
-
-@pytest.fixture
-def chain(chain_template: Path, tmp_path: Path) -> Project:
-    """The built hand-written pipeline (prepare -> train -> evaluate; report)."""
-    return copy_project(chain_template, tmp_path / "proj")
 
 
 def set_train(proj: Project, cmd: str, text: str = CHAIN) -> None:

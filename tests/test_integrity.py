@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -31,7 +32,7 @@ from tests.test_data import (
     remote_of,
 )
 
-__all__ = ["origin"]  # the module-scoped pushed example, shared with test_data
+__all__ = ["origin"]  # the session-scoped pushed example, shared with test_data
 
 
 def raw_entry(proj: Project, name: str = "train.csv") -> str:
@@ -72,11 +73,12 @@ def test_run_never_checks_out_data_pulled_damaged_from_the_remote(
     assert example_built.run_json("data", "fsck")["corrupt"] == []
 
 
-def test_run_says_that_it_pulls_missing_data(example: Project) -> None:
-    proc = example.run("run", "--json")
-    assert proc.returncode == 0, proc.stderr
-    assert "pulling 2 missing object(s) of data.dvc from remote 'storage'" in proc.stderr
-    again = example.run("run")
+def test_run_says_that_it_pulls_missing_data(cold_build: tuple[Path, dict[str, Any]],
+                                            example_built: Project) -> None:
+    _, proc = cold_build  # `mlbuild run --json` in a fresh copy of the example
+    assert proc["returncode"] == 0, proc["stderr"]
+    assert "pulling 2 missing object(s) of data.dvc from remote 'storage'" in proc["stderr"]
+    again = example_built.run("run")  # in a copy of that build
     assert "pulling" not in again.stderr
 
 

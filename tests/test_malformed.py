@@ -13,10 +13,8 @@ from tests.errcheck import (
     CHAIN,
     CHAIN_OUTS,
     DECL,
-    copy_project,
     error_line,
     make_chain,
-    make_declared,
     snapshot,
 )
 from tests.scenario import new_project
@@ -26,31 +24,16 @@ PWNED = "mlbuild-tag-was-constructed"
 TAG = f"!!python/object/apply:os.system ['touch {PWNED}']"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def chain_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """conftest's chain_template with raw/ tracked by raw.dvc (chain in this module copies
+    this one)."""
     proj = make_chain(tmp_path_factory.mktemp("chain") / "proj")
     proj.write("raw/a.txt", "raw data\n")
     assert proj.dvc("add", "raw").returncode == 0
     proj.git("add", "-A")
     proj.git("commit", "-qm", "raw data")
     return proj.path
-
-
-@pytest.fixture(scope="module")
-def declared_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_declared(tmp_path_factory.mktemp("declared") / "proj").path
-
-
-@pytest.fixture
-def chain(chain_template: Path, tmp_path: Path) -> Project:
-    """The built hand-written pipeline with raw/ tracked by raw.dvc."""
-    return copy_project(chain_template, tmp_path / "proj")
-
-
-@pytest.fixture
-def declared(declared_template: Path, tmp_path: Path) -> Project:
-    """The built project with the declared stage 'x'."""
-    return copy_project(declared_template, tmp_path / "proj")
 
 
 def bad(proj: Project, *needles: str, files: tuple[str, ...] = KEEP,

@@ -8,13 +8,14 @@ from pathlib import Path
 import yaml
 
 import mlbuild
-from tests.conftest import Project
+from tests.conftest import copy_example
 
 
 def test_a_copy_of_mlbuild_inside_the_project_is_the_tool_not_undeclared_input(
-        example: Project) -> None:
+        tmp_path: Path, stage_homes: Path) -> None:
     """A clone of mlbuild's own repository imports its own mlbuild/ in the stages, not the
     installed one: that copy is the tool, recorded by version in the environment file."""
+    example = copy_example(tmp_path / "example", stage_homes)
     shutil.copytree(Path(mlbuild.__file__).parent, example.path / "mlbuild",
                     ignore=shutil.ignore_patterns("__pycache__"))
     example.git("add", "-A")

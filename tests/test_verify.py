@@ -62,7 +62,7 @@ def _tree(root: Path) -> dict[str, tuple[str, int]]:
             and not p.relative_to(root).as_posix().startswith(HISTORY)}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def flaky(tmp_path_factory: pytest.TempPathFactory) -> Project:
     """FLAKY built and committed with its dvc.lock (shared: verify changes nothing)."""
     proj = new_project(tmp_path_factory.mktemp("flaky") / "p", FLAKY)
@@ -167,9 +167,10 @@ def test_verify_needs_a_commit(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_build_is_identical_across_directories_and_environments(tmp_path: Path) -> None:
-    first = copy_example(tmp_path / "one" / "example")
-    second = copy_example(tmp_path / "elsewhere" / "deeper" / "copy")
+def test_build_is_identical_across_directories_and_environments(tmp_path: Path,
+                                                                 stage_homes: Path) -> None:
+    first = copy_example(tmp_path / "one" / "example", stage_homes)
+    second = copy_example(tmp_path / "elsewhere" / "deeper" / "copy", stage_homes)
     envs = [
         {"HOME": str(tmp_path / "home-a"), "USER": "alice", "TZ": "America/New_York",
          "LANG": "C", "LC_ALL": "C", "PYTHONHASHSEED": "1", "OMP_NUM_THREADS": "4"},
