@@ -28,6 +28,7 @@ from mlbuild.dvcfmt.yamlio import load_yaml
 from mlbuild.errors import ConfigError, MlbuildError
 from mlbuild.events import FAILED, StageResult
 from mlbuild.experiments import refs
+from mlbuild.experiments.scratch import prepare_variant
 from mlbuild.files.layout import ENV_FILE
 
 if TYPE_CHECKING:
@@ -166,9 +167,7 @@ def _one(root: Path, baseline: str, variant: Variant, stop: threading.Event,
     with scratch_workspace(root, baseline, cache=CacheMode.SHARED,
                            prefix="mlbuild-exp-") as work:
         try:
-            _overlay(root, work)
-            _link_data(root, work)
-            _share_caches(root, work)
+            prepare_variant(root, work)
             outcome = _build_in_child(work, variant.overrides, stop)
             variant.seconds = time.monotonic() - started
             variant.stages = outcome.get("stages", [])
@@ -201,55 +200,6 @@ def _record(recorder: Recorder, variant: Variant, work: Path) -> None:
                                    list(res.reasons), res.message, outs))
     with suppress(OSError):  # a full disk must not turn a built variant into a failure
         recorder.finish(variant.status if variant.status != "running" else INTERRUPTED)
-
-
-def _link_data(root: Path, work: Path) -> None:
-    """Check data out of the shared cache as links, not copies (unless the project chose its
-    own cache.type): reflinks where the filesystem has them, else hard links to the
-    read-only cache objects; a copy only across filesystems."""
-    from mlbuild.dvcfmt.dvcconfig import load
-
-    if (load(root).get("cache") or {}).get("type"):
-        return
-    with (work / ".dvc" / "config.local").open("a", encoding="utf-8") as config:
-        config.write("    type = reflink,hardlink,copy\n")
-
-
-def _share_caches(root: Path, work: Path) -> None:
-    """A variant's stages use the project's own bytecode prefix and tool cache (~/.cache,
-    matplotlib's font list) for each stage, shared with the project's builds: Python writes
-    bytecode atomically and matplotlib under a lock, and a sweep of twelve variants should
-    not compile pandas twelve times. TMPDIR stays private to the variant."""
-    from mlbuild.dvcfmt.dvcyaml import load_pipeline
-    from mlbuild.files.layout import state_dir
-    from mlbuild.files.names import derived
-
-    try:
-        names = list(load_pipeline(root).stages)
-    except MlbuildError:
-        return  # no compiled pipeline at hand: each variant builds its own caches
-    for name in names:
-        safe = derived(name.replace("/", "_"))
-        for sub in ("pycache", ".cache"):
-            shared = state_dir(root) / "home" / safe / sub
-            shared.mkdir(parents=True, exist_ok=True)
-            link = state_dir(work) / "home" / safe / sub
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(shared, target_is_directory=True)
-
-
-def _overlay(root: Path, work: Path) -> None:
-    """The user's uncommitted changes to tracked files, as DVC's experiments include them."""
-    from mlbuild.gitrepo import git
-
-    changed = git(root, "diff", "--name-only", "-z", "HEAD").decode().split("\0")
-    for rel in filter(None, changed):
-        source, target = root / rel, work / rel
-        if source.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(source.read_bytes())
-        else:
-            target.unlink(missing_ok=True)
 
 
 def _save(root: Path, baseline: str, work: Path, variant: Variant) -> None:
