@@ -264,3 +264,35 @@ def test_tune_refuses_a_metric_no_stage_writes_and_an_empty_space(tmp_path: Path
     direction = proj.run("exp", "run", "--tune", "score", "--direction", "up", "model.lr=0.1,0.2")
     assert direction.returncode == 2 and "'up' is not one of" in direction.stderr
     assert _refs(proj) == []
+
+
+def test_push_and_pull_share_experiments_with_their_outputs(tmp_path: Path) -> None:
+    proj = _project(tmp_path)
+    origin = tmp_path / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(origin)], check=True)
+    proj.git("remote", "add", "origin", str(origin))
+    assert proj.dvc("remote", "add", "-d", "store", str(tmp_path / "store")).returncode == 0
+    proj.git("add", "-A")
+    proj.git("commit", "-qm", "remotes")
+    proj.git("push", "-q", "origin", "HEAD:main")
+    error_line(proj.run("exp", "push", "origin"), 2, "no experiments to push")
+    assert proj.run("exp", "run", "model.lr=0.25", "--name", "shared").returncode == 0
+    pushed = proj.run("exp", "push", "origin")
+    assert pushed.returncode == 0, pushed.stderr
+    assert "pushed 1 experiment(s)" in pushed.stdout
+    remote_refs = subprocess.run(["git", "ls-remote", str(origin), "refs/exps/*"],
+                                 capture_output=True, text=True, check=True).stdout
+    assert remote_refs.rstrip().endswith("/shared")
+
+    other = Project(tmp_path / "other")
+    subprocess.run(["git", "clone", "-q", "-b", "main", str(origin), str(other.path)],
+                   check=True)
+    error_line(other.run("exp", "pull", "upstream"), 2, "no git remote named 'upstream'")
+    pulled = other.run("exp", "pull", "origin")
+    assert pulled.returncode == 0, pulled.stderr
+    assert "pulled 1 experiment(s) (shared)" in pulled.stdout
+    rows = json.loads(other.run("exp", "show", "--json").stdout)
+    assert [r["metrics"]["score"] for r in rows if r["name"] == "shared"] == [3.0]
+    applied = other.dvc("exp", "apply", "shared")  # the model comes out of the pulled cache
+    assert applied.returncode == 0, applied.stderr
+    assert other.read("model.txt") == "fast 0.25"

@@ -192,6 +192,45 @@ def branch(
     typer.echo(f"branch '{new_branch}' is experiment '{exp.name}' ({exp.commit[:7]})")
 
 
+@exp_app.command("push")
+def push(
+    git_remote: Annotated[str, typer.Argument(help="The git remote for the refs.")] = "origin",
+    names: Annotated[list[str] | None, typer.Argument(
+        help="Experiments to push (default: every experiment of this commit).")] = None,
+    remote: Annotated[str | None, typer.Option(
+        "-r", "--remote", help="The DVC remote for their outputs (default: the default).")
+    ] = None,
+) -> None:
+    """Share experiments: outputs to the DVC remote, then refs to the git remote."""
+    from mlbuild.experiments import refs, share
+
+    root = _root()
+    exps = refs.resolve(root, names) if names else refs.list_refs(root, refs.baseline(root))
+    if not exps:
+        raise UsageError("exp push: this commit has no experiments to push")
+    done = share.push(root, git_remote, exps, remote)
+    typer.echo(f"pushed {len(done.experiments)} experiment(s) to '{git_remote}' "
+               f"and {done.objects} object(s) to the DVC remote")
+
+
+@exp_app.command("pull")
+def pull(
+    git_remote: Annotated[str, typer.Argument(help="The git remote for the refs.")] = "origin",
+    names: Annotated[list[str] | None, typer.Argument(
+        help="Experiments to pull (default: all of them).")] = None,
+    remote: Annotated[str | None, typer.Option(
+        "-r", "--remote", help="The DVC remote for their outputs (default: the default).")
+    ] = None,
+) -> None:
+    """Fetch experiments: refs from the git remote, their outputs from the DVC remote."""
+    from mlbuild.experiments import share
+
+    done = share.pull(_root(), git_remote, list(names or []), remote)
+    typer.echo(f"pulled {len(done.experiments)} experiment(s)"
+               + (f" ({', '.join(done.experiments)})" if done.experiments else "")
+               + f"; {done.objects} output object(s) present and verified")
+
+
 @exp_app.command("remove")
 def remove(
     names: Annotated[list[str] | None, typer.Argument(help="Experiments to remove.")] = None,
