@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import fcntl
+import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
@@ -88,8 +91,8 @@ class Project:
         return {s["stage"]: s["outcome"] for s in report["stages"]}  # type: ignore[index, union-attr]
 
 
-def init_repo(path: Path) -> Project:
-    """git init + dvc init in *path*."""
+def _fresh_repo(path: Path) -> Project:
+    """The real git init + dvc init in *path*."""
     path.mkdir(parents=True, exist_ok=True)
     proj = Project(path)
     proj.git("init", "-q")
@@ -99,6 +102,24 @@ def init_repo(path: Path) -> Project:
     assert proc.returncode == 0, proc.stderr
     proj.dvc("config", "core.analytics", "false")
     return proj
+
+
+@functools.cache
+def _empty_repo() -> Path:
+    """One freshly initialised repository per test process, copied for every project: dvc
+    init and dvc config cost about a CPU-second, a copy a few milliseconds."""
+    scratch = Path(tempfile.mkdtemp(prefix="mlbuild-empty-repo-"))
+    atexit.register(shutil.rmtree, scratch, True)
+    return _fresh_repo(scratch / "repo").path
+
+
+def init_repo(path: Path) -> Project:
+    """A git + DVC project at *path* (a copy of one made by git init + dvc init), empty."""
+    if path.exists() and any(path.iterdir()):
+        return _fresh_repo(path)  # files already there: initialise in place
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(_empty_repo(), path, symlinks=True, dirs_exist_ok=True)
+    return Project(path)
 
 
 @pytest.fixture

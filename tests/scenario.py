@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import json
 import shutil
-import tempfile
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +17,9 @@ PIPELINE = "pipeline.yaml"  # stored under this name so DVC does not collect it 
 UP_TO_DATE = "Data and pipelines are up to date"
 
 
-@cache
-def _empty_repo() -> Path:
-    """One git + DVC repository per test process, copied for each project (dvc init is slow)."""
-    scratch = Path(tempfile.mkdtemp(prefix="mlbuild-empty-repo-"))
-    atexit.register(shutil.rmtree, scratch, True)
-    return init_repo(scratch / "repo").path
-
-
 def empty_project(dest: Path) -> Project:
     """A fresh, empty git + DVC project at *dest*."""
-    shutil.copytree(_empty_repo(), dest, symlinks=True)
-    return Project(dest)
+    return init_repo(dest)
 
 
 def scenario(dest: Path, name: str) -> Project:
