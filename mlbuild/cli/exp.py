@@ -1,4 +1,4 @@
-"""`mlbuild exp run/show/remove`: sweeps in isolated workspaces on one cache, compared in a
+"""`mlbuild exp run/show/apply/remove`: sweeps in isolated workspaces on one cache, compared in a
 table, stored as DVC experiments."""
 
 from __future__ import annotations
@@ -176,6 +176,21 @@ def plot(
     chosen = pick_metric(result, metric)
     params = draw(result, chosen, Path(out))
     typer.echo(f"wrote {out}: {chosen} against {', '.join(params)}")
+
+
+@exp_app.command("apply")
+def apply(
+    name: Annotated[str, typer.Argument(help="The experiment.")],
+    force: Annotated[bool, typer.Option(
+        "--force", "-f", help="Overwrite uncommitted changes in the way.")] = False,
+) -> None:
+    """Make an experiment's params, dvc.lock, metrics and outputs the workspace's (no rebuild)."""
+    from mlbuild.experiments.apply import apply as apply_exp
+
+    done = apply_exp(_root(), name, force)
+    configs = f"; {', '.join(done.configs)} edited" if done.configs else ""
+    typer.echo(f"applied experiment '{done.name}' ({done.commit[:7]}): {len(done.files)} "
+               f"file(s) written, {len(done.outputs)} output(s) from the cache{configs}")
 
 
 @exp_app.command("branch")

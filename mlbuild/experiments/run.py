@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from mlbuild.history.journal import Recorder
 
 OK, FAILED_VARIANT, INTERRUPTED = "ok", "failed", "interrupted"
-MESSAGE = "dvc: commit experiment {}"  # DVC's message for an experiment commit
 
 
 @dataclass
@@ -207,7 +206,7 @@ def _save(root: Path, baseline: str, work: Path, variant: Variant) -> None:
     digest = refs.exp_hash(dict((lock or {}).get("stages") or {}))
     if not variant.name:
         variant.name = f"exp-{digest[:5]}"
-    exp = refs.save(root, baseline, work, variant.name, MESSAGE.format(digest),
+    exp = refs.save(root, baseline, work, variant.name, refs.message(digest, variant.overrides),
                     extra=["dvc.lock", "params.yaml", ENV_FILE, *_git_outputs(work)])
     variant.commit = exp.commit
 

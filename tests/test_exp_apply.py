@@ -1,0 +1,158 @@
+"""`mlbuild exp apply`: an experiment's params (into configs/ too), lock, metrics and outputs
+become the workspace's without a rebuild; uncommitted changes in the way are refused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import Project
+from tests.errcheck import error_line
+from tests.test_experiments import _project
+
+
+def _commit(proj: Project, message: str) -> None:
+    proj.git("add", "-A")
+    proj.git("commit", "-qm", message)
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+
+def _lock_md5(proj: Project, commit: str, stage: str, path: str) -> str:
+    lock = proj.git("show", f"{commit}:dvc.lock").stdout
+    outs = yaml.safe_load(lock)["stages"][stage]["outs"]
+    return str(next(o["md5"] for o in outs if o["path"] == path))
+
+
+def _exp_commit(proj: Project, name: str) -> str:
+    rows = json.loads(proj.run("exp", "show", "--json").stdout)
+    rev = next(r["rev"] for r in rows if r["name"] == name)
+    return proj.git("rev-parse", rev).stdout.strip()
+
+
+def _assert_clean(proj: Project) -> None:
+    """`mlbuild run` reruns nothing, and both `mlbuild status` and real `dvc status` agree."""
+    report = proj.run_json("run")
+    assert set(proj.outcomes(report).values()) == {"up-to-date"}, report
+    status = proj.run_json("status")
+    assert status["up_to_date"] is True, status
+    dvc = proj.dvc("status", "--json")
+    assert dvc.returncode == 0 and json.loads(dvc.stdout) == {}, dvc.stdout + dvc.stderr
+
+
+@pytest.fixture
+def committed(example_built: Project) -> Project:
+    """The built example with its build committed: the baseline of the experiments."""
+    _commit(example_built, "built")
+    return example_built
+
+
+def test_apply_makes_the_experiment_the_workspace_and_writes_configs(committed: Project
+                                                                     ) -> None:
+    proj = committed
+    proc = proj.run("exp", "run", "model.learning_rate=0.2", "model.n_estimators=30",
+                    "--name", "fast")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    proc = proj.run("exp", "run", "model=logreg", "model.C=0.5", "--name", "lin")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    for name in ("fast", "lin"):
+        commit = _exp_commit(proj, name)
+        applied = proj.run("exp", "apply", name)
+        assert applied.returncode == 0, applied.stderr
+        assert f"applied experiment '{name}'" in applied.stdout
+        for rel in ("params.yaml", "dvc.lock", "metrics.json"):
+            assert proj.read(rel) == proj.git("show", f"{commit}:{rel}").stdout, rel
+        model = proj.path / "models" / "model.pkl"
+        assert _md5(model) == _lock_md5(proj, commit, "train", "models/model.pkl")
+        _assert_clean(proj)
+        assert proj.git("rev-parse", "refs/exps/exec/EXEC_APPLY").stdout.strip() == commit
+        if name == "fast":  # its params live in configs/ now, comments kept
+            lightgbm = proj.read("configs/model/lightgbm.yaml")
+            assert "learning_rate: 0.2\n" in lightgbm and "n_estimators: 30\n" in lightgbm
+            assert lightgbm.startswith("# Gradient-boosted trees")
+    # applying another experiment replaced the first one's edits: the linear model is chosen
+    # and the trees' config is the baseline's again
+    config = proj.read("configs/config.yaml")
+    assert "  - model: logreg\n" in config and config.startswith("# Root Hydra config")
+    assert "C: 0.5\n" in proj.read("configs/model/logreg.yaml")
+    assert proj.git("status", "--porcelain", "configs/model/lightgbm.yaml").stdout == ""
+
+
+def _snapshot(proj: Project) -> dict[str, str]:
+    files = ["params.yaml", "dvc.lock", "metrics.json", "configs/config.yaml",
+             "configs/model/lightgbm.yaml", "models/model.pkl"]
+    return {rel: _md5(proj.path / rel) for rel in files} | {
+        "git": proj.git("status", "--porcelain").stdout,
+        "refs": proj.git("for-each-ref", "refs/exps/exec/").stdout}
+
+
+def test_apply_refuses_uncommitted_changes_in_the_way_unless_forced(committed: Project
+                                                                    ) -> None:
+    proj = committed
+    proc = proj.run("exp", "run", "model.learning_rate=0.2", "--name", "lr")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    error_line(proj.run("exp", "apply", "lr9"), 2, "no experiment named 'lr9'", "did you mean")
+
+    # a config the experiment's params go into, edited by hand
+    original = proj.read("configs/model/lightgbm.yaml")
+    proj.write("configs/model/lightgbm.yaml", original.replace("learning_rate: 0.1",
+                                                               "learning_rate: 0.3"))
+    before = _snapshot(proj)
+    error_line(proj.run("exp", "apply", "lr"), 2, "configs/model/lightgbm.yaml",
+               "uncommitted changes would be overwritten", "--force")
+    assert _snapshot(proj) == before
+    proj.write("configs/model/lightgbm.yaml", original)
+
+    # a model edited in place: its content is in no cache, apply would lose it
+    model = proj.path / "models" / "model.pkl"
+    model.chmod(0o644)
+    model.write_bytes(b"hand-made model")
+    before = _snapshot(proj)
+    error_line(proj.run("exp", "apply", "lr"), 2, "models/model.pkl (not in the cache)")
+    assert _snapshot(proj) == before
+
+    # --force overwrites both kinds
+    proj.write("configs/model/lightgbm.yaml", original.replace("num_leaves: 15",
+                                                               "num_leaves: 7"))
+    forced = proj.run("exp", "apply", "lr", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert "num_leaves: 15\n" in proj.read("configs/model/lightgbm.yaml")
+    assert "learning_rate: 0.2\n" in proj.read("configs/model/lightgbm.yaml")
+    _assert_clean(proj)
+
+
+def test_a_build_with_other_overrides_is_in_the_way_but_its_results_are_not_lost(
+        committed: Project) -> None:
+    proj = committed
+    proc = proj.run("exp", "run", "model.n_estimators=30", "--name", "few")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert proj.run("run", "model.num_leaves=7").returncode == 0
+    before = _snapshot(proj)
+    refused = proj.run("exp", "apply", "few")
+    error_line(refused, 2, "uncommitted changes would be overwritten", "dvc.lock")
+    assert _snapshot(proj) == before
+    assert proj.run("exp", "apply", "few", "--force").returncode == 0
+    assert "n_estimators: 30\n" in proj.read("configs/model/lightgbm.yaml")
+    _assert_clean(proj)
+
+
+def test_apply_of_an_experiment_made_by_dvc_writes_its_params_into_configs(
+        tmp_path: Path) -> None:
+    proj = _project(tmp_path)
+    made = proj.dvc("exp", "run", "-S", "model.lr=0.5", "-n", "by-dvc")
+    assert made.returncode == 0, made.stderr + made.stdout
+    proj.git("reset", "-q", "--hard")  # DVC built it in the workspace; start from HEAD
+    assert proj.dvc("checkout", "-f").returncode == 0
+    applied = proj.run("exp", "apply", "by-dvc")
+    assert applied.returncode == 0, applied.stderr
+    assert "lr: 0.5\n" in proj.read("configs/config.yaml")
+    assert json.loads(proj.read("metrics.json"))["score"] == 6.0
+    report = proj.run_json("run")
+    assert set(proj.outcomes(report).values()) == {"up-to-date"}, report
+    assert json.loads(proj.dvc("status", "--json").stdout) == {}
