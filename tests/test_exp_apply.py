@@ -6,13 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import yaml
 
 from tests.conftest import Project
 from tests.errcheck import error_line
-from tests.test_experiments import _project
+from tests.scenario import new_project
+from tests.test_experiments import FILES, _project
 
 
 def _commit(proj: Project, message: str) -> None:
@@ -28,6 +30,13 @@ def _lock_md5(proj: Project, commit: str, stage: str, path: str) -> str:
     lock = proj.git("show", f"{commit}:dvc.lock").stdout
     outs = yaml.safe_load(lock)["stages"][stage]["outs"]
     return str(next(o["md5"] for o in outs if o["path"] == path))
+
+
+def _variants(proj: Project, *args: str) -> list[dict[str, Any]]:
+    """`mlbuild exp run ARGS --json`'s variants, all of which must have succeeded."""
+    variants = cast(list[dict[str, Any]], proj.run_json("exp", "run", *args)["variants"])
+    assert all(v["status"] == "ok" for v in variants), variants
+    return variants
 
 
 def _exp_commit(proj: Project, name: str) -> str:
@@ -56,12 +65,16 @@ def committed(example_built: Project) -> Project:
 def test_apply_makes_the_experiment_the_workspace_and_writes_configs(committed: Project
                                                                      ) -> None:
     proj = committed
-    proc = proj.run("exp", "run", "model.learning_rate=0.2", "model.n_estimators=30",
-                    "--name", "fast")
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    proc = proj.run("exp", "run", "model=logreg", "model.C=0.5", "--name", "lin")
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    for name in ("fast", "lin"):
+    # one sweep over both models, each with its own keys (a key the other lacks is left out)
+    variants = _variants(proj, "model=lightgbm,logreg", "model.learning_rate=0.2",
+                         "model.n_estimators=30", "model.C=0.5", "-j", "2")
+    overrides = sorted(sorted(v["overrides"]) for v in variants)
+    assert overrides == [["model.C=0.5", "model=logreg"],
+                         ["model.learning_rate=0.2", "model.n_estimators=30", "model=lightgbm"]]
+    names = {("lin" if "model=logreg" in v["overrides"] else "fast"): v["name"]
+             for v in variants}
+    for alias in ("fast", "lin"):
+        name = names[alias]
         commit = _exp_commit(proj, name)
         applied = proj.run("exp", "apply", name)
         assert applied.returncode == 0, applied.stderr
@@ -72,7 +85,7 @@ def test_apply_makes_the_experiment_the_workspace_and_writes_configs(committed: 
         assert _md5(model) == _lock_md5(proj, commit, "train", "models/model.pkl")
         _assert_clean(proj)
         assert proj.git("rev-parse", "refs/exps/exec/EXEC_APPLY").stdout.strip() == commit
-        if name == "fast":  # its params live in configs/ now, comments kept
+        if alias == "fast":  # its params live in configs/ now, comments kept
             lightgbm = proj.read("configs/model/lightgbm.yaml")
             assert "learning_rate: 0.2\n" in lightgbm and "n_estimators: 30\n" in lightgbm
             assert lightgbm.startswith("# Gradient-boosted trees")
@@ -156,3 +169,35 @@ def test_apply_of_an_experiment_made_by_dvc_writes_its_params_into_configs(
     report = proj.run_json("run")
     assert set(proj.outcomes(report).values()) == {"up-to-date"}, report
     assert json.loads(proj.dvc("status", "--json").stdout) == {}
+
+
+def _two_algos(tmp_path: Path) -> Project:
+    """test_experiments' project, where only the slow algorithm has a depth."""
+    files = {**FILES, "configs/algo/slow.yaml": "name: slow\nsteps: 3\ndepth: 1\n"}
+    proj = new_project(tmp_path / "proj", files)
+    proj.write("data/raw.txt", "1 2 3\n")
+    assert proj.dvc("add", "-q", "data/raw.txt").returncode == 0
+    assert proj.run("compile").returncode == 0
+    _commit(proj, "pipeline")
+    return proj
+
+
+def test_a_key_of_one_group_choice_is_swept_only_where_it_exists(tmp_path: Path) -> None:
+    proj = _two_algos(tmp_path)
+    # 2 algorithms x 2 depths: the fast one has no depth, so it is one variant, not two
+    variants = _variants(proj, "algo=fast,slow", "algo.depth=2,5")
+    assert [v["overrides"] for v in variants] == [
+        ["algo=fast"], ["algo=slow", "algo.depth=2"], ["algo=slow", "algo.depth=5"]]
+    shown = json.loads(proj.run("exp", "show", "--json").stdout)
+    assert sorted(str(r["params"].get("algo.depth")) for r in shown[1:]) == ["2", "5", "None"]
+    # a key that no choice has is still a misspelling
+    error_line(proj.run("exp", "run", "algo=fast,slow", "algo.dept=2,5"), 2,
+               "algo.dept", "did you mean 'algo.depth'")
+    error_line(proj.run("exp", "run", "--tune", "score", "algo=fast,slow",
+                        "algo.dept=interval(1,9)"), 2, "algo.dept")
+    # tuning: a trial of the fast algorithm leaves the depth out instead of failing
+    trials = _variants(proj, "--tune", "score", "--trials", "3", "algo=fast,slow",
+                       "algo.depth=interval(1,9)")
+    for trial in trials:
+        fast = "algo=fast" in trial["overrides"]
+        assert fast == (not any(o.startswith("algo.depth=") for o in trial["overrides"]))
