@@ -201,3 +201,20 @@ def test_a_key_of_one_group_choice_is_swept_only_where_it_exists(tmp_path: Path)
     for trial in trials:
         fast = "algo=fast" in trial["overrides"]
         assert fast == (not any(o.startswith("algo.depth=") for o in trial["overrides"]))
+
+
+def test_exp_show_table_and_its_memo(tmp_path: Path) -> None:
+    proj = _project(tmp_path)
+    assert proj.run("exp", "run", "model.lr=0.1,0.3", "--name", "lr").returncode == 0
+    first = proj.run("exp", "show", "--json")
+    assert first.returncode == 0, first.stderr
+    memo = proj.path / ".dvc" / "tmp" / "mlbuild" / "exp-show.json"
+    assert memo.is_file()
+    assert proj.run("exp", "show", "--json").stdout == first.stdout  # answered from the memo
+    memo.write_text('{"version": 1, "flat": {"yaml:0": 3}, "files": []}')  # a torn memo
+    assert proj.run("exp", "show", "--json").stdout == first.stdout
+    # the plain table: a header, the baseline set apart, the best experiment first
+    lines = proj.run("exp", "show", "--sort-by", "score").stdout.splitlines()
+    assert lines[0].split() == ["Experiment", "rev", "loss", "score", "model.lr"]
+    assert lines[2].startswith("baseline ") and set(lines[3]) <= {"─", " "}
+    assert lines[4].split()[0] == "lr-2" and lines[4].split()[3] == "3.6"
