@@ -204,7 +204,7 @@ def apply(
     done = apply_exp(_root(), name, force)
     configs = f"; {', '.join(done.configs)} edited" if done.configs else ""
     typer.echo(f"applied experiment '{done.name}' ({done.commit[:7]}): {len(done.files)} "
-               f"file(s) written, {len(done.outputs)} output(s) from the cache{configs}")
+               f"file(s) written, {len(done.outputs)} output(s) checked out of the cache{configs}")
 
 
 @exp_app.command("branch")

@@ -31,7 +31,7 @@ from mlbuild.gitrepo import GitError, git
 
 @dataclass
 class Applied:
-    """What apply wrote: the files, the outputs checked out, the configs edited."""
+    """What apply wrote: the files, the outputs it checked out, the configs edited."""
 
     name: str
     commit: str
@@ -61,10 +61,9 @@ def apply(root: Path, name: str, force: bool = False) -> Applied:
         _refuse_conflicts(root, head, exp, plan, previous)
     with project_lock(root):
         _write(root, plan)
-        _checkout(root, plan.outputs)
+        outputs = _checkout(root, plan.outputs)
         git(root, "update-ref", APPLIED, exp.commit)
-    return Applied(exp.name, exp.commit, sorted(plan.files), [p for p, _ in plan.outputs],
-                   plan.configs)
+    return Applied(exp.name, exp.commit, sorted(plan.files), outputs, plan.configs)
 
 
 def _previous(root: Path, head: str, exp: ExpRef) -> dict[str, bytes | None]:
@@ -225,10 +224,14 @@ def _write(root: Path, plan: _Plan) -> None:
             write_atomic(path, content)
 
 
-def _checkout(root: Path, outputs: list[tuple[str, HashInfo]]) -> None:
+def _checkout(root: Path, outputs: list[tuple[str, HashInfo]]) -> list[str]:
+    """Check out of the cache the outputs that differ from the experiment's; their paths."""
     hasher, cache = _hashing(root)
+    done = []
     for path, info in outputs:
         current = hasher.path(path)
         if current is None or current.md5 != info.md5:
             cache.checkout(info, root / path)
+            done.append(path)
     hasher.cache.save()
+    return done
