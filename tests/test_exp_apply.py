@@ -130,6 +130,15 @@ def test_apply_refuses_uncommitted_changes_in_the_way_unless_forced(committed: P
     error_line(proj.run("exp", "apply", "lr"), 2, "models/model.pkl (not in the cache)")
     assert _snapshot(proj) == before
 
+    # the experiment's model missing from the cache (not pulled): an error, nothing written
+    md5 = _lock_md5(proj, _exp_commit(proj, "lr"), "train", "models/model.pkl")
+    obj = proj.path / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    aside = obj.rename(obj.with_name("aside"))
+    missing = proj.run("exp", "apply", "lr", "--force")
+    error_line(missing, 1, "not in the cache, nothing was applied", "models/model.pkl")
+    assert _snapshot(proj) == before
+    aside.rename(obj)
+
     # --force overwrites both kinds
     proj.write("configs/model/lightgbm.yaml", original.replace("num_leaves: 15",
                                                                "num_leaves: 7"))
