@@ -227,3 +227,35 @@ def test_exp_show_table_and_its_memo(tmp_path: Path) -> None:
     assert lines[0].split() == ["Experiment", "rev", "loss", "score", "model.lr"]
     assert lines[2].startswith("baseline ") and set(lines[3]) <= {"─", " "}
     assert lines[4].split()[0] == "lr-2" and lines[4].split()[3] == "3.6"
+
+
+def test_write_back_keeps_comments_interpolations_and_group_entries(tmp_path: Path) -> None:
+    from mlbuild.config.compose import compose
+    from mlbuild.config.writeback import write_back
+
+    proj = Project(tmp_path)
+    proj.write("configs/config.yaml", """
+        # the root
+        defaults:
+          - _self_
+          - /model: small   # the model
+        train:
+          lr: 0.1           # the step
+          warmup: ${train.lr}
+        """)
+    proj.write("configs/model/small.yaml", "width: 8\n")
+    proj.write("configs/model/big.yaml", "width: 64\ndepth: 3\n")
+    overrides = ["model=big", "model.depth=5", "train.lr=0.3", "+train.extra=[1, 2]"]
+    target = compose(tmp_path, overrides)
+    written = write_back(tmp_path, overrides, target)
+    assert written == ["configs/config.yaml", "configs/model/big.yaml"]
+    assert compose(tmp_path, []) == target
+    config = proj.read("configs/config.yaml")
+    assert "  - /model: big" in config and "# the model\n" in config
+    assert "  lr: 0.3           # the step\n" in config
+    assert "warmup: ${train.lr}" in config  # the interpolation stays one
+    assert "depth: 5" in proj.read("configs/model/big.yaml")
+    # without overrides (an experiment made by DVC), a value is set where it is defined
+    changed = {**target, "train": {**target["train"], "warmup": 7}}
+    assert write_back(tmp_path, [], changed) == ["configs/config.yaml"]
+    assert compose(tmp_path, []) == changed and "  warmup: 7\n" in proj.read("configs/config.yaml")

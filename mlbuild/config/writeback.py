@@ -104,7 +104,7 @@ def _set_choice(editor: _Editor, sources: list[_Source], group: str, choice: str
     for item in defaults:
         if hasattr(item, "keys"):
             for key in list(item.keys()):
-                if str(key).removeprefix("override ").strip() == group:
+                if str(key).removeprefix("override ").strip().lstrip("/") == group:
                     item[key] = choice
                     editor.touched.add(parent)
                     return
