@@ -20,5 +20,6 @@ WORKLOADS: dict[str, tuple[str, Workload]] = {
     "W4": ("one stage writing 10,000 small files: commit time, no-op status", w4),
     "W5": ("the embedded example pipeline: cold, no-op, one-param change", w5),
     "W6": ("1,000 trivial stages: no-op build time and peak memory", w6),
-    "W7": ("a six-variant sweep of the example, two at a time: exp run vs dvc's queue", w7),
+    "W7": ("sweeps of the example (6 and 12 variants, two at a time): exp run vs dvc's "
+           "queue; exp show with 200 experiments", w7),
 }

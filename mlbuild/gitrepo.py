@@ -101,6 +101,17 @@ def head_revision(root: Path) -> str | None:
     return head or None
 
 
+def head_branch(root: Path) -> str | None:
+    """The branch HEAD is on (None when detached or outside git), read from .git directly."""
+    gitdir = git_dir(root)
+    try:
+        head = (gitdir / "HEAD").read_text(encoding="utf-8").strip() if gitdir else ""
+    except OSError:
+        return None
+    return head.removeprefix("ref:").strip().removeprefix("refs/heads/") \
+        if head.startswith("ref: refs/heads/") else None
+
+
 # What a build writes itself: a build of a clean checkout leaves these changed, and that
 # does not make the sources it was built from uncommitted.
 BUILD_WRITTEN = (LOCK_FILE, DVC_FILE, PARAMS_FILE, ENV_FILE,

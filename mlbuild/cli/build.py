@@ -110,8 +110,8 @@ def run(
 ) -> None:
     """Build the pipeline: rerun only stages whose code, data, params or command changed."""
     from mlbuild import api
-    from mlbuild.engine.workspace import find_root
     from mlbuild.events import results_json
+    from mlbuild.files.layout import find_root
 
     targets, overrides = _split_args(args or [])
     request = api.RunRequest(

@@ -26,7 +26,7 @@ def verify(
 ) -> None:
     """Rebuild from scratch in an isolated workspace and compare every output with dvc.lock."""
     from mlbuild import api
-    from mlbuild.engine.workspace import find_root
+    from mlbuild.files.layout import find_root
     from mlbuild.verify.rebuild import NOT_RECORDED
 
     root = find_root()

@@ -22,7 +22,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _root() -> Path:
-    from mlbuild.engine.workspace import find_root
+    from mlbuild.files.layout import find_root
 
     return find_root()
 

@@ -21,7 +21,7 @@ def status(
     """List stale stages and why (dependency, param, command or output changes)."""
     from mlbuild import api
     from mlbuild.cli.build import warn_hand_edits
-    from mlbuild.engine.workspace import find_root
+    from mlbuild.files.layout import find_root
 
     root = find_root()
     warn_hand_edits(root)
@@ -55,7 +55,7 @@ def status(
 def dag(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Show the pipeline graph: each stage with the stages it depends on."""
     from mlbuild import api
-    from mlbuild.engine.workspace import find_root
+    from mlbuild.files.layout import find_root
 
     order, upstream = api.dag(find_root())
     if json_out:
@@ -74,7 +74,7 @@ def compile_(
     """Regenerate dvc.yaml from stages/*.yaml (and params.yaml from configs/)."""
     from mlbuild.config.compose import sync_params
     from mlbuild.config.declare import sync_dvcyaml
-    from mlbuild.engine.workspace import find_root
+    from mlbuild.files.layout import find_root
 
     root = find_root()
     if check:

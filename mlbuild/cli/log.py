@@ -20,7 +20,7 @@ def log(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show recent runs: who ran what, on which revision, how it ended, and what each stage did."""
-    from mlbuild.engine.workspace import find_root
+    from mlbuild.files.layout import find_root
     from mlbuild.history.index import HistoryIndex
 
     index = HistoryIndex(find_root())

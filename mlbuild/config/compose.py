@@ -81,6 +81,19 @@ def _suggest_key(root: Path, overrides: list[str], exc: BaseException) -> str:
     return did_you_mean_key(key, known) or did_you_mean_key(missing, prefixes)
 
 
+def missing_override(exc: ConfigError, overrides: list[str]) -> str | None:
+    """The override in *overrides* that set a key the composition does not have, when that
+    is what *exc* (from compose) reports: Hydra's "Key '...' is not in struct"."""
+    missing = getattr(getattr(exc.__cause__, "__cause__", None), "full_key", None)
+    if not isinstance(missing, str) or not missing:
+        return None
+    for override in overrides:
+        key = override.split("=", 1)[0]
+        if not key.startswith(("+", "~")) and (key == missing or key.startswith(missing + ".")):
+            return override
+    return None
+
+
 def _config_file(root: Path, exc: Exception) -> str:
     """The project-relative name of the config file a YAML error is in."""
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)

@@ -13,8 +13,8 @@ from mlbuild.dvcfmt.dvcyaml import load_pipeline
 from mlbuild.dvcfmt.lockfile import LockFile
 from mlbuild.dvcfmt.params import ParamsReader
 from mlbuild.engine.staleness import StatusChecker
-from mlbuild.errors import GraphError, UsageError
-from mlbuild.files.layout import DVC_FILE, state_dir
+from mlbuild.errors import GraphError
+from mlbuild.files.layout import state_dir
 from mlbuild.pipeline.graph import Graph, build_graph
 from mlbuild.pipeline.model import Pipeline
 from mlbuild.store.boundary import check_paths, stage_paths
@@ -26,18 +26,6 @@ from mlbuild.store.tracked import TrackedOut, covers, find_pointers
 
 if TYPE_CHECKING:
     from mlbuild.engine.recovery import Leftovers
-
-
-def find_root(start: Path | None = None) -> Path:
-    """The nearest directory holding dvc.yaml, stages/ declarations or .dvc/."""
-    here = (start or Path.cwd()).resolve()
-    for cand in (here, *here.parents):
-        if (cand / ".dvc").is_dir() or (cand / DVC_FILE).is_file():
-            return cand
-    raise UsageError(
-        f"no mlbuild/DVC project found in {here} or its parents "
-        "(expected dvc.yaml or a .dvc directory)"
-    )
 
 
 @dataclass

@@ -21,6 +21,11 @@ from mlbuild.errors import UsageError, did_you_mean
 from mlbuild.gitrepo import GitError, git
 
 NAMESPACE = "refs/exps"
+APPLIED = f"{NAMESPACE}/exec/EXEC_APPLY"  # DVC's record of the experiment last applied
+MESSAGE = "dvc: commit experiment {}"  # DVC's message for an experiment commit
+# A git trailer under DVC's message: the Hydra overrides the experiment was built with, which
+# `exp apply` writes into configs/ (DVC reads only the first line)
+OVERRIDES_TRAILER = "Mlbuild-Overrides"
 # DVC's own bookkeeping under refs/exps (stashes, queue, executor refs): not experiments
 SKIP = ("apply", "celery", "exec", "temp", "stash")
 
@@ -52,6 +57,25 @@ def exp_hash(lock_stages: dict[str, Any]) -> str:
     """A digest of the experiment's lock data (DVC names an unnamed experiment exp-<5 hex>)."""
     text = json.dumps(lock_stages, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def message(digest: str, overrides: list[str]) -> str:
+    """The experiment commit's message: DVC's, with the overrides as a trailer."""
+    return f"{MESSAGE.format(digest)}\n\n{OVERRIDES_TRAILER}: {json.dumps(overrides)}\n"
+
+
+def overrides_of(root: Path, commit: str) -> list[str] | None:
+    """The overrides an experiment commit records (None: made by DVC or an older mlbuild)."""
+    text = git(root, "cat-file", "commit", commit).decode("utf-8", errors="replace")
+    for line in reversed(text.splitlines()):
+        if line.startswith(f"{OVERRIDES_TRAILER}:"):
+            try:
+                found = json.loads(line.partition(":")[2])
+            except ValueError:
+                return None
+            if isinstance(found, list) and all(isinstance(o, str) for o in found):
+                return found
+    return None
 
 
 def check_name(root: Path, name: str) -> None:

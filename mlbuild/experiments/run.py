@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlbuild.config.compose import compose, has_configs
+from mlbuild.config.compose import has_configs
 from mlbuild.config.sweep import Sweep, parse
 from mlbuild.dvcfmt.yamlio import load_yaml
 from mlbuild.errors import ConfigError, MlbuildError
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from mlbuild.history.journal import Recorder
 
 OK, FAILED_VARIANT, INTERRUPTED = "ok", "failed", "interrupted"
-MESSAGE = "dvc: commit experiment {}"  # DVC's message for an experiment commit
 
 
 @dataclass
@@ -84,16 +83,13 @@ def close_sweep(recorder: Recorder, variants: list[Variant]) -> None:
 
 def plan(root: Path, overrides: list[str], name: str | None) -> tuple[str, list[Variant]]:
     """The baseline commit and the variants, each checked by composing its params (a key no
-    config has is bad input before anything runs)."""
+    variant's config has is bad input before anything runs)."""
     head = refs.baseline(root)
     if not has_configs(root):
         if overrides:
             raise ConfigError("exp run: overrides need configs/config.yaml (Hydra configs)")
         return head, [Variant(0, [], [])]
-    sweep = parse(root, overrides)
-    variants = _variants(sweep)
-    for variant in variants:
-        compose(root, variant.overrides)
+    variants = _variants(root, parse(root, overrides))
     if name is not None:
         refs.check_name(root, name)
         for variant in variants:
@@ -101,10 +97,21 @@ def plan(root: Path, overrides: list[str], name: str | None) -> tuple[str, list[
     return head, variants
 
 
-def _variants(sweep: Sweep) -> list[Variant]:
+def _variants(root: Path, sweep: Sweep) -> list[Variant]:
+    """The grid's variants, each without the overrides its composition has no key for (see
+    conditional.py); variants that then coincide are built once."""
+    from mlbuild.experiments.conditional import fit_all
+
     grid = sweep.grid()
     fixed = len(sweep.fixed)
-    return [Variant(i, overrides, overrides[fixed:]) for i, overrides in enumerate(grid)]
+    variants: list[Variant] = []
+    seen: set[tuple[str, ...]] = set()
+    for overrides, found in zip(grid, fit_all(root, grid), strict=True):
+        if tuple(found.kept) not in seen:
+            seen.add(tuple(found.kept))
+            swept = [o for o in overrides[fixed:] if o in found.kept]
+            variants.append(Variant(len(variants), found.kept, swept))
+    return variants
 
 
 def run(root: Path, baseline: str, variants: list[Variant], jobs: int,
@@ -207,7 +214,7 @@ def _save(root: Path, baseline: str, work: Path, variant: Variant) -> None:
     digest = refs.exp_hash(dict((lock or {}).get("stages") or {}))
     if not variant.name:
         variant.name = f"exp-{digest[:5]}"
-    exp = refs.save(root, baseline, work, variant.name, MESSAGE.format(digest),
+    exp = refs.save(root, baseline, work, variant.name, refs.message(digest, variant.overrides),
                     extra=["dvc.lock", "params.yaml", ENV_FILE, *_git_outputs(work)])
     variant.commit = exp.commit
 

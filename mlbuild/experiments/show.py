@@ -1,21 +1,28 @@
 """`mlbuild exp show`: one row per experiment of the current baseline, params that differ and
-every metric, read from the experiments' commits in one `git cat-file` (no checkout)."""
+every metric, read from the experiments' commits in one `git cat-file` (no checkout).
+
+It stays quick as experiments pile up: the parsed form of each params or metrics file is
+remembered under its content's hash (.dvc/tmp/mlbuild/exp-show.json), so PyYAML parses only
+files no earlier call has seen, and the params and metrics file names are remembered for the
+current dvc.yaml, so the pipeline is not loaded either.
+"""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlbuild.dvcfmt.dvcyaml import load_pipeline
-from mlbuild.dvcfmt.yamlio import parse_yaml
 from mlbuild.errors import ConfigError, UsageError, did_you_mean
 from mlbuild.experiments.refs import baseline, list_refs, read_blobs
-from mlbuild.files.layout import ENV_FILE, PARAMS_FILE
-from mlbuild.gitrepo import GitError, git
+from mlbuild.files.layout import DVC_FILE, ENV_FILE, PARAMS_FILE, stat_key, state_dir
+from mlbuild.gitrepo import head_branch, head_revision
+
+MEMO_VERSION = 1
 
 
 @dataclass
@@ -56,6 +63,8 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 def _files(root: Path) -> tuple[list[str], list[str]]:
     """The params files and metrics files the pipeline names (at the baseline)."""
+    from mlbuild.dvcfmt.dvcyaml import load_pipeline
+
     pipeline = load_pipeline(root)
     params = {PARAMS_FILE}
     metrics: list[str] = []
@@ -82,21 +91,95 @@ def _parse(blob: bytes | None, path: str) -> dict[str, Any]:
         return {}
     text = blob.decode("utf-8", errors="replace")
     try:
-        data = json.loads(text) if path.endswith(".json") else parse_yaml(text, path)
+        if path.endswith(".json"):
+            data = json.loads(text)
+        else:
+            from mlbuild.dvcfmt.yamlio import parse_yaml
+
+            data = parse_yaml(text, path)
     except (ValueError, ConfigError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
-def _row(name: str, rev: str, blobs: dict[str, bytes | None], params: list[str],
-         metrics: list[str], baseline: bool = False) -> Row:
+class _Memo:
+    """Flattened params and metrics files by content hash, and the file names by dvc.yaml's
+    identity, kept between calls (a memo: when it cannot be read or written, all is parsed)."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = state_dir(root) / "exp-show.json"
+        try:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            doc = {}
+        if not isinstance(doc, dict) or doc.get("version") != MEMO_VERSION:
+            doc = {}
+        flat, files = doc.get("flat"), doc.get("files")
+        self.known: dict[str, dict[str, Any]] = {
+            k: v for k, v in flat.items() if isinstance(v, dict)} if isinstance(flat, dict) else {}
+        self.files: dict[str, Any] = files if isinstance(files, dict) and all(
+            isinstance(files.get(k), list) for k in ("key", "params", "metrics")) else {}
+        self.used: dict[str, dict[str, Any]] = {}
+        self.changed = False
+
+    def flat(self, blob: bytes | None, path: str, prefix: str) -> dict[str, Any]:
+        """The file's flattened mapping, keys prefixed with *prefix*."""
+        if blob is None:
+            return {}
+        kind = "json" if path.endswith(".json") else "yaml"
+        key = f"{kind}:{hashlib.md5(blob, usedforsecurity=False).hexdigest()}"
+        found = self.known.get(key)
+        if found is None:
+            found = flatten(_parse(blob, path))
+            try:  # only what JSON gives back unchanged (no dates, no odd keys) is kept
+                self.changed |= json.loads(json.dumps(found)) == found
+            except (TypeError, ValueError):
+                found = dict(found)
+            else:
+                self.known[key] = found
+        self.used[key] = found
+        return {f"{prefix}{k}": v for k, v in found.items()} if prefix else found
+
+    def save(self) -> None:
+        """Keep what this call used (entries of removed experiments go)."""
+        from mlbuild.dvcfmt.yamlio import write_memo
+
+        if self.changed or self.used.keys() != self.known.keys():
+            write_memo(self.path, json.dumps({"version": MEMO_VERSION, "files": self.files,
+                                              "flat": self.used}, separators=(",", ":")))
+
+
+def _pipeline_key(root: Path) -> list[Any] | None:
+    keys: list[Any] = []
+    for name in (DVC_FILE, PARAMS_FILE):  # params.yaml: dvc.yaml's vars may read it
+        try:
+            keys.append(list(stat_key((root / name).stat())))
+        except OSError:
+            keys.append(None)
+    return keys if keys[0] is not None else None
+
+
+def _named_files(root: Path, memo: _Memo) -> tuple[list[str], list[str]]:
+    """_files(), answered from the memo while dvc.yaml and params.yaml are unchanged."""
+    key = _pipeline_key(root)
+    if key is not None and memo.files.get("key") == key:
+        return list(memo.files["params"]), list(memo.files["metrics"])
+    params, metrics = _files(root)
+    memo.files = {"key": key, "params": params, "metrics": metrics}
+    memo.changed = True
+    return params, metrics
+
+
+def _row(name: str, rev: str, blobs: dict[str, bytes | None], files: tuple[list[str], list[str]],
+         memo: _Memo, baseline: bool = False) -> Row:
+    params, metrics = files
     row = Row(name, rev[:7], baseline)
     for path in params:
         prefix = "" if path == PARAMS_FILE else f"{path}:"
-        row.params.update(flatten(_parse(blobs[f"{rev}:{path}"], path), prefix))
+        row.params.update(memo.flat(blobs[f"{rev}:{path}"], path, prefix))
     for path in metrics:
         prefix = "" if len(metrics) == 1 else f"{path}:"
-        row.metrics.update(flatten(_parse(blobs[f"{rev}:{path}"], path), prefix))
+        row.metrics.update(memo.flat(blobs[f"{rev}:{path}"], path, prefix))
     return row
 
 
@@ -118,13 +201,16 @@ def _sort_key(metric: str, ascending: bool) -> Any:
 
 def table(root: Path, sort_by: str | None = None, ascending: bool = False) -> Table:
     """The experiments of HEAD with the baseline's row first."""
-    head = baseline(root)
+    head = head_revision(root) or baseline(root)
     exps = list_refs(root, head)
-    params, metrics = _files(root)
+    memo = _Memo(root)
+    files = _named_files(root, memo)
+    paths = files[0] + files[1]
     revs = [head] + [e.commit for e in exps]
-    blobs = read_blobs(root, [f"{rev}:{path}" for rev in revs for path in params + metrics])
-    base = _row(_branch(root) or "workspace", head, blobs, params, metrics, baseline=True)
-    rows = [_row(e.name, e.commit, blobs, params, metrics) for e in exps]
+    blobs = read_blobs(root, [f"{rev}:{path}" for rev in revs for path in paths])
+    base = _row(head_branch(root) or "workspace", head, blobs, files, memo, baseline=True)
+    rows = [_row(e.name, e.commit, blobs, files, memo) for e in exps]
+    memo.save()
     metric_keys = sorted({k for r in [base, *rows] for k in r.metrics})
     if sort_by is not None:
         if sort_by not in metric_keys:
@@ -132,10 +218,3 @@ def table(root: Path, sort_by: str | None = None, ascending: bool = False) -> Ta
                              f"{did_you_mean(sort_by, metric_keys)}")
         rows.sort(key=_sort_key(sort_by, ascending))
     return Table([base, *rows], _differing([base, *rows]), metric_keys)
-
-
-def _branch(root: Path) -> str | None:
-    try:
-        return git(root, "symbolic-ref", "--short", "-q", "HEAD").decode().strip() or None
-    except GitError:
-        return None

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlbuild.config.compose import compose
 from mlbuild.config.sweep import Dimension, Sweep, override_for, search_space
 from mlbuild.errors import UsageError, did_you_mean
 from mlbuild.experiments import refs
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
     import optuna
 
 SEED = 42  # the default: the same command proposes the same trials
+CORNERS = 64  # combinations of the space checked before the first trial
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def tune(root: Path, overrides: list[str], tuning: Tuning, on_variant: OnVariant
     """Run the trials in batches of *jobs*, each told to the sampler once built."""
     baseline = refs.baseline(root)
     sweep = search_space(root, overrides)
-    compose(root, sweep.fixed)  # a misspelt fixed override is bad input before any trial
+    _check_space(root, sweep)  # a misspelt override is bad input before any trial
     if tuning.name is not None:
         refs.check_name(root, tuning.name)
     _check_metric(root, tuning.metric)
@@ -84,7 +84,7 @@ def _batch(root: Path, baseline: str, study: optuna.Study, sweep: Sweep, tuning:
            first: int, on_variant: OnVariant, parent: str) -> list[Variant]:
     """Ask the sampler for up to *jobs* trials, build them together, tell it the results."""
     trials = [study.ask() for _ in range(min(tuning.jobs, tuning.trials - first))]
-    variants = [_variant(first + i, sweep.fixed, sweep.space, trial, tuning)
+    variants = [_variant(root, first + i, sweep.fixed, sweep.space, trial, tuning)
                 for i, trial in enumerate(trials)]
     run(root, baseline, variants, tuning.jobs, on_variant, parent=parent)
     for trial, variant in zip(trials, variants, strict=True):
@@ -93,13 +93,29 @@ def _batch(root: Path, baseline: str, study: optuna.Study, sweep: Sweep, tuning:
     return variants
 
 
-def _variant(index: int, fixed: list[str], space: list[Dimension], trial: optuna.trial.Trial,
-             tuning: Tuning) -> Variant:
+def _variant(root: Path, index: int, fixed: list[str], space: list[Dimension],
+             trial: optuna.trial.Trial, tuning: Tuning) -> Variant:
+    from mlbuild.experiments.conditional import fit
+
     swept = [override_for(dim, _suggest(trial, dim)) for dim in space]
-    variant = Variant(index, [*fixed, *swept], swept)
+    kept = fit(root, [*fixed, *swept]).kept  # a key this trial's group choice lacks: left out
+    variant = Variant(index, kept, [o for o in swept if o in kept])
     if tuning.name is not None:
         variant.name = f"{tuning.name}-{index + 1}"
     return variant
+
+
+def _check_space(root: Path, sweep: Sweep) -> None:
+    """Every override fits some corner of the space: each categorical choice (a group
+    choice decides which keys exist) with one value of each numeric dimension."""
+    import itertools
+
+    from mlbuild.experiments.conditional import fit_all
+
+    axes = [[override_for(d, c) for c in d.choices] if d.choices else [override_for(d, d.low)]
+            for d in sweep.space]
+    fit_all(root, [sweep.fixed + list(combo)
+                   for combo in itertools.islice(itertools.product(*axes), CORNERS)])
 
 
 def _check_metric(root: Path, metric: str) -> None:

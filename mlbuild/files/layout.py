@@ -12,6 +12,20 @@ PARAMS_FILE = "params.yaml"  # DVC's default params file; generated from configs
 STATE_DIR = ".dvc/tmp/mlbuild"  # mlbuild's private state (inside .dvc/tmp, which DVC ignores)
 
 
+def find_root(start: Path | None = None) -> Path:
+    """The nearest directory holding dvc.yaml, stages/ declarations or .dvc/."""
+    here = (start or Path.cwd()).resolve()
+    for cand in (here, *here.parents):
+        if (cand / ".dvc").is_dir() or (cand / DVC_FILE).is_file():
+            return cand
+    from mlbuild.errors import UsageError
+
+    raise UsageError(
+        f"no mlbuild/DVC project found in {here} or its parents "
+        "(expected dvc.yaml or a .dvc directory)"
+    )
+
+
 def state_dir(root: Path) -> Path:
     """mlbuild's private state directory of the project at *root*."""
     return root / STATE_DIR
