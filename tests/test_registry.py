@@ -95,9 +95,8 @@ def test_register_promote_fail_force_rollback_history_and_get(built_example: Pat
         unverified.stdout
     assert "refused by its gate (1 check(s) failed)" in unverified.stderr
     assert not any(t.startswith("model#prod") for t in _tags(proj))
-    _ok(proj.run("verify"))
-    assert "pass  verify: verify" in _ok(proj.run("model", "promote", "model", "v0.0.1",
-                                                  "--to", "prod"))
+    verified = _ok(proj.run("model", "promote", "model", "v0.0.1", "--to", "prod", "--verify"))
+    assert "verify: ok" in verified and "pass  verify: verify" in verified
 
     # a worse model, built with a Hydra override, registered as built
     _ok(proj.run("run", "model.n_estimators=30"))
@@ -147,6 +146,19 @@ def test_register_promote_fail_force_rollback_history_and_get(built_example: Pat
                      ("v0.0.1", "prod", "ok", False), ("v0.1.0", "prod", "failed", False),
                      ("v0.1.0", "prod", "ok", True)]
 
+    from mlbuild.history.index import HistoryIndex
+
+    index = HistoryIndex(proj.path)
+    try:
+        events = [(e[1], e[2], e[3], e[4], e[5]) for e in index.registry_events("model")]
+    finally:
+        index.close()
+    assert events == [
+        ("register", "v0.0.1", None, None, False), ("promote", "v0.0.1", "staging", True, False),
+        ("promote", "v0.0.1", "prod", False, False), ("promote", "v0.0.1", "prod", True, False),
+        ("register", "v0.1.0", None, None, False), ("promote", "v0.1.0", "prod", False, False),
+        ("promote", "v0.1.0", "prod", False, True), ("rollback", "v0.0.1", "prod", None, False)]
+
     pushed = _ok(proj.run("model", "push", "origin"))
     assert "pushed 6 registry tag(s) to origin" in pushed
     clone = Project(tmp_path / "clone")
@@ -159,6 +171,10 @@ def test_register_promote_fail_force_rollback_history_and_get(built_example: Pat
     assert _md5(clone.path / "model.pkl") == worse
     again = clone.run("model", "get", "model@v0.1.0")  # never overwritten silently
     error_line(again, 2, "already exists")
+    unchecked = clone.run("model", "promote", "model", "v0.1.0", "--to", "staging")
+    assert unchecked.returncode == 1, unchecked.stderr  # its data was never pulled here
+    assert "FAIL  contracts: data/raw/train.csv (stage prepare): not in the local cache" in \
+        unchecked.stdout
 
     out = tmp_path / "dvc-get"
     out.mkdir()
@@ -236,6 +252,12 @@ def test_names_versions_and_stages_that_do_not_exist(registered: Project) -> Non
     _no_new_tags(registered, before)
 
 
+def test_the_registry_needs_git(tmp_path: Path) -> None:
+    proj = Project(tmp_path)
+    assert proj.dvc("init", "--no-scm", "-q").returncode == 0
+    error_line(proj.run("model", "list"), 2, "not in a git repository", "git init")
+
+
 def test_a_gate_naming_a_metric_no_stage_writes_is_bad_input(registered: Project) -> None:
     before = _tags(registered)
     config = registered.read("mlbuild.yaml")
@@ -247,6 +269,10 @@ def test_a_gate_naming_a_metric_no_stage_writes_is_bad_input(registered: Project
         registered.write("mlbuild.yaml", config.replace('">= 0.9"', '"about 0.9"'))
         error_line(registered.run("model", "promote", "model", "v0.0.1", "--to", "staging"),
                    2, "expected 'OP NUMBER'")
+        registered.write("mlbuild.yaml", config.replace('">= 0.9"', '">= 0.99"'))
+        high = registered.run("model", "promote", "model", "v0.0.1", "--to", "staging")
+        assert high.returncode == 1, high.stderr
+        assert "FAIL  metric: accuracy >= 0.99: 0.972" in high.stdout
     finally:
         registered.write("mlbuild.yaml", config)
     _no_new_tags(registered, before)
@@ -262,3 +288,18 @@ def test_an_artifact_must_name_an_output_of_its_stage(example: Project) -> None:
     _ok(example.run("compile"))
     assert "artifacts:\n  model:\n    path: models/model.pkl\n    type: model" in example.read(
         "dvc.yaml")
+
+
+@pytest.mark.parametrize(("margin", "new", "old", "passed"), [
+    ({}, 0.9, 0.8, True), ({}, 0.8, 0.8, False),  # must beat, not equal
+    ({"min_delta": 0.05}, 0.84, 0.8, False), ({"min_delta": 0.05}, 0.86, 0.8, True),
+    ({"min_delta": 0.1, "relative": True}, 0.87, 0.8, False),  # needs 0.08
+    ({"min_delta": 0.1, "relative": True}, 0.89, 0.8, True),
+    ({"greater_is_better": False}, 0.7, 0.8, True), ({"greater_is_better": False}, 0.9, 0.8,
+                                                     False)])
+def test_beat_current_margins(margin: dict[str, object], new: float, old: float,
+                              passed: bool) -> None:
+    from mlbuild.registry.config import _margin
+    from mlbuild.registry.gate import _beats
+
+    assert _beats(_margin("loss", margin, "here"), new, old)[0] is passed

@@ -107,7 +107,7 @@ def register(root: Path, name: str, version: str | None, bump: str | None) -> Ou
             raise UsageError(f"commit {commit[:12]} is already model '{name}' {held}; a "
                              "commit is registered once")
         payload = {"action": "register", "model": name, "version": new, "path": evidence.path,
-                   "md5": evidence.info.md5, "stage": evidence.stage,
+                   "md5": evidence.info.md5, "producer": evidence.stage,
                    "metrics": evidence.metrics, "run": _built_by(root, evidence.info.md5)}
         tag = tags.version_tag(name, new)
         with recording(root, "model register", [name, new]) as recorder:
@@ -212,7 +212,8 @@ def rollback(root: Path, name: str, stage: str, to: str | None, reason: str) -> 
         registry = Registry.read(root)
         current = registry.holder(name, stage)
         if current is None:
-            _known(root, registry, name, to or "v0.0.0") if not registry.versions(name) else None
+            if not registry.versions(name):
+                _known(root, registry, name, to or "v0.0.1")  # unknown or unregistered: exit 2
             raise UsageError(f"model '{name}': no version holds '{stage}'; nothing to roll "
                              "back")
         target = normalise(to) if to else _previous(registry, name, stage, current)

@@ -11,7 +11,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from mlbuild.gitrepo import git
+from mlbuild.errors import UsageError
+from mlbuild.gitrepo import GitError, git
 
 PAYLOAD = "mlbuild-registry: "  # the annotation line that carries mlbuild's JSON record
 # Tags read in one git call: type, name, target commit, tagger time and identity, message.
@@ -65,8 +66,12 @@ def _parse(name: str) -> dict[str, Any]:
 
 def read_events(root: Path) -> list[TagEvent]:
     """Every annotated GTO tag of the repository, oldest first."""
-    out = git(root, "for-each-ref", "refs/tags", f"--format={_FORMAT}").decode(
-        "utf-8", "replace")
+    try:
+        out = git(root, "for-each-ref", "refs/tags", f"--format={_FORMAT}").decode(
+            "utf-8", "replace")
+    except GitError as exc:
+        raise UsageError(f"{root} is not in a git repository: the registry keeps versions "
+                         "and stages as git tags ('git init' first)") from exc
     events = []
     for record in out.split("\x01"):
         fields = record.lstrip("\n").split("\x00")
