@@ -125,9 +125,9 @@ def copy_tree(src: Path, dest: Path) -> None:
 
 
 def seed_stage_homes(dest: Path, homes: Path) -> None:
-    """Give a project the stage HOMEs of an earlier build of the same stages: the bytecode of
-    the packages they import (tens of MB, compiled in seconds) and matplotlib's font list,
-    as on a machine where the project was built before. TMPDIRs are not carried over."""
+    """Give a project the stage HOMEs of an earlier build of the same stages: matplotlib's
+    font list and the bytecode of the project's own modules, as on a machine where the project
+    was built before. TMPDIRs are not carried over."""
     for home in homes.iterdir():
         shutil.copytree(home, dest / STAGE_HOMES / home.name, symlinks=True,
                         copy_function=_link_bytecode, ignore=shutil.ignore_patterns("tmp"))

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -77,8 +76,14 @@ def _project(tmp_path: Path) -> Project:
     return proj
 
 
-def _scratch_dirs() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("mlbuild-exp-*")}
+def _private_tmp(tmp_path: Path) -> dict[str, str]:
+    """A TMPDIR of the test's own: scratch workspaces go there, apart from other tests'."""
+    (tmp_path / "tmp").mkdir()
+    return {"TMPDIR": str(tmp_path / "tmp")}
+
+
+def _scratch_dirs(env: dict[str, str]) -> set[str]:
+    return {p.name for p in Path(env["TMPDIR"]).glob("mlbuild-exp-*")}
 
 
 def _refs(proj: Project) -> list[str]:
@@ -90,8 +95,11 @@ def test_a_sweep_builds_every_variant_runs_prepare_once_and_leaves_the_workspace
         tmp_path: Path) -> None:
     proj = _project(tmp_path)
     before = proj.git("status", "--porcelain").stdout
-    leftovers = _scratch_dirs()
-    report = proj.run_json("exp", "run", "model.lr=0.1,0.2", "algo=fast,slow", "-j", "2")
+    tmp = _private_tmp(tmp_path)
+    proc = proj.run("exp", "run", "model.lr=0.1,0.2", "algo=fast,slow", "-j", "2", "--json",
+                    env=tmp)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
     variants = report["variants"]
     assert isinstance(variants, list) and len(variants) == 4
     assert all(v["status"] == "ok" for v in variants), variants
@@ -103,7 +111,7 @@ def test_a_sweep_builds_every_variant_runs_prepare_once_and_leaves_the_workspace
     # the user's workspace is untouched, and no scratch workspace is left behind
     assert proj.git("status", "--porcelain").stdout == before
     assert not (proj.path / "model.txt").exists()
-    assert _scratch_dirs() <= leftovers
+    assert _scratch_dirs(tmp) == set()
     # one shared cache: the raw data, prep's output once, four models and four metrics files
     # (uncached outputs are kept for the run-cache, as DVC keeps them)
     objects = [p for p in (proj.path / ".dvc" / "cache" / "files" / "md5").rglob("*")
@@ -166,14 +174,14 @@ def test_mlbuild_shows_experiments_made_by_dvc(tmp_path: Path) -> None:
 
 def test_a_failing_variant_is_reported_and_the_others_are_kept(tmp_path: Path) -> None:
     proj = _project(tmp_path)
-    leftovers = _scratch_dirs()
-    proc = proj.run("exp", "run", "model.fail=false,true", "--json")
+    tmp = _private_tmp(tmp_path)
+    proc = proj.run("exp", "run", "model.fail=false,true", "--json", env=tmp)
     assert proc.returncode == 1, proc.stderr
     variants = json.loads(proc.stdout)["variants"]
     assert [v["status"] for v in variants] == ["ok", "failed"]
     assert "diverged" in variants[1]["error"]
     assert len(_refs(proj)) == 1  # no ref for the failed variant
-    assert _scratch_dirs() <= leftovers
+    assert _scratch_dirs(tmp) == set()
     assert "did not finish" in proc.stderr
 
 
@@ -215,20 +223,20 @@ def test_bad_sweeps_are_refused_before_anything_runs(tmp_path: Path) -> None:
 
 def test_ctrl_c_stops_every_variant_and_removes_their_workspaces(tmp_path: Path) -> None:
     proj = _project(tmp_path)
-    leftovers = _scratch_dirs()
+    tmp = _private_tmp(tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "mlbuild", "exp", "run", "model.sleep=30",
-                             "model.lr=0.1,0.2", "-j", "2"], cwd=proj.path, env=_env(),
+                             "model.lr=0.1,0.2", "-j", "2"], cwd=proj.path, env=_env(tmp),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(_scratch_dirs() - leftovers) < 2:
+    while time.monotonic() < deadline and len(_scratch_dirs(tmp)) < 2:
         time.sleep(0.2)
     time.sleep(3)  # both builds are inside the slow stage now
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert _refs(proj) == []
-    assert _scratch_dirs() <= leftovers
+    assert _scratch_dirs(tmp) == set()
 
 
 def test_tune_searches_with_a_seeded_sampler_and_saves_every_trial(tmp_path: Path) -> None:

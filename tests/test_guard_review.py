@@ -161,9 +161,9 @@ def test_shell_write_into_a_project_pycache_is_put_back(tmp_path: Path) -> None:
     assert proj.read(PYC) == "old bytecode"
 
 
-def test_hermetic_imports_compile_into_the_stage_area_in_children_too(tmp_path: Path) -> None:
-    code = ("import os, subprocess, sys\nimport pkg.mod\n"
-            "subprocess.run([sys.executable, '-c', 'import pkg.mod; import os; "
+def test_project_imports_compile_into_the_stage_area_in_children_too(tmp_path: Path) -> None:
+    code = ("import os, subprocess, sys\nimport pkg.mod\nimport rich.text\n"
+            "subprocess.run([sys.executable, '-c', 'import pkg.mod, rich.table; import os; "
             "print(os.environ[\"PYTHONPYCACHEPREFIX\"])'], env={}, check=True)\n")
     proj = _pyc_project(tmp_path, code)
     (proj.path / PYC).unlink()
@@ -175,4 +175,6 @@ def test_hermetic_imports_compile_into_the_stage_area_in_children_too(tmp_path: 
     prefix = Path(log.strip())
     assert prefix.is_relative_to(proj.path / ".dvc/tmp/mlbuild")
     assert list(prefix.rglob(f"mod.{sys.implementation.cache_tag}.pyc"))
+    # installed packages keep their own bytecode (compiled by pip), in children too
+    assert not [p for p in prefix.rglob("*.pyc") if "rich" in p.parts]
     assert os.environ.get("PYTHONPYCACHEPREFIX") != str(prefix)

@@ -118,3 +118,32 @@ def test_network_is_fatal_when_hermetic_unless_allowed(tmp_path: Path) -> None:
 
 def test_nothing_found_is_no_warning(tmp_path: Path) -> None:
     assert _sandbox(tmp_path, Hermetic()).judge(_stage(), Findings()) == []
+
+
+def _bytecode_module() -> object:
+    """The hook's bytecode module, loaded from its file (the hook folder is not a package)."""
+    import importlib.util
+
+    from mlbuild.sandbox.environ import HOOK_DIR
+
+    spec = importlib.util.spec_from_file_location("_mlbuild_bytecode",
+                                                  HOOK_DIR / "_mlbuild_bytecode.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_only_installed_code_keeps_its_bytecode_beside_the_source() -> None:
+    check = _bytecode_module().installed_check  # type: ignore[attr-defined]
+    plain = check("/work/proj/", ("/usr/", "/opt/venv/"))
+    assert plain("/usr/lib/python3.11/json/__init__.py")
+    assert plain("/opt/venv/lib/python3.11/site-packages/pandas/__init__.py")
+    assert not plain("/work/proj/src/features.py")  # the project's code: the stage area
+    assert not plain("/home/me/lib/on_pythonpath.py")  # neither installed nor the project's
+    in_usr = check("/usr/src/proj/", ("/usr/",))  # a project inside the interpreter's prefix
+    assert not in_usr("/usr/src/proj/stages/train.py")
+    assert in_usr("/usr/lib/python3.11/json/__init__.py")
+    venv_inside = check("/work/proj/", ("/usr/", "/work/proj/.venv/"))  # a venv in the project
+    assert venv_inside("/work/proj/.venv/lib/python3.11/site-packages/rich/text.py")
+    assert not venv_inside("/work/proj/stages/train.py")

@@ -28,10 +28,10 @@ def _link_data(root: Path, work: Path) -> None:
 
 
 def _share_caches(root: Path, work: Path) -> None:
-    """A variant's stages use the project's own bytecode prefix and tool cache (~/.cache,
-    matplotlib's font list) for each stage, shared with the project's builds: Python writes
-    bytecode atomically and matplotlib under a lock, and a sweep of twelve variants should
-    not compile pandas twelve times. TMPDIR stays private to the variant."""
+    """A variant's stages use the project's own tool cache for each stage (~/.cache:
+    matplotlib's font list, which it writes under a lock), shared with the project's builds,
+    so that a sweep of twelve variants does not build it twelve times. Bytecode and TMPDIR
+    stay private to the variant (installed packages' bytecode is read where pip wrote it)."""
     from mlbuild.dvcfmt.dvcyaml import load_pipeline
     from mlbuild.files.layout import state_dir
     from mlbuild.files.names import derived
@@ -42,12 +42,11 @@ def _share_caches(root: Path, work: Path) -> None:
         return  # no compiled pipeline at hand: each variant builds its own caches
     for name in names:
         safe = derived(name.replace("/", "_"))
-        for sub in ("pycache", ".cache"):
-            shared = state_dir(root) / "home" / safe / sub
-            shared.mkdir(parents=True, exist_ok=True)
-            link = state_dir(work) / "home" / safe / sub
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(shared, target_is_directory=True)
+        shared = state_dir(root) / "home" / safe / ".cache"
+        shared.mkdir(parents=True, exist_ok=True)
+        link = state_dir(work) / "home" / safe / ".cache"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(shared, target_is_directory=True)
 
 
 def _overlay(root: Path, work: Path) -> None:

@@ -87,8 +87,9 @@ class HistoryIndex:
         self._insert_registry(doc["id"], doc.get("detail") or {})
         for stage in doc.get("stages") or []:
             self.db.execute("INSERT OR REPLACE INTO stage_runs VALUES (?,?,?,?,?,?)",
-                            (doc["id"], stage["stage"], stage["outcome"], stage["seconds"],
-                             json.dumps(stage["reasons"]), stage["message"]))
+                            (doc["id"], stage["stage"], stage["outcome"],
+                             stage.get("seconds", 0.0), json.dumps(stage.get("reasons", [])),
+                             stage.get("message", "")))
             for path, md5 in (stage.get("outputs") or {}).items():
                 self.db.execute("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?)",
                                 (doc["id"], stage["stage"], path, md5))

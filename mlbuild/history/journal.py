@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -170,11 +170,29 @@ def recording(root: Path, command: str, args: list[str]) -> Iterator[Recorder]:
             recorder.finish(status)
 
 
+def _stage_document(stage: StageRecord) -> dict[str, Any]:
+    """A stage's record without its empty fields: a no-op build of a thousand stages writes
+    a thousand of them, mostly a name and 'up to date'."""
+    doc: dict[str, Any] = {"stage": stage.stage, "outcome": stage.outcome}
+    for key in ("seconds", "reasons", "message", "outputs"):
+        value = getattr(stage, key)
+        if value:
+            doc[key] = value
+    return doc
+
+
+def _document(record: RunRecord) -> dict[str, Any]:
+    """The journal line of a record (dataclasses.asdict copies too much for a no-op build)."""
+    doc = {key: value for key, value in vars(record).items() if key != "stages"}
+    doc["stages"] = [_stage_document(s) for s in record.stages]
+    return doc
+
+
 def append(root: Path, record: RunRecord) -> None:
     """Append one record to the journal as a single write (O_APPEND keeps lines whole)."""
     folder = history_dir(root)
     folder.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(asdict(record), separators=(",", ":")) + "\n").encode()
+    line = (json.dumps(_document(record), separators=(",", ":")) + "\n").encode()
     fd = os.open(folder / JOURNAL, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         size = os.fstat(fd).st_size

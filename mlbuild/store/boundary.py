@@ -46,8 +46,8 @@ def _inside(real: str, top: str) -> bool:
 
 
 class Resolver:
-    """os.path.realpath with the answers for folders remembered: checking a thousand declared
-    paths in a few folders resolves each folder once, not once per path."""
+    """os.path.realpath of folders, remembered: checking a thousand declared paths in a few
+    folders resolves each folder once, not once per path."""
 
     def __init__(self) -> None:
         self._dirs: dict[str, str] = {}
@@ -58,11 +58,13 @@ class Resolver:
             self._dirs[path] = os.path.realpath(path)
         return self._dirs[path]
 
-    def full(self, path: Path) -> str:
-        """The real path of *path*: its folder's, joined with its name unless it is a link."""
-        if path.is_symlink():
-            return os.path.realpath(path)
-        return os.path.join(self.folder(str(path.parent)), path.name)  # noqa: PTH118
+
+def _first_part(target: str, top: str) -> str | None:
+    """The first component of *target* below *top* ('' for *top* itself), None outside it."""
+    if target == top:
+        return ""
+    prefix = top.rstrip(os.sep) + os.sep
+    return target[len(prefix):].split(os.sep, 1)[0] if target.startswith(prefix) else None
 
 
 def check_path(root: Path, rel: str, what: str, cache_dir: Path | None = None,
@@ -71,21 +73,30 @@ def check_path(root: Path, rel: str, what: str, cache_dir: Path | None = None,
     leaves the project or lands in .git/.dvc, or when it is a special file.
 
     The last component may be a link into the DVC cache (cache.type symlink), wherever the
-    cache lives; its parent directories may not lead out.
+    cache lives; its parent directories may not lead out. One lstat per path: this runs for
+    every declared path on every build, a no-op one included.
     """
-    full = root / rel
-    with suppress(OSError):  # not there (yet): nothing to read
-        refuse_special(rel, full.stat().st_mode)
+    full = str(root / rel)
+    try:
+        mode: int | None = os.lstat(full).st_mode
+    except OSError:  # not there (yet): nothing to read
+        mode = None
+    link = mode is not None and stat.S_ISLNK(mode)
+    if mode is not None:
+        with suppress(OSError):  # a dangling link: nothing to read either
+            refuse_special(rel, os.stat(full).st_mode if link else mode)  # noqa: PTH116
     resolve = resolver or Resolver()
     real_root = resolve.folder(str(root))
-    parent, real = resolve.folder(str(full.parent)), resolve.full(full)
-    linked_into_cache = (cache_dir is not None and full.is_symlink()
+    folder, name = os.path.split(full)
+    parent = resolve.folder(folder)
+    real = os.path.realpath(full) if link else f"{parent.rstrip(os.sep)}{os.sep}{name}"
+    linked_into_cache = (link and cache_dir is not None
                          and _inside(real, resolve.folder(str(cache_dir))))
     for target in [parent] if linked_into_cache else [parent, real]:
-        if not _inside(target, real_root):
+        inner = _first_part(target, real_root)
+        if inner is None:
             raise BoundaryError(f"{what} '{rel}' leads out of the project through a symlink: "
                                 f"it really is '{real}'; declare a path inside the project")
-        inner = os.path.relpath(target, real_root).split(os.sep, 1)[0]
         if inner in METADATA:
             raise BoundaryError(f"{what} '{rel}' leads into tool metadata through a symlink: "
                                 f"it really is '{real}'")

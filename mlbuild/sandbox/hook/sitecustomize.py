@@ -357,4 +357,7 @@ def _install(trace_dir: str) -> None:
 
 
 if _TRACE_DIR:
+    from _mlbuild_bytecode import keep_installed_bytecode  # type: ignore[import-not-found]
+
+    keep_installed_bytecode(os.environ.get("MLBUILD_ROOT", ""))
     _install(_TRACE_DIR)
