@@ -266,6 +266,13 @@ def test_a_gate_naming_a_metric_no_stage_writes_is_bad_input(registered: Project
         error_line(registered.run("model", "promote", "model", "v0.0.1", "--to", "staging"),
                    2, "registry.models.model.staging.metrics.acuracy",
                    "no stage writes a metric 'acuracy'", "did you mean 'accuracy'?")
+        registered.write("mlbuild.yaml", config.replace("    model:\n", "    modle:\n"))
+        error_line(registered.run("model", "promote", "model", "v0.0.1", "--to", "staging"),
+                   2, "registry.models.modle: no artifact named 'modle' is declared",
+                   "did you mean 'model'?")
+        registered.write("mlbuild.yaml", config.replace("      staging:", "      stag ing:"))
+        error_line(registered.run("model", "promote", "model", "v0.0.1", "--to", "staging"),
+                   2, "registry.models.model.stag ing: invalid stage name")
         registered.write("mlbuild.yaml", config.replace('">= 0.9"', '"about 0.9"'))
         error_line(registered.run("model", "promote", "model", "v0.0.1", "--to", "staging"),
                    2, "expected 'OP NUMBER'")
@@ -273,6 +280,13 @@ def test_a_gate_naming_a_metric_no_stage_writes_is_bad_input(registered: Project
         high = registered.run("model", "promote", "model", "v0.0.1", "--to", "staging")
         assert high.returncode == 1, high.stderr
         assert "FAIL  metric: accuracy >= 0.99: 0.972" in high.stdout
+        report = registered.run("model", "promote", "model", "v0.0.1", "--to", "staging",
+                                "--json")
+        assert report.returncode == 1 and "refused by its gate" in report.stderr
+        outcome = json.loads(report.stdout)
+        assert outcome["tag"] is None and outcome["gate"]["passed"] is False
+        assert outcome["gate"]["checks"][0] == {"check": "metric", "passed": False,
+                                                "detail": "accuracy >= 0.99: 0.972222"}
     finally:
         registered.write("mlbuild.yaml", config)
     _no_new_tags(registered, before)
@@ -303,3 +317,30 @@ def test_beat_current_margins(margin: dict[str, object], new: float, old: float,
     from mlbuild.registry.gate import _beats
 
     assert _beats(_margin("loss", margin, "here"), new, old)[0] is passed
+
+
+def test_a_schema_1_history_gains_the_registry_events(tmp_path: Path) -> None:
+    """The migration to schema 2 indexes the registry records an older index already holds."""
+    import sqlite3
+
+    from mlbuild.history.index import HistoryIndex
+    from mlbuild.history.journal import INDEX, MIGRATIONS, history_dir
+
+    folder = history_dir(tmp_path)
+    folder.mkdir(parents=True)
+    detail = {"registry": {"model": "churn", "action": "promote", "version": "v1.0.0",
+                           "stage": "prod", "tag": "churn#prod#1", "gate": {"passed": False},
+                           "forced": True, "reason": "hotfix"}}
+    with sqlite3.connect(folder / INDEX) as db:
+        db.executescript(MIGRATIONS[0])
+        db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                   ("r1", "model promote", "[]", "abc", 0, "u", "h", 1.0, 2.0, "ok", None,
+                    json.dumps(detail)))
+        db.execute("PRAGMA user_version = 1")
+    index = HistoryIndex(tmp_path)
+    try:
+        assert index.db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert index.registry_events("churn") == [("r1", "promote", "v1.0.0", "prod", False,
+                                                   True)]
+    finally:
+        index.close()

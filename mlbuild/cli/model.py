@@ -67,27 +67,36 @@ def promote(
     force: Annotated[bool, typer.Option(
         "--force", help="Assign the stage even if the gate fails (needs --reason).")] = False,
     reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
 ) -> None:
     """Assign a stage to a version once its promotion gate passes."""
     from mlbuild.registry import ops
 
     root = _root()
     if verify:
-        _verify_first(root, name, version)
+        _verify_first(root, name, version, quiet=json_out)
     outcome = ops.promote(root, name, version, to, force, reason)
     assert outcome.report is not None
-    _print_report(outcome.report)
+    if json_out:
+        typer.echo(json.dumps({"model": name, "version": outcome.version, "stage": to,
+                               "tag": outcome.tag, "replaced": outcome.replaced,
+                               "forced": outcome.forced, "gate": outcome.report.to_doc()},
+                              indent=2))
+    else:
+        _print_report(outcome.report)
     if outcome.tag is None:
         failed = sum(not c.passed for c in outcome.report.checks)
         raise CheckFailedError(
             f"promotion of {name} {outcome.version} to '{to}' refused by its gate ({failed} "
             "check(s) failed); nothing changed (override: --force --reason TEXT)")
+    if json_out:
+        return
     forced = " (gate overridden: recorded with the reason)" if outcome.forced else ""
     before = f", replacing {outcome.replaced}" if outcome.replaced else ""
     typer.echo(f"{name} {outcome.version} -> {to}{before} (tag {outcome.tag}){forced}")
 
 
-def _verify_first(root: Path, name: str, version: str) -> None:
+def _verify_first(root: Path, name: str, version: str, quiet: bool) -> None:
     from mlbuild import api
     from mlbuild.errors import UsageError
     from mlbuild.registry import checks, ops
@@ -99,7 +108,8 @@ def _verify_first(root: Path, name: str, version: str) -> None:
                          f"{event.commit[:12]}; check it out first, or run 'mlbuild verify' "
                          "there")
     report = api.verify(root, [], jobs=1)
-    typer.echo(f"verify: {'ok' if report.ok else 'DIFFERENT'}")
+    if not quiet:
+        typer.echo(f"verify: {'ok' if report.ok else 'DIFFERENT'}")
 
 
 @model_app.command("rollback")

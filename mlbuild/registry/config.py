@@ -10,7 +10,7 @@ from typing import Any
 
 from mlbuild.config.settings import PROJECT_FILE
 from mlbuild.dvcfmt.yamlio import load_mapping
-from mlbuild.errors import ConfigError, check_keys
+from mlbuild.errors import ConfigError, check_keys, did_you_mean
 
 DEFAULT_STAGES = ("dev", "staging", "prod")
 REGISTRY_KEYS = ("stages", "models")
@@ -63,6 +63,13 @@ class RegistryConfig:
 
     stages: tuple[str, ...] = DEFAULT_STAGES
     gates: dict[tuple[str, str], Gate] = field(default_factory=dict)  # (model, stage) -> gate
+
+    def check_models(self, known: set[str]) -> None:
+        """A gate for a model nobody declared would never apply: refused, with the closest."""
+        for model in sorted({m for m, _ in self.gates} - known):
+            raise ConfigError(f"{PROJECT_FILE}: registry.models.{model}: no artifact named "
+                              f"'{model}' is declared{did_you_mean(model, known)} (declared: "
+                              f"{', '.join(sorted(known)) or 'none'})")
 
     def gate(self, model: str, stage: str) -> Gate:
         """The gate of *stage* for *model* (no gate configured: only the evidence checks)."""
@@ -141,6 +148,8 @@ def _stages(value: Any, where: str) -> tuple[str, ...]:
 
 def load(root: Path) -> RegistryConfig:
     """The `registry:` section of mlbuild.yaml (defaults without one)."""
+    from mlbuild.registry.tags import valid_name
+
     path = root / PROJECT_FILE
     data = load_mapping(path, PROJECT_FILE) if path.is_file() else {}
     where = f"{PROJECT_FILE}: registry"
@@ -151,6 +160,9 @@ def load(root: Path) -> RegistryConfig:
     for model, per_stage in _mapping(section.get("models"), f"{where}.models").items():
         for stage, block in _mapping(per_stage, f"{where}.models.{model}").items():
             at = f"{where}.models.{model}.{stage}"
+            if not valid_name(str(stage)):
+                raise ConfigError(f"{at}: invalid stage name (letters, digits, '-', '_'; it "
+                                  "must start and end with a letter or a digit)")
             if stage not in stages:
                 stages.append(str(stage))  # a gate configures its stage
             gates[str(model), str(stage)] = _gate(block, at)

@@ -16,7 +16,7 @@ from mlbuild.errors import CheckFailedError, UsageError, did_you_mean
 from mlbuild.files.layout import state_dir
 from mlbuild.history.journal import recording
 from mlbuild.registry import checks, config, gate, tags
-from mlbuild.registry.evidence import Evidence, artifact_path, gather
+from mlbuild.registry.evidence import Evidence, artifact_path, declared, gather
 from mlbuild.registry.state import Registry
 
 BUMPS = ("major", "minor", "patch")
@@ -163,6 +163,7 @@ def promote(root: Path, name: str, version: str, stage: str, force: bool = False
             reason: str | None = None) -> Outcome:
     """Assign *stage* to a version once its gate passes (or, forced, with a reason)."""
     cfg = config.load(root)
+    cfg.check_models(set(declared(root)) | set(Registry.read(root).names()))
     check_stage(cfg, stage)
     if force and not (reason or "").strip():
         raise UsageError("--force needs --reason TEXT: an override is recorded with its reason")
