@@ -28,6 +28,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -80,7 +81,7 @@ def scratch_workspace(root: Path, revision: str = "HEAD", cache: CacheMode = Cac
         yield dest
     finally:
         if not keep:
-            shutil.rmtree(parent, ignore_errors=True)
+            _remove(parent)
 
 
 def root_cache(root: Path) -> Path:
@@ -193,6 +194,17 @@ def _seed_frozen(root: Path, dest: Path) -> None:
             if source.complete(info):
                 _copy_object(source, target, info)
                 target.checkout(info, dest / out.path)
+
+
+def _remove(folder: Path, tries: int = 50) -> None:
+    """Remove a workspace, again while something that was stopped a moment ago (a stage's
+    last child, its trace written at exit) still adds files to it: give up after ~5 s (the
+    next scratch_workspace() removes what is left once this process is gone)."""
+    for _ in range(tries):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
+        time.sleep(0.1)
 
 
 def _make(prefix: str) -> Path:

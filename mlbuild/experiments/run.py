@@ -248,9 +248,15 @@ def _child(work: str, overrides: list[str], out: Connection) -> None:
     from mlbuild.engine.session import RunRequest, build
 
     def interrupted(_signum: int, _frame: object) -> None:
+        # once: Ctrl-C reaches this process with the terminal's SIGINT and the parent's
+        # SIGTERM; a second interrupt would cut short the build's own clean-up (its stages
+        # stopped, their files removed) and leave the workspace half removable
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     try:
         result = build(Path(work), RunRequest(overrides=overrides, shared_runs=True),
                        record=False)
