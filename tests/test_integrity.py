@@ -316,7 +316,7 @@ def test_noop_run_imports_no_dvc(example_built: Project) -> None:
                if line.startswith("import time:")}
     heavy = {m for m in modules if m.split(".")[0] in (
         "dvc", "dvc_data", "hydra", "pandas", "rich", "configobj", "platformdirs", "packaging",
-        "yaml", "omegaconf")}
+        "yaml", "omegaconf", "gto", "pydantic", "scmrepo")}
     assert not heavy, sorted(heavy)
 
 

@@ -19,7 +19,7 @@ LAYERS = {
     "engine": 7,
     "verify": 8, "data": 8,
     "api": 9,
-    "experiments": 10,  # the life-cycle layers: built on api and the engine
+    "experiments": 10, "registry": 10,  # the life-cycle layers: built on api and the engine
     "cli": 11,
 }
 ENTRY = {"__init__", "__main__"}  # the package root: stage helpers and `python -m mlbuild`

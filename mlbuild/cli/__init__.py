@@ -50,7 +50,8 @@ def _root(
 
 COMMAND_MODULES = {"run": "build", "status": "inspect", "dag": "inspect", "compile": "inspect",
                    "verify": "check", "data": "data", "pull": "data", "push": "data",
-                   "gc": "data", "log": "log", "exp": "exp"}
+                   "gc": "data", "log": "log", "exp": "exp",
+                   "model": "model"}
 
 
 def _register(args: list[str]) -> None:

@@ -84,6 +84,7 @@ class HistoryIndex:
         except (ValueError, KeyError, TypeError):
             return  # not a record (a damaged line): skipped, the journal keeps it
         self.db.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", run)
+        self._insert_registry(doc["id"], doc.get("detail") or {})
         for stage in doc.get("stages") or []:
             self.db.execute("INSERT OR REPLACE INTO stage_runs VALUES (?,?,?,?,?,?)",
                             (doc["id"], stage["stage"], stage["outcome"],
@@ -92,6 +93,41 @@ class HistoryIndex:
             for path, md5 in (stage.get("outputs") or {}).items():
                 self.db.execute("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?)",
                                 (doc["id"], stage["stage"], path, md5))
+
+    def _insert_registry(self, run: str, detail: dict[str, Any]) -> None:
+        event = detail.get("registry") if isinstance(detail, dict) else None
+        if not isinstance(event, dict) or not event.get("model"):
+            return
+        gate = event.get("gate")
+        gate = gate if isinstance(gate, dict) else {}
+        self.db.execute("INSERT OR REPLACE INTO registry_events VALUES (?,?,?,?,?,?,?,?)",
+                        (run, event["model"], event.get("action", ""), event.get("version"),
+                         event.get("stage"), event.get("tag"), gate.get("passed"),
+                         bool(event.get("forced"))))
+
+    def latest(self, command: str, revision: str, status: str = "ok") -> RunRecord | None:
+        """The newest record of *command* on *revision* that ended with *status*."""
+        row = self.db.execute(
+            "SELECT * FROM runs WHERE command = ? AND revision = ? AND status = ? "
+            "ORDER BY started DESC LIMIT 1", (command, revision, status)).fetchone()
+        return None if row is None else self._record(row)
+
+    def built_by(self, md5: str) -> str | None:
+        """The id of the newest successful run that left an output with this md5."""
+        row = self.db.execute(
+            "SELECT r.id FROM outputs o JOIN runs r ON r.id = o.run WHERE o.md5 = ? AND "
+            "r.status = 'ok' ORDER BY r.started DESC LIMIT 1", (md5,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def registry_events(self, model: str) -> list[tuple[str, str, str | None, str | None,
+                                                         bool | None, bool]]:
+        """(run id, action, version, stage, gate passed, forced) of a model, oldest first."""
+        rows = self.db.execute(
+            "SELECT e.run, e.action, e.version, e.stage, e.passed, e.forced FROM "
+            "registry_events e JOIN runs r ON r.id = e.run WHERE e.model = ? "
+            "ORDER BY r.started", (model,)).fetchall()
+        return [(r[0], r[1], r[2], r[3], None if r[4] is None else bool(r[4]), bool(r[5]))
+                for r in rows]
 
     def recent(self, limit: int, command: str | None = None) -> list[RunRecord]:
         """The latest runs, newest first."""

@@ -24,7 +24,7 @@ from mlbuild.gitrepo import head_revision
 
 JOURNAL = "journal.jsonl"
 INDEX = "history.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # MIGRATIONS[n] takes the index from schema version n to n + 1.
 MIGRATIONS = (
     """
@@ -47,6 +47,24 @@ MIGRATIONS = (
     CREATE INDEX outputs_md5 ON outputs (md5);
     CREATE TABLE ingested (journal_offset INTEGER NOT NULL);
     INSERT INTO ingested VALUES (0);
+    """,
+    # 2: registry events (model register/promote/rollback), one row per record that has one,
+    # and the lookup a promotion gate makes: a command's records for one revision.
+    """
+    CREATE TABLE registry_events (
+        run TEXT PRIMARY KEY REFERENCES runs (id), model TEXT NOT NULL, action TEXT NOT NULL,
+        version TEXT, stage TEXT, tag TEXT, passed INTEGER, forced INTEGER NOT NULL
+    );
+    CREATE INDEX registry_events_model ON registry_events (model);
+    CREATE INDEX runs_command_revision ON runs (command, revision);
+    INSERT INTO registry_events
+        SELECT id, json_extract(detail, '$.registry.model'),
+               json_extract(detail, '$.registry.action'),
+               json_extract(detail, '$.registry.version'),
+               json_extract(detail, '$.registry.stage'), json_extract(detail, '$.registry.tag'),
+               json_extract(detail, '$.registry.gate.passed'),
+               coalesce(json_extract(detail, '$.registry.forced'), 0)
+        FROM runs WHERE json_extract(detail, '$.registry.model') IS NOT NULL;
     """,
 )
 
