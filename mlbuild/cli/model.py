@@ -27,7 +27,7 @@ class Bump(StrEnum):
 
 
 def _root() -> Path:
-    from mlbuild.engine.workspace import find_root
+    from mlbuild.files.layout import find_root
 
     return find_root()
 
