@@ -178,3 +178,27 @@ def test_project_imports_compile_into_the_stage_area_in_children_too(tmp_path: P
     # installed packages keep their own bytecode (compiled by pip), in children too
     assert not [p for p in prefix.rglob("*.pyc") if "rich" in p.parts]
     assert os.environ.get("PYTHONPYCACHEPREFIX") != str(prefix)
+
+
+def test_a_new_hard_link_to_tracked_data_elsewhere_is_no_change(tmp_path: Path) -> None:
+    """With cache.type hardlink, data checked out here is one inode with its cache object:
+    another workspace linking the same object (an experiment's variant) changes its ctime."""
+    go = tmp_path / "go"
+    proj = _compiled(tmp_path, {
+        "stages/s.yaml": f"cmd: sh -c '{_wait_for(go)}; echo ok > out.txt'\nouts: [out.txt]\n"})
+    proj.dvc("config", "cache.type", "hardlink")
+    proj.write("data/raw.csv", "a,b\n1,2\n")
+    assert proj.dvc("add", "data/raw.csv").returncode == 0
+    proj.git("add", "-A")
+    proj.git("commit", "-qm", "data")
+    assert (proj.path / "data/raw.csv").stat().st_nlink == 2  # itself and its cache object
+    proc = proj.popen("run", "--json")
+    _until(lambda: any((proj.path / ".dvc/tmp/mlbuild/trace").glob("*")), proc)
+    time.sleep(0.5)  # the snapshot before the stage is taken by now
+    (tmp_path / "elsewhere").mkdir()
+    os.link(proj.path / "data/raw.csv", tmp_path / "elsewhere" / "raw.csv")
+    go.touch()
+    code, text = _finish(proc)
+    assert code == 0, text
+    assert "raw.csv" not in text
+    assert proj.read("data/raw.csv") == "a,b\n1,2\n"

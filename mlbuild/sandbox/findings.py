@@ -78,8 +78,19 @@ def snapshot(root: Path, skip: list[str], pycache: bool = False) -> Snapshot:
                 st = os.stat(os.path.join(dirpath, name))  # noqa: PTH116, PTH118 - hot loop
             except OSError:
                 continue
-            found[rel] = stat_key(st)
+            found[rel] = _identity(st)
     return found
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    """stat_key, less the inode change time of a file with several hard links: with
+    cache.type hardlink a checked-out file is one inode with its DVC cache object, and any
+    workspace linking or unlinking that object (an experiment's variant, a clone on the same
+    cache) changes its ctime here. Such a file is read-only (DVC protects cache objects), and
+    writing it still moves its mtime."""
+    if st.st_nlink > 1:
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+    return stat_key(st)
 
 
 def python_only(cmds: Iterable[str]) -> bool:
