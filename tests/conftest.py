@@ -29,7 +29,8 @@ BIN = str(Path(sys.executable).parent)
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = BIN + os.pathsep + env.get("PATH", "")
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    # no empty entry: it would put every process's working directory on sys.path
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.pop("DVC_ROOT", None)
     env.pop("DVC_STAGE", None)
     env["DVC_NO_ANALYTICS"] = "1"

@@ -162,7 +162,8 @@ def test_shell_write_into_a_project_pycache_is_put_back(tmp_path: Path) -> None:
 
 
 def test_project_imports_compile_into_the_stage_area_in_children_too(tmp_path: Path) -> None:
-    code = ("import os, subprocess, sys\nimport pkg.mod\nimport rich.text\n"
+    code = ("import os, subprocess, sys\nsys.path.insert(0, os.getcwd())\n"  # the project's pkg
+            "import pkg.mod\nimport rich.text\n"
             "subprocess.run([sys.executable, '-c', 'import pkg.mod, rich.table; import os; "
             "print(os.environ[\"PYTHONPYCACHEPREFIX\"])'], env={}, check=True)\n")
     proj = _pyc_project(tmp_path, code)
