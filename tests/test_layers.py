@@ -20,7 +20,8 @@ LAYERS = {
     "verify": 8, "data": 8,
     "api": 9,
     "experiments": 10, "registry": 10,  # the life-cycle layers: built on api and the engine
-    "cli": 11,
+    "serve": 11,  # serves what the registry holds
+    "cli": 12,
 }
 ENTRY = {"__init__", "__main__"}  # the package root: stage helpers and `python -m mlbuild`
 
