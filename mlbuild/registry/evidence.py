@@ -33,7 +33,7 @@ class Evidence:
     """An artifact at one commit."""
 
     name: str
-    commit: str
+    commit: str  # "": the working tree
     path: str
     stage: str
     info: HashInfo
@@ -41,27 +41,30 @@ class Evidence:
     contracts: tuple[Checked, ...] = ()
 
 
-def show(root: Path, commit: str, path: str) -> str | None:
-    """A file's text at a commit, or None where it is not there."""
+def show(root: Path, commit: str | None, path: str) -> str | None:
+    """A file's text at a commit (None: in the working tree), or None where it is not there."""
+    if commit is None:
+        file = root / path
+        return file.read_text(encoding="utf-8", errors="replace") if file.is_file() else None
     try:
         return git(root, "show", f"{commit}:{path}").decode("utf-8", "replace")
     except GitError:
         return None
 
 
-def _yaml_at(root: Path, commit: str, path: str) -> dict[str, Any]:
+def _where(commit: str | None) -> str:
+    return f"at {commit[:12]}" if commit else "in the working tree"
+
+
+def _yaml_at(root: Path, commit: str | None, path: str) -> dict[str, Any]:
     text = show(root, commit, path)
-    doc = parse_yaml(text, f"{path} at {commit[:12]}") if text else None
+    doc = parse_yaml(text, f"{path} {_where(commit)}") if text else None
     return doc if isinstance(doc, dict) else {}
 
 
 def declared(root: Path, commit: str | None = None) -> dict[str, dict[str, Any]]:
     """dvc.yaml's artifacts at a commit (None: the working tree)."""
-    if commit is None:
-        path = root / DVC_FILE
-        doc = parse_yaml(path.read_text(encoding="utf-8"), DVC_FILE) if path.is_file() else {}
-    else:
-        doc = _yaml_at(root, commit, DVC_FILE)
+    doc = _yaml_at(root, commit, DVC_FILE)
     found = doc.get("artifacts") if isinstance(doc, dict) else None
     return {str(k): v for k, v in found.items() if isinstance(v, dict)} if isinstance(
         found, dict) else {}
@@ -98,7 +101,7 @@ def metric_files(dvcyaml: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(files))
 
 
-def _metrics(root: Path, commit: str, dvcyaml: dict[str, Any]) -> dict[str, float]:
+def _metrics(root: Path, commit: str | None, dvcyaml: dict[str, Any]) -> dict[str, float]:
     found: dict[str, float] = {}
     for path in metric_files(dvcyaml):
         text = show(root, commit, path)
@@ -112,7 +115,7 @@ def _metrics(root: Path, commit: str, dvcyaml: dict[str, Any]) -> dict[str, floa
     return found
 
 
-def _lock(root: Path, commit: str) -> dict[str, LockEntry]:
+def _lock(root: Path, commit: str | None) -> dict[str, LockEntry]:
     stages = _yaml_at(root, commit, LOCK_FILE).get("stages") or {}
     return {str(k): LockEntry.parse(v) for k, v in stages.items() if isinstance(v, dict)}
 
@@ -156,17 +159,18 @@ def _contracts(dvcyaml: dict[str, Any], lock: dict[str, LockEntry], stages: list
     return tuple(found)
 
 
-def gather(root: Path, name: str, commit: str) -> Evidence:
-    """The artifact *name* at *commit*; one its dvc.lock does not record is refused."""
+def gather(root: Path, name: str, commit: str | None) -> Evidence:
+    """The artifact *name* at *commit* (None: in the working tree); one its dvc.lock does not
+    record is refused."""
     path = artifact_path(root, name, commit)
     lock = _lock(root, commit)
     found = [(stage, entry.outs[path]) for stage, entry in lock.items()
              if entry.outs.get(path) is not None]
     if not found:
-        raise UsageError(f"model '{name}': dvc.lock at {commit[:12]} records no output "
+        raise UsageError(f"model '{name}': dvc.lock {_where(commit)} records no output "
                          f"'{path}'; build it with 'mlbuild run' and commit dvc.lock")
     stage, info = found[0]
     assert info is not None
     dvcyaml = _yaml_at(root, commit, DVC_FILE)
-    return Evidence(name, commit, path, stage, info, _metrics(root, commit, dvcyaml),
+    return Evidence(name, commit or "", path, stage, info, _metrics(root, commit, dvcyaml),
                     _contracts(dvcyaml, lock, _upstream(lock, stage)))
