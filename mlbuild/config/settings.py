@@ -12,7 +12,7 @@ from mlbuild.errors import ConfigError, check_keys
 PROJECT_FILE = "mlbuild.yaml"
 HERMETIC_KEYS = ("env", "network", "threads", "undeclared_reads", "seed")
 PROJECT_KEYS = ("hermetic", "strict", "stages", "contracts", "registry",  # registry,
-                "serving")  # serving: read by them
+                "serving", "monitoring")  # serving, monitoring: read by them
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,16 @@ def _contracts(dvcyaml: dict[str, Any], lock: dict[str, LockEntry], stages: list
     return tuple(found)
 
 
+def recorded_md5(root: Path, commit: str | None, path: str) -> str | None:
+    """The hash dvc.lock at *commit* records for *path* (a dependency or an output of any
+    stage; '<dir md5>/<rel>' inside a directory), or None."""
+    for entry in _lock(root, commit).values():
+        found = _md5_in(entry.deps, path) or _md5_in(entry.outs, path)
+        if found:
+            return found
+    return None
+
+
 def gather(root: Path, name: str, commit: str | None) -> Evidence:
     """The artifact *name* at *commit* (None: in the working tree); one its dvc.lock does not
     record is refused."""
