@@ -22,7 +22,8 @@ LAYERS = {
     "experiments": 10, "registry": 10,  # the life-cycle layers: built on api and the engine
     "serve": 11,  # serves what the registry holds
     "monitor": 12,  # watches what is served
-    "cli": 13,
+    "ct": 13,  # retrains on data, code, schedule or drift
+    "cli": 14,
 }
 ENTRY = {"__init__", "__main__"}  # the package root: stage helpers and `python -m mlbuild`
 
