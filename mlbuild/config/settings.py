@@ -11,7 +11,8 @@ from mlbuild.errors import ConfigError, check_keys
 
 PROJECT_FILE = "mlbuild.yaml"
 HERMETIC_KEYS = ("env", "network", "threads", "undeclared_reads", "seed")
-PROJECT_KEYS = ("hermetic", "strict", "stages", "contracts", "registry")  # registry: read by it
+# registry and serving: read by registry/ and serve/ themselves
+PROJECT_KEYS = ("hermetic", "strict", "stages", "contracts", "registry", "serving")
 
 
 @dataclass(frozen=True)
