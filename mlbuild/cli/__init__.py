@@ -51,7 +51,7 @@ def _root(
 COMMAND_MODULES = {"run": "build", "status": "inspect", "dag": "inspect", "compile": "inspect",
                    "verify": "check", "data": "data", "pull": "data", "push": "data",
                    "gc": "data", "log": "log", "exp": "exp",
-                   "model": "model"}
+                   "model": "model", "serve": "serve", "predict": "serve"}
 
 
 def _register(args: list[str]) -> None:
