@@ -74,6 +74,7 @@ def score(root: Path, source: Source, input_path: Path, output: Path) -> Scored:
     checked features and a 'prediction' column). ContractViolation names file, row, column."""
     from mlbuild.serve.contract import ContractViolation
 
+    _format(output, "output")  # before the work, not after it
     loaded = load_version(root, source)
     frame = read(input_path)
     try:
