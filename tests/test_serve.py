@@ -208,3 +208,57 @@ def test_predict_scores_a_file_with_the_same_contract(served: Server, tmp_path: 
     assert not (tmp_path / "x.csv").exists()
     proc = proj.run("predict", "model", "--input", str(bad), "--output", "x.xlsx")
     error_line(proc, 2, "x.xlsx", "unknown output format '.xlsx'")
+
+
+def _fuzz_strategies() -> Any:
+    """Request bodies, from plain bytes to nearly valid documents of each form."""
+    from hypothesis import strategies as st
+
+    from mlbuild.serve.protocol import TENSOR_TYPES
+
+    leaf = (st.none() | st.booleans() | st.integers(-3, 20) | st.integers(-2**70, 2**70)
+            | st.floats() | st.text(max_size=4))
+    anything = st.recursive(leaf, lambda c: st.lists(c, max_size=4)
+                            | st.dictionaries(st.text(max_size=6), c, max_size=4), max_leaves=16)
+    name = st.sampled_from(PIXELS) | st.text(max_size=6)
+    row = st.lists(st.integers(0, 16), min_size=64, max_size=64) | st.lists(leaf, max_size=66)
+    tensor = st.fixed_dictionaries({
+        "name": name, "shape": st.lists(st.integers(-1, 130), max_size=3) | anything,
+        "datatype": st.sampled_from([*TENSOR_TYPES, "FP99"]),
+        "data": st.lists(row, max_size=2) | row | anything})
+    oip = st.fixed_dictionaries({"inputs": st.lists(tensor, max_size=3) | anything}, optional={
+        "id": anything, "parameters": st.fixed_dictionaries(
+            {"content_type": st.sampled_from(["pd", "np", 3])})})
+    records = st.lists(st.dictionaries(name, st.integers(-1, 17) | leaf, max_size=66),
+                       max_size=3)
+    mlflow = st.one_of(
+        st.builds(lambda c, d: {"dataframe_split": {"columns": c, "data": d}},
+                  st.lists(name, max_size=66) | anything, st.lists(row, max_size=3) | anything),
+        st.builds(lambda r: {"dataframe_records": r}, records | anything),
+        st.builds(lambda r: {"instances": r}, st.lists(row, max_size=3) | anything),
+        st.builds(lambda r: {"inputs": r},
+                  st.dictionaries(name, st.lists(leaf, max_size=3), max_size=66) | anything))
+    as_json = (oip | mlflow | anything).map(lambda d: json.dumps(d).encode())
+    csv_text = st.lists(st.lists(st.integers(-1, 17) | st.text(max_size=3), max_size=66),
+                        max_size=4).map(lambda rows: "\n".join(
+                            [",".join(PIXELS)] + [",".join(map(str, r)) for r in rows]).encode())
+    path = st.sampled_from([INFER, "/invocations", "/v2/models/model/versions/v0.0.1/infer"])
+    ctype = st.sampled_from(["application/json", "text/csv", "text/plain", ""])
+    return st.tuples(path, as_json | csv_text | st.binary(max_size=300), ctype)
+
+
+def test_fuzzed_requests_never_get_a_server_error(served: Server) -> None:
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(max_examples=200, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(_fuzz_strategies())
+    def check(request: tuple[str, bytes, str]) -> None:
+        path, body, ctype = request
+        status, doc = served.request(path, body, ctype or "application/octet-stream")
+        assert status in (200, 400, 413, 415), (status, doc, body[:300])
+        if status != 200:
+            assert isinstance(doc, dict) and set(doc) == {"error"} and doc["error"], doc
+
+    check()
+    assert served.request("/v2/health/ready") == (200, {"ready": True})

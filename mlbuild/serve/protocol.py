@@ -40,7 +40,7 @@ def _array(data: Any, what: str) -> Any:
         raise RequestError(f"{what}: 'data' must be a list")
     try:
         return np.asarray(data)
-    except ValueError as exc:  # ragged nesting
+    except (ValueError, TypeError, OverflowError) as exc:  # ragged nesting, odd values
         raise RequestError(f"{what}: 'data' is not a regular array ({exc})") from exc
 
 
