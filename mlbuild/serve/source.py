@@ -105,7 +105,6 @@ def load(root: Path, source: Source) -> object:
     with _project_importable(root):
         try:
             return pickle.loads(data)  # the project's own stage wrote it: trusted as its code
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError,
-                ModuleNotFoundError) as exc:
+        except Exception as exc:  # unpickling foreign bytes can raise anything at all
             raise UsageError(f"model '{source.name}' {source.version}: {source.path} is not "
                              f"a loadable pickle ({type(exc).__name__}: {exc})") from exc
