@@ -1,0 +1,80 @@
+"""`mlbuild serve` (an inference server: Open Inference Protocol v2, MLflow's /invocations,
+/metrics) and `mlbuild predict` (batch scoring with the same input contract)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlbuild.errors import UsageError
+
+MIB = 1024 * 1024
+REF_HELP = ("NAME (the version in 'prod', else the latest), NAME@vX.Y.Z, NAME@latest, "
+            "NAME#STAGE, or the path of a pickled model.")
+
+
+def _root() -> Path:
+    from mlbuild.files.layout import find_root
+
+    return find_root()
+
+
+def serve(
+    ref: Annotated[str, typer.Argument(help=REF_HELP)],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 8080,
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = 1,
+    log_dir: Annotated[Path | None, typer.Option(
+        "--log-dir", help="Prediction log directory (default: .mlbuild/predictions/NAME).")
+    ] = None,
+    log_max_mb: Annotated[float, typer.Option(
+        "--log-max-mb", help="Rotate the prediction log past this size.")] = 64.0,
+    max_body_mb: Annotated[float, typer.Option(
+        "--max-body-mb", help="Refuse request bodies larger than this (413).")] = 16.0,
+) -> None:
+    """Serve a model version over the Open Inference Protocol v2 and MLflow's /invocations."""
+    from mlbuild.serve import server, source
+    from mlbuild.serve.predlog import default_dir
+    from mlbuild.serve.service import Settings
+
+    if workers != 1:
+        raise UsageError("--workers: only 1 worker process is supported so far (run several "
+                         "servers behind a load balancer for more)")
+    if not 0 < port < 65536 or log_max_mb <= 0 or max_body_mb <= 0:
+        raise UsageError("--port must be 1..65535, --log-max-mb and --max-body-mb positive")
+    root = _root()
+    src = source.resolve(root, ref)
+    logs = (log_dir or default_dir(root, src.name)).absolute()
+    settings = Settings(root, src, logs, int(log_max_mb * MIB), int(max_body_mb * MIB))
+    sock_note = f"http://{host}:{port}"
+    typer.echo(f"serving {src.name} {src.version} (md5 {src.md5}) on {sock_note}: "
+               f"/v2/models/{src.name}/infer, /invocations, /metrics; prediction log in {logs}")
+    sys.stdout.flush()
+    stopped = server.run(settings, host, port)
+    why = f" ({stopped.signal})" if stopped.signal else ""
+    typer.echo(f"stopped{why}: {stopped.logged} prediction(s) logged to {stopped.log_path}")
+
+
+def predict(
+    ref: Annotated[str, typer.Argument(help=REF_HELP)],
+    input_path: Annotated[Path, typer.Option("--input", "-i", help="A .csv, .parquet or .jsonl "
+                                             "file of feature rows.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the rows with "
+                                         "a 'prediction' column (.csv, .parquet, .jsonl).")],
+) -> None:
+    """Score a file offline, every row checked against the model's input contract."""
+    from mlbuild.serve import batch, source
+
+    root = _root()
+    scored = batch.score(root, source.resolve(root, ref), input_path, output)
+    typer.echo(f"{scored.model} {scored.version}: scored {scored.rows} row(s) -> "
+               f"{scored.output}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the serve and predict commands."""
+    app.command("serve")(serve)
+    app.command("predict")(predict)
