@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import browser
 from tests.conftest import Project
 from tests.servekit import Server, raw_rows, registered_example
 
@@ -76,6 +77,12 @@ def test_shifted_traffic_drifts_names_the_features_and_draws_them(monitored: Pro
     images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([^"]+)"', page)
     assert [name for name, _ in images] == drifted  # one histogram per drifted feature
     assert all(base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n" for _, data in images)
+    with browser.page() as tab:  # as a person opens it: every picture drawn, every column
+        tab.goto((monitored.path / "drift.html").as_uri())
+        drawn = tab.evaluate("Array.from(document.images)"
+                             ".filter(i => i.complete && i.naturalWidth > 0).length")
+        assert drawn == len(drifted) and tab.locator("table tr").count() == 64 + 1
+        assert tab.locator("p.drift").first.inner_text().startswith("DRIFT:")
     last = json.loads(monitored.run("log", "-n", "1", "--json").stdout)[0]
     assert last["command"] == "monitor"  # each check is kept in the run history
     assert last["detail"]["monitor"]["drifted_columns"] == drifted
