@@ -100,6 +100,7 @@ def test_bad_input_is_one_line_and_exit_2(monitored: Project, tmp_path: Path) ->
         ("--reference", str(other)): "lacks feature column(s) pixel0",
         ("--current", str(empty)): "has no rows",
         ("nomodel",): "unknown model 'nomodel'",
+        ("model#staging",): "no version of model 'model' holds stage 'staging'",
         ("--log-dir", str(tmp_path)): "no served rows",
     }
     time.sleep(1.5)
@@ -122,3 +123,31 @@ def test_a_log_cut_mid_line_is_read_up_to_the_cut(monitored: Project) -> None:
     assert "1 unreadable line(s) skipped" in doc["current"]
     log.write_bytes(whole)
     rotated.unlink()
+
+
+def test_labels_joined_on_request_ids_give_the_served_accuracy(monitored: Project,
+                                                               tmp_path: Path) -> None:
+    """Labels that agree with every answer: accuracy 1; that agree with none on half the
+    requests: degraded against the registered accuracy (exit 1 with --fail-on-drift)."""
+    entries = [json.loads(line) for line in
+               (monitored.path / "clean-log/predictions.jsonl").read_text().splitlines()]
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    lines = ["request_id,row,label"]
+    wrong = ["request_id,row,label"]
+    for n, entry in enumerate(entries):
+        for row, answer in enumerate(entry["predictions"]):
+            lines.append(f"{entry['request_id']},{row},{answer}")
+            wrong.append(f"{entry['request_id']},{row},{answer if n % 2 else (answer + 1) % 10}")
+    good.write_text("\n".join(lines) + "\n")
+    bad.write_text("\n".join(wrong) + "\n")
+    doc = monitored.run_json("monitor", "model", "--log-dir", "clean-log", "--labels", str(good))
+    perf = doc["performance"]
+    assert perf["rows"] == 359 and perf["current"] == 1.0 and perf["degraded"] is False
+    assert 0.9 < perf["registered"] <= 1.0  # the accuracy v0.0.1 was registered with
+    proc = monitored.run("monitor", "model", "--log-dir", "clean-log", "--labels", str(bad),
+                         "--fail-on-drift")
+    assert proc.returncode == 1 and "DEGRADED" in proc.stdout, proc.stdout + proc.stderr
+    (tmp_path / "nolabel.csv").write_text("request_id,answer\nx,1\n")
+    proc = monitored.run("monitor", "model", "--log-dir", "clean-log", "--labels",
+                         str(tmp_path / "nolabel.csv"))
+    assert proc.returncode == 2 and "missing: label" in proc.stderr

@@ -43,8 +43,7 @@ def ct(
     stage = promote_to or settings.promote_to
     say = (lambda _text: None) if json_out else typer.echo
     with recording(root, "ct", sys.argv[2:]) as recorder:
-        decision = step(root, name, stage, wanted, settings.schedule, settings.drift_window,
-                        dry_run, say)
+        decision = step(root, name, stage, wanted, settings, dry_run, say)
         recorder.record.detail = {"ct": decision.to_doc()}
         if decision.failed:
             recorder.record.status = "failed"

@@ -59,6 +59,11 @@ def _summary(report: Any) -> list[str]:
         c = report.contract
         lines.append(f"contract: {c.failing} of {c.rows} current rows fail it"
                      + (f" (first: {c.first_problem})" if c.first_problem else ""))
+    if report.performance is not None:
+        perf = report.performance
+        registered = f"{perf.registered:g}" if perf.registered is not None else "not recorded"
+        lines.append(f"{perf.metric} on {perf.rows} labelled served rows: {perf.current:.4g} "
+                     f"(registered {registered}){'  DEGRADED' if perf.degraded else ''}")
     lines.extend(f"skipped: {why}" for why in report.skipped)
     return lines
 
@@ -77,10 +82,15 @@ def monitor(
     log_dir: Annotated[Path | None, typer.Option(
         "--log-dir", help="The prediction log folder (default: .mlbuild/predictions/NAME).")
     ] = None,
+    labels: Annotated[Path | None, typer.Option(
+        "--labels", help="True answers of served requests (request_id, label, row): the "
+                         "serving model's accuracy on them against its registered one.")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     html_out: Annotated[Path | None, typer.Option("--html", help="Write an HTML report.")] = None,
     fail_on_drift: Annotated[bool, typer.Option(
-        "--fail-on-drift", help="Exit 1 when drift is found (for CI and cron).")] = False,
+        "--fail-on-drift", help="Exit 1 on drift, or on a metric below the registered one "
+                                "(for CI and cron).")] = False,
 ) -> None:
     """Compare the data a model is served with the data it was trained on."""
     from mlbuild.files.layout import find_root
@@ -92,7 +102,7 @@ def monitor(
     window = parse_duration(since) if since else None
     name = model or (None if current and reference else sole_artifact(root, "to monitor"))
     with recording(root, "monitor", sys.argv[2:]) as recorder:
-        checked = check(root, Request(name, reference, current, window, log_dir))
+        checked = check(root, Request(name, reference, current, window, log_dir, labels))
         doc = checked.report.to_doc()
         recorder.record.detail["monitor"] = doc
     if html_out is not None:
@@ -108,7 +118,7 @@ def monitor(
             typer.echo(line)
         if html_out is not None:
             typer.echo(f"report: {html_out}")
-    if fail_on_drift and checked.report.drifted:
+    if fail_on_drift and (checked.report.drifted or checked.report.degraded):
         raise typer.Exit(EXIT_FAILED)
 
 

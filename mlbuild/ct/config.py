@@ -11,7 +11,7 @@ from mlbuild.config.settings import PROJECT_FILE
 from mlbuild.dvcfmt.yamlio import load_mapping
 from mlbuild.errors import ConfigError, check_keys, did_you_mean
 
-KEYS = ("model", "promote_to", "on", "schedule", "drift_window")
+KEYS = ("model", "promote_to", "on", "schedule", "drift_window", "labels")
 TRIGGERS = ("data", "code", "schedule", "drift")
 NAMED = {"hourly": 3600.0, "daily": 86400.0, "weekly": 7 * 86400.0, "monthly": 30 * 86400.0}
 _SPAN = re.compile(r"^(\d+(?:\.\d+)?)([mhdw])$")
@@ -27,6 +27,7 @@ class CtConfig:
     on: tuple[str, ...] = TRIGGERS
     schedule: float | None = None  # seconds between scheduled retrainings
     drift_window: float | None = None  # seconds of served traffic the drift trigger reads
+    labels: str | None = None  # true answers of served requests: a metric below registered fires
 
 
 def interval(text: object, where: str) -> float:
@@ -62,11 +63,11 @@ def load(root: Path) -> CtConfig:
     on = block.get("on", list(TRIGGERS))
     if not isinstance(on, list) or not all(isinstance(t, str) for t in on):
         raise ConfigError(f"{where}.on: expected a list of triggers ({', '.join(TRIGGERS)})")
-    for key in ("model", "promote_to"):
+    for key in ("model", "promote_to", "labels"):
         if key in block and not isinstance(block[key], str):
             raise ConfigError(f"{where}.{key}: expected a name")
     return CtConfig(
         block.get("model"), block.get("promote_to", "prod"), triggers(on, f"{where}.on"),
         interval(block["schedule"], f"{where}.schedule") if "schedule" in block else None,
         interval(block["drift_window"], f"{where}.drift_window")
-        if "drift_window" in block else None)
+        if "drift_window" in block else None, block.get("labels"))

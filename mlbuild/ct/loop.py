@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlbuild.ct import triggers
+from mlbuild.ct.config import CtConfig
 from mlbuild.ct.triggers import Baseline, Trigger
 from mlbuild.errors import UsageError
 
@@ -68,16 +69,16 @@ class Decision:
                 "new_version": self.new_version, "gate": self.gate}
 
 
-def judge(root: Path, base: Baseline, wanted: tuple[str, ...], every: float | None,
-          window: float | None) -> list[Trigger]:
+def judge(root: Path, base: Baseline, wanted: tuple[str, ...], settings: CtConfig
+          ) -> list[Trigger]:
     """The requested triggers' verdicts."""
     found: list[Trigger] = []
     if "data" in wanted or "code" in wanted:
         found.extend(t for t in triggers.data_and_code(root, base) if t.name in wanted)
     if "schedule" in wanted:
-        found.append(triggers.schedule(root, base, every))
+        found.append(triggers.schedule(root, base, settings.schedule))
     if "drift" in wanted:
-        found.append(triggers.drift(root, base, window))
+        found.append(triggers.drift(root, base, settings.drift_window, settings.labels))
     return found
 
 
@@ -195,8 +196,8 @@ def act(root: Path, decision: Decision, say: Say) -> None:
                         f"{decision.baseline.version or 'no version'} keeps serving")
 
 
-def step(root: Path, model: str, stage: str, wanted: tuple[str, ...], every: float | None,
-         window: float | None, dry_run: bool, say: Say) -> Decision:
+def step(root: Path, model: str, stage: str, wanted: tuple[str, ...], settings: CtConfig,
+         dry_run: bool, say: Say) -> Decision:
     """One continuous-training step (see the module docstring)."""
     from mlbuild.registry import config as registry_config
     from mlbuild.registry.checks import require_clean
@@ -206,7 +207,7 @@ def step(root: Path, model: str, stage: str, wanted: tuple[str, ...], every: flo
     artifact_path(root, model)  # an unknown model: its did-you-mean
     check_stage(registry_config.load(root), stage)
     base = triggers.baseline(root, model, stage)
-    decision = Decision(model, stage, base, judge(root, base, wanted, every, window), dry_run)
+    decision = Decision(model, stage, base, judge(root, base, wanted, settings), dry_run)
     if not decision.fired:
         decision.outcome = "nothing to do: no trigger fired"
     elif dry_run:

@@ -167,18 +167,26 @@ def schedule(root: Path, base: Baseline, every: float | None, now: float | None 
                                     f"{every / 3600:g} h: {'due' if due else 'not due'}")
 
 
-def drift(root: Path, base: Baseline, window: float | None) -> Trigger:
-    """Drift in the traffic the baseline version answered (over *window* seconds)."""
+def drift(root: Path, base: Baseline, window: float | None, labels: str | None = None
+          ) -> Trigger:
+    """Drift in the traffic the baseline version answered (over *window* seconds), or its
+    metric on the labelled part of it below the registered one."""
     from mlbuild.monitor.check import Request, check
 
     if base.version is None:
         return Trigger("drift", False, "no version is serving", True)
     try:
         report = check(root, Request(f"{base.model}@{base.version}", None, None, window,
+                                     labels=root / labels if labels else None,
                                      only_version=True)).report
     except UsageError as exc:
         return Trigger("drift", False, str(exc), True)
     rows = report.data.columns[0].current_rows if report.data.columns else 0
+    if report.degraded and report.performance is not None:
+        perf = report.performance
+        return Trigger("drift", True, f"{perf.metric} on {perf.rows} labelled served rows "
+                                      f"{perf.current:.4g} is below the registered "
+                                      f"{perf.registered:g}")
     if report.drifted:
         return Trigger("drift", True, f"{len(report.drifted_columns())} of "
                                       f"{len(report.data.columns)} features drifted over {rows}"

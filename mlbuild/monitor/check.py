@@ -16,7 +16,7 @@ from mlbuild.monitor.drift import ColumnRule, DriftSettings, column_drift, datas
 from mlbuild.monitor.report import ContractShare, MonitorReport
 from mlbuild.monitor.sources import Sample, lineage_reference, read_table
 
-META = ("_prediction", "_version", "_role", "_request_id", "_time")
+META = ("_prediction", "_version", "_role", "_request_id", "_row", "_time")
 MAX_CONTRACT_ROWS = 20_000  # rows checked one by one when the whole sample fails its contract
 
 
@@ -29,6 +29,7 @@ class Request:
     current: Path | None  # None: the model's prediction log
     since: float | None  # seconds back from now (prediction log only)
     log_dir: Path | None = None
+    labels: Path | None = None  # request_id, label (, row): the served rows' true answers
     only_version: bool = False  # only rows the named version answered (not its predecessors)
 
 
@@ -141,10 +142,26 @@ def check(root: Path, request: Request) -> Checked:
         contract = _contract_share(loaded.contract, current.frame[names])
     else:
         skipped.append("prediction drift and contract: no model named")
+    perf = _performance(root, request, loaded, current.frame) if request.labels else None
+    if isinstance(perf, str):
+        skipped.append(f"performance: {perf}")
+        perf = None
     report = MonitorReport(loaded.source.name if loaded else None,
                            loaded.source.version if loaded else None, reference.source,
-                           current.source, data, prediction, contract, tuple(skipped))
+                           current.source, data, prediction, contract, perf, tuple(skipped))
     return Checked(report, reference.frame[names], current.frame[names])
+
+
+def _performance(root: Path, request: Request, loaded: Any, current: Any) -> Any:
+    from mlbuild.monitor.labels import performance, read_labels
+    from mlbuild.registry.evidence import gather
+
+    assert request.labels is not None
+    labels = read_labels(request.labels)
+    if loaded is None or not loaded.source.commit:
+        return "no registered version to compare with"
+    registered = gather(root, loaded.source.name, loaded.source.commit).metrics
+    return performance(current, labels, registered)
 
 
 def _load(root: Path, ref: str) -> Any:

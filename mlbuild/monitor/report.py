@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlbuild.monitor.drift import ColumnDrift, DatasetDrift
+from mlbuild.monitor.labels import Performance
 
 SCHEMA = 1
 
@@ -37,6 +38,7 @@ class MonitorReport:
     data: DatasetDrift
     prediction: ColumnDrift | None = None
     contract: ContractShare | None = None
+    performance: Performance | None = None
     skipped: tuple[str, ...] = ()  # checks that could not run, each with its reason
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -44,6 +46,11 @@ class MonitorReport:
     def drifted(self) -> bool:
         """Dataset drift or prediction drift."""
         return self.data.drifted or bool(self.prediction and self.prediction.drifted)
+
+    @property
+    def degraded(self) -> bool:
+        """The metric on labelled traffic fell below the registered one."""
+        return bool(self.performance and self.performance.degraded)
 
     def drifted_columns(self) -> list[str]:
         """The features that drifted."""
@@ -57,4 +64,6 @@ class MonitorReport:
                 "data_drift": self.data.to_doc(),
                 "prediction_drift": self.prediction.to_doc() if self.prediction else None,
                 "contract": self.contract.to_doc() if self.contract else None,
+                "performance": self.performance.to_doc() if self.performance else None,
+                "degraded": self.degraded,
                 "skipped": list(self.skipped), **self.extra}

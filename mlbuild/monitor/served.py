@@ -18,7 +18,7 @@ from typing import Any
 class Served:
     """Rows the server answered (or shadowed) in a window."""
 
-    frame: Any  # features, then _prediction, _version, _role, _request_id, _time
+    frame: Any  # features, then _prediction, _version, _role, _request_id, _row, _time
     files: int
     skipped_lines: int
 
@@ -56,7 +56,7 @@ def _rows(entry: dict[str, Any]) -> dict[str, list[Any]] | None:
         return None
     meta = {"_prediction": predictions, "_version": [entry.get("version")] * rows,
             "_role": [entry.get("role", "answered")] * rows,
-            "_request_id": [entry.get("request_id")] * rows,
+            "_request_id": [entry.get("request_id")] * rows, "_row": list(range(rows)),
             "_time": [entry.get("time")] * rows}
     return {**features, **meta}
 
