@@ -1,6 +1,7 @@
 """The served data, read back from the prediction log `mlbuild serve` writes: one JSON line per
 request (time, request id, model, version, role, features by column, predictions), in
-<dir>/predictions.jsonl and its rotated predecessors predictions-<time>.jsonl.
+<dir>/predictions.jsonl and its rotated predecessors predictions-<time>.jsonl (with several
+server workers, one such set per worker in <dir>/worker-<k>/).
 
 A log being written is read up to its last complete line; a line cut short or not JSON (a
 crash mid-write, a truncated copy) is skipped and counted, never fatal."""
@@ -24,9 +25,13 @@ class Served:
 
 
 def _files(directory: Path) -> list[Path]:
-    rotated = sorted(directory.glob("predictions-*.jsonl"))
-    current = directory / "predictions.jsonl"
-    return rotated + ([current] if current.is_file() else [])
+    """The log files of one server (or of each worker of one: worker-<k>/), oldest first."""
+    found = []
+    for folder in [directory, *sorted(directory.glob("worker-*"))]:
+        current = folder / "predictions.jsonl"
+        found += sorted(folder.glob("predictions-*.jsonl")) + (
+            [current] if current.is_file() else [])
+    return found
 
 
 def _entries(path: Path, counts: list[int]) -> Iterator[dict[str, Any]]:
