@@ -64,6 +64,15 @@ def _summary(report: Any) -> list[str]:
         registered = f"{perf.registered:g}" if perf.registered is not None else "not recorded"
         lines.append(f"{perf.metric} on {perf.rows} labelled served rows: {perf.current:.4g} "
                      f"(registered {registered}){'  DEGRADED' if perf.degraded else ''}")
+    versions = report.extra.get("versions")
+    if versions:
+        for v in versions["versions"]:
+            acc = f", accuracy {v['accuracy']:.4g}" if v["accuracy"] is not None else ""
+            lines.append(f"version {v['version']} ({v['role']}): {v['rows']} rows{acc}")
+        agreement = versions["shadow_agreement"]
+        if agreement:
+            lines.append(f"shadow agrees with the answer on {agreement['share']:.1%} of "
+                         f"{agreement['rows']} rows")
     lines.extend(f"skipped: {why}" for why in report.skipped)
     return lines
 

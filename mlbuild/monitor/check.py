@@ -56,7 +56,7 @@ def _current(root: Path, request: Request, loaded: Any) -> Sample:
     served = read(folder, since, name)
     frame = served.frame
     if len(frame):
-        frame = frame[frame["_role"] == "answered"]
+        frame = frame[frame["_role"] != "shadow"]  # a shadow scores a copy of a request
         if request.only_version:
             frame = frame[frame["_version"] == loaded.source.version]
     window = f" in the last {request.since:g} s" if request.since else ""
@@ -65,7 +65,8 @@ def _current(root: Path, request: Request, loaded: Any) -> Sample:
         raise UsageError(f"no served rows of model '{name}'{window} in {folder} "
                          f"({served.files} log file(s)); serve it with 'mlbuild serve' first")
     skipped = f", {served.skipped_lines} unreadable line(s) skipped" if served.skipped_lines else ""
-    return Sample(frame.reset_index(drop=True), f"prediction log {folder}{window}{skipped}")
+    return Sample(frame.reset_index(drop=True), f"prediction log {folder}{window}{skipped}",
+                  everything=served.frame)
 
 
 def _features(reference: Any, current: Any, loaded: Any) -> list[str]:
@@ -146,9 +147,17 @@ def check(root: Path, request: Request) -> Checked:
     if isinstance(perf, str):
         skipped.append(f"performance: {perf}")
         perf = None
+    versions = None
+    if current.everything is not None:
+        from mlbuild.monitor.compare import compare
+        from mlbuild.monitor.labels import read_labels
+
+        labels = read_labels(request.labels) if request.labels else None
+        versions = compare(current.everything, labels)
     report = MonitorReport(loaded.source.name if loaded else None,
                            loaded.source.version if loaded else None, reference.source,
-                           current.source, data, prediction, contract, perf, tuple(skipped))
+                           current.source, data, prediction, contract, perf, tuple(skipped),
+                           {"versions": versions} if versions else {})
     return Checked(report, reference.frame[names], current.frame[names])
 
 

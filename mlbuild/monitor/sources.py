@@ -18,6 +18,7 @@ class Sample:
     frame: Any
     source: str
     md5: str | None = None
+    everything: Any = None  # a prediction log's rows of every version and role
 
 
 def read_table(path: Path, what: str, suffix: str | None = None) -> Any:
