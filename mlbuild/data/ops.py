@@ -147,6 +147,7 @@ def push(root: Path, targets: list[str], remote_name: str | None) -> int:
             f"cache, nothing was pushed: {_listing(missing)}; 'mlbuild run' re-commits outputs "
             "that are in the workspace, 'mlbuild pull' fetches the others"
         )
+    remote.drop_damaged(root, set(needed), remote_name)  # what a killed push left behind
     count = remote.push(root, targets, remote_name)
     if targets:
         return count

@@ -139,6 +139,53 @@ def missing_on_remote(root: Path, md5s: set[str], remote_name: str | None) -> se
         return md5s - set(odb.oids_exist(sorted(md5s)))
 
 
+EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"  # the one object that may be an empty file
+
+
+def _damaged(path: str, md5: str) -> bool:
+    """An empty file standing for a non-empty object, or a manifest that does not parse."""
+    import json
+
+    try:
+        size = Path(path).stat().st_size
+    except OSError:
+        return False  # absent: the push sends it
+    if size == 0:
+        return md5 != EMPTY_MD5
+    if not md5.endswith(".dir"):
+        return False
+    try:
+        with open(path, "rb") as handle:
+            return not isinstance(json.load(handle), list)
+    except (OSError, ValueError):
+        return True
+
+
+def drop_damaged(root: Path, md5s: set[str], remote_name: str | None) -> list[str]:
+    """Remove the objects among *md5s* that a killed transfer left damaged on a local remote,
+    and clear DVC's index of that remote, so that the push sends them again. (DVC first tries
+    a reflink at the object's final path: it creates the file, the clone fails, it unlinks
+    it; a kill in between leaves an empty object, and an empty .dir breaks every later push.)
+    Other remotes store an object whole or not at all."""
+    from dvc_data.hashfile.db import get_index
+    from dvc_objects.fs.local import LocalFileSystem
+
+    with _repo(root) as repo:
+        odb = repo.cloud.get_remote_odb(remote_name, "push")
+        if not isinstance(odb.fs, LocalFileSystem):
+            return []
+        damaged = [m for m in sorted(md5s) if _damaged(odb.oid_to_path(m), m)]
+        for md5 in damaged:
+            Path(odb.oid_to_path(md5)).unlink()
+        if damaged:
+            index = get_index(odb)
+            try:
+                index.clear()
+            finally:
+                index.close()
+        return damaged
+
+
 def send_objects(root: Path, md5s: set[str], remote_name: str | None) -> int:
     """Upload these objects from the local cache straight to the remote (directory files
     before their manifest); DVC's index of that remote is cleared, as it was wrong."""
