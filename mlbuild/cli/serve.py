@@ -34,6 +34,12 @@ def serve(
         "--log-max-mb", help="Rotate the prediction log past this size.")] = 64.0,
     max_body_mb: Annotated[float, typer.Option(
         "--max-body-mb", help="Refuse request bodies larger than this (413).")] = 16.0,
+    follow: Annotated[bool | None, typer.Option(
+        "--follow/--no-follow", help="Switch to the version the registry names next "
+        "(default: on for NAME#STAGE).")] = None,
+    follow_interval: Annotated[float, typer.Option(
+        "--follow-interval", help="Seconds between registry checks (git fetch --tags).")
+    ] = 30.0,
 ) -> None:
     """Serve a model version over the Open Inference Protocol v2 and MLflow's /invocations."""
     from mlbuild.serve import server, source
@@ -45,13 +51,22 @@ def serve(
                          "servers behind a load balancer for more)")
     if not 0 < port < 65536 or log_max_mb <= 0 or max_body_mb <= 0:
         raise UsageError("--port must be 1..65535, --log-max-mb and --max-body-mb positive")
+    following = ("#" in ref) if follow is None else follow
+    if following and ("@" in ref or ref.endswith((".pkl", ".pickle", ".joblib"))):
+        raise UsageError(f"--follow: '{ref}' names one fixed version; follow NAME#STAGE or "
+                         "NAME (the version in 'prod', else the latest)")
+    if following and follow_interval <= 0:
+        raise UsageError("--follow-interval must be positive")
     root = _root()
     src = source.resolve(root, ref)
     logs = (log_dir or default_dir(root, src.name)).absolute()
-    settings = Settings(root, src, logs, int(log_max_mb * MIB), int(max_body_mb * MIB))
+    settings = Settings(root, src, logs, int(log_max_mb * MIB), int(max_body_mb * MIB), ref,
+                        follow_interval if following else None)
     sock_note = f"http://{host}:{port}"
+    followed = f"; following {ref} every {follow_interval:g} s" if following else ""
     typer.echo(f"serving {src.name} {src.version} (md5 {src.md5}) on {sock_note}: "
-               f"/v2/models/{src.name}/infer, /invocations, /metrics; prediction log in {logs}")
+               f"/v2/models/{src.name}/infer, /invocations, /metrics; prediction log in "
+               f"{logs}{followed}")
     sys.stdout.flush()
     stopped = server.run(settings, host, port)
     why = f" ({stopped.signal})" if stopped.signal else ""

@@ -41,6 +41,8 @@ class Settings:
     log_dir: Path
     log_max_bytes: int
     max_body: int
+    ref: str = ""  # what the user named, resolved again when following
+    follow_interval: float | None = None  # seconds between registry checks; None: no follow
 
 
 def load_version(root: Path, source: Source) -> Loaded:
@@ -65,6 +67,7 @@ class Service:
         self.error: BaseException | None = None
         self.metrics = Metrics(settings.source.name)
         self.log: PredictionLog | None = None
+        self.follower: Any = None  # mlbuild.serve.follow.Follower, when following
 
     def open(self, on_failure: Callable[[], None]) -> None:
         """Start the prediction log and load the model on a thread; *on_failure* is called
@@ -78,13 +81,32 @@ class Service:
                 self.error = exc
                 on_failure()
                 return
-            self.current = loaded
-            self.metrics.loaded(loaded.source.version, "answered")
+            self.switch(loaded)
+            self._follow()
 
         threading.Thread(target=run, name="model-load", daemon=True).start()
 
+    def _follow(self) -> None:
+        interval = self.settings.follow_interval
+        if interval is not None:
+            from mlbuild.serve.follow import Follower
+
+            self.follower = Follower(self, self.settings.ref, interval)
+            self.follower.start()
+
+    def switch(self, loaded: Loaded) -> None:
+        """Answer from *loaded* from the next request on (one reference assignment: a request
+        in flight finishes with the version it started with)."""
+        before, self.current = self.current, loaded
+        if before is not None:
+            self.metrics.unloaded(before.source.version, "answered")
+        self.metrics.loaded(loaded.source.version, "answered")
+
     def close(self) -> None:
-        """Flush the prediction log (after the last in-flight request has been answered)."""
+        """Stop following, then flush the prediction log (after the last in-flight request
+        has been answered)."""
+        if self.follower is not None:
+            self.follower.stop()
         if self.log is not None:
             self.log.close()
 
