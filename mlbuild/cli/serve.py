@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mlbuild.errors import UsageError
+
+if TYPE_CHECKING:
+    from mlbuild.serve.service import Candidate
 
 MIB = 1024 * 1024
 REF_HELP = ("NAME (the version in 'prod', else the latest), NAME@vX.Y.Z, NAME@latest, "
@@ -40,6 +43,14 @@ def serve(
     follow_interval: Annotated[float, typer.Option(
         "--follow-interval", help="Seconds between registry checks (git fetch --tags).")
     ] = 30.0,
+    canary: Annotated[str | None, typer.Option(
+        "--canary", help="A candidate version (NAME#staging, ...) answering a share.")] = None,
+    canary_percent: Annotated[float, typer.Option(
+        "--canary-percent", help="The canary's share of requests, 0-100 (sticky per "
+        "X-Request-Id).")] = 10.0,
+    shadow: Annotated[str | None, typer.Option(
+        "--shadow", help="A candidate version scoring a copy of every request, answering "
+        "none.")] = None,
 ) -> None:
     """Serve a model version over the Open Inference Protocol v2 and MLflow's /invocations."""
     from mlbuild.serve import server, source
@@ -60,17 +71,37 @@ def serve(
     root = _root()
     src = source.resolve(root, ref)
     logs = (log_dir or default_dir(root, src.name)).absolute()
+    candidate = _candidate(root, canary, canary_percent, shadow)
     settings = Settings(root, src, logs, int(log_max_mb * MIB), int(max_body_mb * MIB), ref,
-                        follow_interval if following else None)
+                        follow_interval if following else None, candidate)
     sock_note = f"http://{host}:{port}"
     followed = f"; following {ref} every {follow_interval:g} s" if following else ""
+    beside = "" if candidate is None else (
+        f"; {candidate.role} {candidate.source.name} {candidate.source.version}"
+        + (f" answering {candidate.percent:g}%" if candidate.role == "canary" else ""))
     typer.echo(f"serving {src.name} {src.version} (md5 {src.md5}) on {sock_note}: "
                f"/v2/models/{src.name}/infer, /invocations, /metrics; prediction log in "
-               f"{logs}{followed}")
+               f"{logs}{followed}{beside}")
     sys.stdout.flush()
     stopped = server.run(settings, host, port)
     why = f" ({stopped.signal})" if stopped.signal else ""
     typer.echo(f"stopped{why}: {stopped.logged} prediction(s) logged to {stopped.log_path}")
+
+
+def _candidate(root: Path, canary: str | None, percent: float, shadow: str | None
+               ) -> Candidate | None:
+    """The canary or shadow version, resolved and fetched before the server starts."""
+    from mlbuild.serve import source
+    from mlbuild.serve.service import CANARY, SHADOW, Candidate
+
+    if canary and shadow:
+        raise UsageError("--canary and --shadow: choose one candidate version")
+    if not 0 <= percent <= 100:
+        raise UsageError(f"--canary-percent {percent:g}: expected 0 to 100")
+    ref = canary or shadow
+    if ref is None:
+        return None
+    return Candidate(source.resolve(root, ref), ref, CANARY if canary else SHADOW, percent)
 
 
 def predict(

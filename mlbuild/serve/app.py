@@ -19,7 +19,7 @@ from mlbuild import __version__
 from mlbuild.serve import protocol
 from mlbuild.serve.contract import ContractViolation
 from mlbuild.serve.protocol import RequestError
-from mlbuild.serve.service import Loaded, Service
+from mlbuild.serve.service import CANARY, Loaded, Service
 
 JSON = "application/json"
 
@@ -73,41 +73,50 @@ class Routes:
         self.limit = service.settings.max_body
 
     def _loaded(self, name: str | None = None, version: str | None = None) -> Loaded:
-        loaded = self.service.current
-        if name is not None and name != self.service.settings.source.name:
+        service = self.service
+        loaded = service.current
+        if name is not None and name != service.settings.source.name:
             raise RequestError(f"unknown model '{name}' (this server serves "
-                               f"'{self.service.settings.source.name}')", 404)
+                               f"'{service.settings.source.name}')", 404)
         if loaded is None:
             raise RequestError("the model is still loading; retry when /v2/health/ready "
                                "answers 200", 503)
-        if version is not None and version != loaded.source.version:
-            raise RequestError(f"model '{name}' has no version '{version}' here (serving "
-                               f"{loaded.source.version})", 404)
-        return loaded
+        if version is None or version == loaded.source.version:
+            return loaded
+        candidate, settings = service.candidate, service.settings.candidate
+        if candidate is not None and settings is not None and settings.role == CANARY and \
+                version == candidate.source.version:
+            return candidate
+        raise RequestError(f"model '{name}' has no version '{version}' here (serving "
+                           f"{loaded.source.version})", 404)
 
     async def _answer(self, request: Request, endpoint: str, decode: Decode,
                       encode: Encode) -> Response:
         started = time.perf_counter()
         params = request.path_params
+        service = self.service
         try:
             loaded = self._loaded(params.get("name"), params.get("version"))
             body = await _body(request, self.limit)
             frame, request_id = decode(body, request, loaded)
-            predictions, request_id = self.service.predict(
-                loaded, frame, request.headers.get("x-request-id") or request_id, endpoint,
-                started)
+            request_id = request.headers.get("x-request-id") or request_id
+            answering, role = service.route(loaded, request_id, "version" in params)
+            predictions, request_id, checked = service.predict(
+                answering, frame, request_id, endpoint, started, role)
         except RequestError as exc:
-            self.service.metrics.refused(endpoint, exc.status, "request")
+            service.metrics.refused(endpoint, exc.status, "request")
             return _error(str(exc), exc.status)
         except ContractViolation as exc:
-            self.service.metrics.refused(endpoint, 400, exc.rule)
+            service.metrics.refused(endpoint, 400, exc.rule)
             return _error(str(exc), 400)
         except Exception as exc:  # a model that fails on checked input: the server's fault
-            self.service.metrics.refused(endpoint, 500, "internal")
+            service.metrics.refused(endpoint, 500, "internal")
             return _error(f"internal error: {type(exc).__name__}: {exc}", 500)
-        return _json(encode(loaded, predictions, request_id),
+        if service.shadows is not None:
+            service.shadows.submit(checked, request_id, endpoint)
+        return _json(encode(answering, predictions, request_id),
                      headers={"x-request-id": request_id,
-                              "x-model-version": loaded.source.version})
+                              "x-model-version": answering.source.version})
 
     async def infer(self, request: Request) -> Response:
         """POST /v2/models/{name}[/versions/{version}]/infer."""

@@ -31,13 +31,14 @@ def fetch_tags(root: Path) -> bool:
 class Follower:
     """A thread that keeps a Service on the version its reference names."""
 
-    def __init__(self, service: Service, ref: str, interval: float) -> None:
+    def __init__(self, service: Service, ref: str, interval: float, role: str) -> None:
         self.service = service
         self.ref = ref
+        self.role = role  # which of the service's versions this one keeps current
         self.interval = interval
         self.refused: set[str] = set()  # versions that failed to load
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="registry-follow", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"follow-{role}", daemon=True)
 
     def start(self) -> None:
         """Start polling."""
@@ -66,7 +67,7 @@ class Follower:
         except MlbuildError:  # the stage lost its holder: keep serving what we have
             metrics.follow_failed("-", "resolve")
             return
-        current = self.service.current
+        current = self.service.loaded(self.role)
         if current is not None and current.source.version == version:
             return
         if version in self.refused:
@@ -77,4 +78,4 @@ class Follower:
             self.refused.add(version)
             metrics.follow_failed(version, "load")
             return
-        self.service.switch(loaded)
+        self.service.switch(loaded, self.role)
