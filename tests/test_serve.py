@@ -262,3 +262,22 @@ def test_fuzzed_requests_never_get_a_server_error(served: Server) -> None:
 
     check()
     assert served.request("/v2/health/ready") == (200, {"ready": True})
+
+
+def test_workers_share_the_port_and_each_logs_its_own_answers(served: Server,
+                                                              tmp_path: Path) -> None:
+    server = Server(served.proj, "model", "--workers", "2", "--log-dir", str(tmp_path))
+    try:
+        server.wait()  # a worker accepts connections once its own copy is loaded
+        columns, rows = raw_rows(served.proj, 20)
+        for i, row in enumerate(rows):
+            status, answer = server.post("/invocations", {"dataframe_split": {
+                "columns": columns, "data": [row]}}, {"X-Request-Id": f"w{i}"})
+            assert status == 200, answer
+    finally:
+        stopped = server.stop()
+    assert stopped.returncode == 0, stopped.stderr
+    assert "stopped (SIGTERM): 20 prediction(s) logged" in stopped.stdout
+    logged = [json.loads(line)["request_id"] for f in tmp_path.glob("worker-*/predictions.jsonl")
+              for line in f.read_text().splitlines()]
+    assert sorted(logged) == sorted(f"w{i}" for i in range(20))

@@ -57,9 +57,8 @@ def serve(
     from mlbuild.serve.predlog import default_dir
     from mlbuild.serve.service import Settings
 
-    if workers != 1:
-        raise UsageError("--workers: only 1 worker process is supported so far (run several "
-                         "servers behind a load balancer for more)")
+    if not 1 <= workers <= 64:
+        raise UsageError(f"--workers {workers}: expected 1 to 64")
     if not 0 < port < 65536 or log_max_mb <= 0 or max_body_mb <= 0:
         raise UsageError("--port must be 1..65535, --log-max-mb and --max-body-mb positive")
     following = ("#" in ref) if follow is None else follow
@@ -83,7 +82,7 @@ def serve(
                f"/v2/models/{src.name}/infer, /invocations, /metrics; prediction log in "
                f"{logs}{followed}{beside}")
     sys.stdout.flush()
-    stopped = server.run(settings, host, port)
+    stopped = server.run(settings, host, port, workers)
     why = f" ({stopped.signal})" if stopped.signal else ""
     typer.echo(f"stopped{why}: {stopped.logged} prediction(s) logged to {stopped.log_path}")
 

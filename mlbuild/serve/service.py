@@ -59,6 +59,7 @@ class Settings:
     ref: str = ""  # what the user named, resolved again when following
     follow_interval: float | None = None  # seconds between registry checks; None: no follow
     candidate: Candidate | None = None
+    load_first: bool = False  # load before accepting connections (workers sharing a port)
 
 
 def load_version(root: Path, source: Source) -> Loaded:
@@ -110,7 +111,10 @@ class Service:
             from mlbuild.serve.experiment import Shadows
 
             self.shadows = Shadows(self)
-        threading.Thread(target=run, name="model-load", daemon=True).start()
+        if self.settings.load_first:  # the other workers take the requests meanwhile
+            run()
+        else:
+            threading.Thread(target=run, name="model-load", daemon=True).start()
 
     def _follow(self) -> None:
         interval = self.settings.follow_interval
