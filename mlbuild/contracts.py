@@ -138,10 +138,11 @@ def load_schema(root: Path, ref: str) -> Any:
     return schema
 
 
-def _read(path: Path) -> Any:
+def read_frame(path: Path, suffix: str | None = None) -> Any:
+    """A data file as a pandas frame, read by its suffix (or *suffix*, for a cache object)."""
     import pandas as pd
 
-    suffix = path.suffix.lower()
+    suffix = (suffix or path.suffix).lower()
     if suffix == ".csv":
         return pd.read_csv(path)
     if suffix == ".tsv":
@@ -181,7 +182,7 @@ def validate(root: Path, contract: Contract, stage: str | None) -> None:
         raise StageFailedError(f"{what} named in a contract is not a file")
     try:
         try:
-            frame = _read(path)
+            frame = read_frame(path)
         except (ValueError, OSError) as exc:  # empty or malformed file, unreadable parquet
             raise StageFailedError(
                 f"{what} cannot be read for its contract ({contract.schema}): "

@@ -24,6 +24,28 @@ else
     echo "== uv could not install; installing with pip" >&2
     $PIP -e '.[test]'
 fi
+# Evidently is the reference the drift verdicts are checked against (tests/test_monitor_drift.py).
+# It does not import under pandas 3, which mlbuild supports, so it gets an environment of its own.
+EV=.venv-evidently
+[ -x "$EV/bin/python" ] || "$PY" -m venv "$EV"
+EVIDENTLY="evidently==0.7.23 pandas>=2.1,<3"
+# shellcheck disable=SC2086
+"$VENV/bin/uv" pip install --quiet --native-tls --python "$EV/bin/python" $EVIDENTLY 2>/dev/null \
+    || "$EV/bin/python" -m pip install --quiet --disable-pip-version-check $EVIDENTLY
+MLBUILD_EVIDENTLY_PYTHON="$PWD/$EV/bin/python"
+export MLBUILD_EVIDENTLY_PYTHON
+# Debian's Chromium for the tests that open pages in a real headless browser (Playwright drives
+# it; Playwright's own browser downloads are never used).
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "== installing Debian's chromium for the browser tests"
+        apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || {
+            apt-get update -q >/dev/null &&
+            apt-get install -y -q --no-install-recommends chromium >/dev/null; }
+    else
+        echo "== the browser tests need Debian's chromium: sudo apt-get install chromium" >&2
+    fi
+fi
 "$VENV/bin/ruff" check mlbuild tests stages scripts bench
 "$VENV/bin/mypy"
 PATH="$PWD/$VENV/bin:$PATH" "$VENV/bin/python" -m pytest -n 2 -q "$@"

@@ -1,4 +1,12 @@
-"""Score the model on the validation split: metrics.json and a confusion-matrix plot."""
+"""Score the model on the validation split: metrics.json and a confusion-matrix plot.
+
+What is scored is the artifact that is served: the pickled Pipeline, fed raw pixels. The
+validation split is stored in prepare's units, so it is mapped back to raw pixels with the
+inverse of prepare's own transform (stages.features.Normalise, with prepare's setting, not
+the pipeline's copy); the mapping is exact (k/16 is exact in binary floating point and
+round-trips through the CSV). A pipeline whose preprocessing disagreed with prepare's would
+therefore show here as a drop in the metrics, instead of only in production.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +22,7 @@ from sklearn.metrics import ConfusionMatrixDisplay, accuracy_score, f1_score
 
 from mlbuild import stage_params
 from stages.common import MODEL_PATH, load_split
+from stages.features import Normalise
 
 METRICS_PATH = Path("metrics.json")
 PLOT_PATH = Path("plots/confusion_matrix.png")
@@ -21,10 +30,12 @@ PLOT_PATH = Path("plots/confusion_matrix.png")
 
 def main() -> None:
     """Write metrics.json (accuracy, macro_f1) and plots/confusion_matrix.png."""
-    cfg = stage_params().evaluate
+    params = stage_params()
+    cfg = params.evaluate
     model = pickle.loads(MODEL_PATH.read_bytes())
-    features, labels = load_split("valid")
-    predicted = model.predict(features)
+    prepared, labels = load_split("valid")
+    raw = Normalise(params.prepare.normalise).inverse_transform(prepared)
+    predicted = model.predict(raw)
     metrics = {
         "accuracy": round(float(accuracy_score(labels, predicted)), cfg.digits),
         "macro_f1": round(float(f1_score(labels, predicted, average="macro")), cfg.digits),

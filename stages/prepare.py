@@ -1,4 +1,8 @@
-"""Validate the raw digits, split them stratified into train/valid and normalise pixels."""
+"""Validate the raw digits, split them stratified into train/valid and normalise pixels.
+
+The normalisation is stages.features.Normalise, the same object train puts in front of the
+classifier in the pickled model, so the served model takes raw pixels.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from mlbuild import stage_params
+from stages.features import Normalise
 from stages.schemas import PIXEL_COLUMNS, prepared_schema, raw_schema
 
 RAW_TRAIN = Path("data/raw/train.csv")
@@ -19,8 +24,7 @@ def main() -> None:
     cfg = stage_params().prepare
     raw = raw_schema().validate(pd.read_csv(RAW_TRAIN))
     frame = raw.astype(dict.fromkeys(PIXEL_COLUMNS, float))
-    if cfg.normalise:
-        frame[PIXEL_COLUMNS] = frame[PIXEL_COLUMNS] / 16.0
+    frame[PIXEL_COLUMNS] = Normalise(cfg.normalise).transform(raw[PIXEL_COLUMNS])
     train, valid = train_test_split(
         frame, test_size=cfg.test_size, random_state=cfg.seed, stratify=frame["label"]
     )

@@ -21,7 +21,9 @@ LAYERS = {
     "api": 9,
     "experiments": 10, "registry": 10,  # the life-cycle layers: built on api and the engine
     "serve": 11,  # serves what the registry holds
-    "cli": 12,
+    "monitor": 12,  # watches what is served
+    "ct": 13,  # retrains on data, code, schedule or drift
+    "cli": 14,
 }
 ENTRY = {"__init__", "__main__"}  # the package root: stage helpers and `python -m mlbuild`
 

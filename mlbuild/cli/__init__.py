@@ -51,7 +51,8 @@ def _root(
 COMMAND_MODULES = {"run": "build", "status": "inspect", "dag": "inspect", "compile": "inspect",
                    "verify": "check", "data": "data", "pull": "data", "push": "data",
                    "gc": "data", "log": "log", "exp": "exp",
-                   "model": "model", "serve": "serve", "predict": "serve"}
+                   "model": "model", "serve": "serve", "predict": "serve",
+                   "monitor": "monitor", "ct": "ct"}
 
 
 def _register(args: list[str]) -> None:

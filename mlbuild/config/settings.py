@@ -11,8 +11,8 @@ from mlbuild.errors import ConfigError, check_keys
 
 PROJECT_FILE = "mlbuild.yaml"
 HERMETIC_KEYS = ("env", "network", "threads", "undeclared_reads", "seed")
-PROJECT_KEYS = ("hermetic", "strict", "stages", "contracts", "registry",  # registry,
-                "serving")  # serving: read by them
+PROJECT_KEYS = ("hermetic", "strict", "stages", "contracts", "registry",
+                "serving", "monitoring", "ct")  # registry, serving, monitoring, ct: read by them
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,15 @@ def artifact_path(root: Path, name: str, commit: str | None = None) -> str:
     return str(artifacts[name]["path"])
 
 
+def sole_artifact(root: Path, what: str) -> str:
+    """The only artifact dvc.yaml declares (a command's default model); otherwise the user
+    must name one."""
+    names = sorted(declared(root))
+    if len(names) != 1:
+        raise UsageError(f"name the model {what} (declared: {', '.join(names) or 'none'})")
+    return names[0]
+
+
 def _flatten(doc: Any, prefix: str = "") -> dict[str, float]:
     out: dict[str, float] = {}
     if isinstance(doc, dict):
@@ -115,12 +124,13 @@ def _metrics(root: Path, commit: str | None, dvcyaml: dict[str, Any]) -> dict[st
     return found
 
 
-def _lock(root: Path, commit: str | None) -> dict[str, LockEntry]:
+def lock_at(root: Path, commit: str | None) -> dict[str, LockEntry]:
+    """dvc.lock's stages at a commit (None: the working tree)."""
     stages = _yaml_at(root, commit, LOCK_FILE).get("stages") or {}
     return {str(k): LockEntry.parse(v) for k, v in stages.items() if isinstance(v, dict)}
 
 
-def _upstream(lock: dict[str, LockEntry], stage: str) -> list[str]:
+def upstream_stages(lock: dict[str, LockEntry], stage: str) -> list[str]:
     """*stage* and every stage whose outputs it (transitively) depends on."""
     owner = {out: name for name, entry in lock.items() for out in entry.outs}
     seen, todo = [stage], [stage]
@@ -159,11 +169,21 @@ def _contracts(dvcyaml: dict[str, Any], lock: dict[str, LockEntry], stages: list
     return tuple(found)
 
 
+def recorded_md5(root: Path, commit: str | None, path: str) -> str | None:
+    """The hash dvc.lock at *commit* records for *path* (a dependency or an output of any
+    stage; '<dir md5>/<rel>' inside a directory), or None."""
+    for entry in lock_at(root, commit).values():
+        found = _md5_in(entry.deps, path) or _md5_in(entry.outs, path)
+        if found:
+            return found
+    return None
+
+
 def gather(root: Path, name: str, commit: str | None) -> Evidence:
     """The artifact *name* at *commit* (None: in the working tree); one its dvc.lock does not
     record is refused."""
     path = artifact_path(root, name, commit)
-    lock = _lock(root, commit)
+    lock = lock_at(root, commit)
     found = [(stage, entry.outs[path]) for stage, entry in lock.items()
              if entry.outs.get(path) is not None]
     if not found:
@@ -173,4 +193,4 @@ def gather(root: Path, name: str, commit: str | None) -> Evidence:
     assert info is not None
     dvcyaml = _yaml_at(root, commit, DVC_FILE)
     return Evidence(name, commit or "", path, stage, info, _metrics(root, commit, dvcyaml),
-                    _contracts(dvcyaml, lock, _upstream(lock, stage)))
+                    _contracts(dvcyaml, lock, upstream_stages(lock, stage)))

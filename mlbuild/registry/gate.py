@@ -100,19 +100,8 @@ def beat_checks(gate: Gate, evidence: Evidence, current: tuple[str, Evidence] | 
     return checks
 
 
-def _object(cache: Cache, md5: str) -> Path | None:
-    """The cache file of an md5, or of '<dir md5>/<rel>' (a file inside a directory)."""
-    if "/" in md5:
-        folder, rel = md5.split("/", 1)
-        if not cache.has_md5(folder):
-            return None
-        entry = dict(cache.manifest(folder)).get(rel)
-        return cache.object_path(entry) if entry and cache.has_md5(entry) else None
-    return cache.object_path(md5) if cache.has_md5(md5) else None
-
-
 def _contract_problem(root: Path, cache: Cache, item: Checked, scratch: Path) -> str | None:
-    obj = _object(cache, item.md5) if item.md5 else None
+    obj = cache.file_of(item.md5) if item.md5 else None
     if obj is None:
         return (f"{item.path} (stage {item.stage}): not in the local cache "
                 "('mlbuild pull' fetches it)")

@@ -99,9 +99,9 @@ class InputContract:
                 unknown[0], "strict")
         missing = [n for n in self.names if n not in set(columns)]
         if missing:
-            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-            raise ContractViolation(f"column '{missing[0]}'{more} is missing (required)",
-                                    missing[0], "required")
+            what = (f"columns '{missing[0]}' and {len(missing) - 1} more are" if len(missing) > 1
+                    else f"column '{missing[0]}' is")
+            raise ContractViolation(f"{what} missing (required)", missing[0], "required")
         if len(set(columns)) != len(columns):
             twice = next(c for c in columns if columns.count(c) > 1)
             raise ContractViolation(f"column '{twice}' is given twice (unique_names)", twice,

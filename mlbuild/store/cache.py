@@ -189,6 +189,17 @@ class Cache:
         path = self.object_path(md5)
         return parse_manifest(path.read_bytes(), path)
 
+    def file_of(self, ref: str) -> Path | None:
+        """The cache file of an md5, or of '<dir md5>/<rel>' (a file inside a directory, as
+        dvc.lock records one a stage names inside a tracked directory); None when absent."""
+        if "/" in ref:
+            folder, rel = ref.split("/", 1)
+            if not self.has_md5(folder):
+                return None
+            entry = dict(self.manifest(folder)).get(rel)
+            return self.object_path(entry) if entry and self.has_md5(entry) else None
+        return self.object_path(ref) if self.has_md5(ref) else None
+
     def complete(self, info: HashInfo) -> bool:
         """The object and, for a directory, every file it lists are present."""
         if not self.has(info):
