@@ -12,7 +12,7 @@ import typer
 from mlbuild.errors import UsageError
 
 if TYPE_CHECKING:
-    from mlbuild.serve.service import Candidate
+    from mlbuild.serve.service import Candidate, Settings
 
 MIB = 1024 * 1024
 REF_HELP = ("NAME (the version in 'prod', else the latest), NAME@vX.Y.Z, NAME@latest, "
@@ -53,9 +53,7 @@ def serve(
         "none.")] = None,
 ) -> None:
     """Serve a model version over the Open Inference Protocol v2 and MLflow's /invocations."""
-    from mlbuild.serve import server, source
-    from mlbuild.serve.predlog import default_dir
-    from mlbuild.serve.service import Settings
+    from mlbuild.serve import server
 
     if not 1 <= workers <= 64:
         raise UsageError(f"--workers {workers}: expected 1 to 64")
@@ -68,23 +66,40 @@ def serve(
     if following and follow_interval <= 0:
         raise UsageError("--follow-interval must be positive")
     root = _root()
-    src = source.resolve(root, ref)
-    logs = (log_dir or default_dir(root, src.name)).absolute()
-    candidate = _candidate(root, canary, canary_percent, shadow)
-    settings = Settings(root, src, logs, int(log_max_mb * MIB), int(max_body_mb * MIB), ref,
-                        follow_interval if following else None, candidate)
-    sock_note = f"http://{host}:{port}"
-    followed = f"; following {ref} every {follow_interval:g} s" if following else ""
-    beside = "" if candidate is None else (
-        f"; {candidate.role} {candidate.source.name} {candidate.source.version}"
-        + (f" answering {candidate.percent:g}%" if candidate.role == "canary" else ""))
-    typer.echo(f"serving {src.name} {src.version} (md5 {src.md5}) on {sock_note}: "
-               f"/v2/models/{src.name}/infer, /invocations, /metrics; prediction log in "
-               f"{logs}{followed}{beside}")
+    settings = _settings(root, ref, log_dir, log_max_mb, max_body_mb,
+                         follow_interval if following else None,
+                         _candidate(root, canary, canary_percent, shadow))
+    typer.echo(_banner(settings, f"http://{host}:{port}"))
     sys.stdout.flush()
     stopped = server.run(settings, host, port, workers)
     why = f" ({stopped.signal})" if stopped.signal else ""
     typer.echo(f"stopped{why}: {stopped.logged} prediction(s) logged to {stopped.log_path}")
+
+
+def _settings(root: Path, ref: str, log_dir: Path | None, log_max_mb: float,
+              max_body_mb: float, follow_interval: float | None, candidate: Candidate | None
+              ) -> Settings:
+    from mlbuild.serve import source
+    from mlbuild.serve.predlog import default_dir
+    from mlbuild.serve.service import Settings
+
+    src = source.resolve(root, ref)
+    logs = (log_dir or default_dir(root, src.name)).absolute()
+    return Settings(root, src, logs, int(log_max_mb * MIB), int(max_body_mb * MIB), ref,
+                    follow_interval, candidate)
+
+
+def _banner(settings: Settings, where: str) -> str:
+    """What is served, where it logs, what it follows and what runs beside it."""
+    src, candidate = settings.source, settings.candidate
+    followed = (f"; following {settings.ref} every {settings.follow_interval:g} s"
+                if settings.follow_interval is not None else "")
+    beside = "" if candidate is None else (
+        f"; {candidate.role} {candidate.source.name} {candidate.source.version}"
+        + (f" answering {candidate.percent:g}%" if candidate.role == "canary" else ""))
+    return (f"serving {src.name} {src.version} (md5 {src.md5}) on {where}: /v2/models/"
+            f"{src.name}/infer, /invocations, /metrics; prediction log in {settings.log_dir}"
+            f"{followed}{beside}")
 
 
 def _candidate(root: Path, canary: str | None, percent: float, shadow: str | None
