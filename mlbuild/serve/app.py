@@ -23,37 +23,45 @@ from mlbuild.serve.service import CANARY, Loaded, Service
 
 JSON = "application/json"
 
+
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(json.dumps(doc, separators=(",", ":")).encode(), status, headers, JSON)
 
+
 def _error(message: str, status: int) -> Response:
     return _json({"error": message}, status)
+
 
 async def _body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 past *limit* bytes (before reading it when the
     client declares its length)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestError(f"the body is {declared} bytes; the limit is {limit} (--max-body)", 413)
+        raise RequestError(f"the body is {declared} bytes; the limit is {limit} "
+                           "(--max-body-mb)", 413)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise RequestError(f"the body is larger than the limit of {limit} bytes "
-                               "(--max-body)", 413)
+                               "(--max-body-mb)", 413)
         chunks.append(chunk)
     return b"".join(chunks)
+
 
 Decode = Callable[[bytes, Request, Loaded], tuple[Any, str | None]]
 Encode = Callable[[Loaded, Any, str], dict[str, Any]]
 
+
 def _decode_infer(body: bytes, _request: Request, loaded: Loaded) -> tuple[Any, str | None]:
     return protocol.decode_infer(body, loaded.names)
+
 
 def _decode_invocations(body: bytes, request: Request, loaded: Loaded
                         ) -> tuple[Any, str | None]:
     ctype = request.headers.get("content-type", "")
     return protocol.decode_invocations(body, ctype, loaded.names), None
+
 
 def _encode_infer(loaded: Loaded, predictions: Any, request_id: str) -> dict[str, Any]:
     return {"model_name": loaded.source.name, "model_version": loaded.source.version,
@@ -62,8 +70,10 @@ def _encode_infer(loaded: Loaded, predictions: Any, request_id: str) -> dict[str
                 "datatype": protocol.oip_datatype(predictions),
                 "data": protocol.plain(predictions)}]}
 
+
 def _encode_invocations(loaded: Loaded, predictions: Any, _request_id: str) -> dict[str, Any]:
     return {"predictions": protocol.plain(predictions), "model_version": loaded.source.version}
+
 
 class Routes:
     """The handlers, bound to one Service."""
@@ -161,6 +171,7 @@ class Routes:
         body, ctype = self.service.metrics.exposition(log.failed if log else 0)
         return Response(body, 200, media_type=ctype)
 
+
 def _mlflow_routes(app: FastAPI, routes: Routes) -> None:
     def ping() -> Response:
         """MLflow's /ping and /health: 200 once the model is loaded."""
@@ -174,6 +185,7 @@ def _mlflow_routes(app: FastAPI, routes: Routes) -> None:
                       methods=["GET"])
     app.add_route("/invocations", routes.invocations, methods=["POST"])
 
+
 def _oip_routes(app: FastAPI, routes: Routes) -> None:
     app.add_api_route("/v2", lambda: _json({"name": "mlbuild", "version": __version__,
                                             "extensions": []}), methods=["GET"])
@@ -183,6 +195,7 @@ def _oip_routes(app: FastAPI, routes: Routes) -> None:
         app.add_api_route(prefix, routes.metadata, methods=["GET"])
         app.add_api_route(prefix + "/ready", routes.model_ready, methods=["GET"])
         app.add_route(prefix + "/infer", routes.infer, methods=["POST"])
+
 
 def create_app(service: Service, on_failure: Callable[[], None]) -> FastAPI:
     """The ASGI app: the model loads when the server starts, the log flushes when it stops."""
@@ -205,8 +218,10 @@ def create_app(service: Service, on_failure: Callable[[], None]) -> FastAPI:
     app.add_exception_handler(405, _not_allowed)
     return app
 
+
 async def _not_found(request: Request, _exc: Exception) -> Response:
     return _error(f"no such endpoint: {request.method} {request.url.path}", 404)
+
 
 async def _not_allowed(request: Request, _exc: Exception) -> Response:
     return _error(f"{request.method} is not allowed on {request.url.path}", 405)
