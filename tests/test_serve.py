@@ -4,6 +4,7 @@ accept, every class of bad input, a port already taken, and batch scoring."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import pickle
 from collections.abc import Iterator
@@ -175,6 +176,14 @@ def test_each_bad_request_is_a_4xx_naming_what_is_wrong(served: Server) -> None:
         assert set(doc) == {"error"}, doc
         for needle in needles:
             assert needle in doc["error"], (needle, doc)
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=60)
+    try:  # no Content-Length: the body is counted as it streams in
+        conn.request("POST", "/invocations", body=iter([b"[" + b"0," * 40000] * 2),
+                     headers={"Content-Type": "application/json"}, encode_chunked=True)
+        resp = conn.getresponse()
+        assert resp.status == 413 and "larger than the limit" in json.loads(resp.read())["error"]
+    finally:
+        conn.close()
     assert served.proc.poll() is None  # nothing above crashed it
     metrics = served.request("/metrics")[1]
     for rule in ("strict", "required", "dtype", "in_range", "not_nullable"):
