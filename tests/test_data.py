@@ -364,7 +364,10 @@ def raw_rows(proj: Project, count: int) -> list[str]:
 def with_extra_contract(example_built: Project) -> Project:
     """The example with a project contract on data/extra.csv (the raw digits schema)."""
     config = example_built.path / "mlbuild.yaml"
-    config.write_text(config.read_text() + "  data/extra.csv: stages.schemas:raw_schema\n")
+    lines = config.read_text().splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if line.startswith("contracts:")) + 1
+    lines.insert(at, "  data/extra.csv: stages.schemas:raw_schema\n")  # not at the end: other
+    config.write_text("".join(lines))  # blocks (serving:) follow contracts:
     return example_built
 
 

@@ -4,6 +4,7 @@ accept, every class of bad input, a port already taken, and batch scoring."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import pickle
 from collections.abc import Iterator
@@ -175,6 +176,14 @@ def test_each_bad_request_is_a_4xx_naming_what_is_wrong(served: Server) -> None:
         assert set(doc) == {"error"}, doc
         for needle in needles:
             assert needle in doc["error"], (needle, doc)
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=60)
+    try:  # no Content-Length: the body is counted as it streams in
+        conn.request("POST", "/invocations", body=iter([b"[" + b"0," * 40000] * 2),
+                     headers={"Content-Type": "application/json"}, encode_chunked=True)
+        resp = conn.getresponse()
+        assert resp.status == 413 and "larger than the limit" in json.loads(resp.read())["error"]
+    finally:
+        conn.close()
     assert served.proc.poll() is None  # nothing above crashed it
     metrics = served.request("/metrics")[1]
     for rule in ("strict", "required", "dtype", "in_range", "not_nullable"):
@@ -262,3 +271,22 @@ def test_fuzzed_requests_never_get_a_server_error(served: Server) -> None:
 
     check()
     assert served.request("/v2/health/ready") == (200, {"ready": True})
+
+
+def test_workers_share_the_port_and_each_logs_its_own_answers(served: Server,
+                                                              tmp_path: Path) -> None:
+    server = Server(served.proj, "model", "--workers", "2", "--log-dir", str(tmp_path))
+    try:
+        server.wait()  # a worker accepts connections once its own copy is loaded
+        columns, rows = raw_rows(served.proj, 20)
+        for i, row in enumerate(rows):
+            status, answer = server.post("/invocations", {"dataframe_split": {
+                "columns": columns, "data": [row]}}, {"X-Request-Id": f"w{i}"})
+            assert status == 200, answer
+    finally:
+        stopped = server.stop()
+    assert stopped.returncode == 0, stopped.stderr
+    assert "stopped (SIGTERM): 20 prediction(s) logged" in stopped.stdout
+    logged = [json.loads(line)["request_id"] for f in tmp_path.glob("worker-*/predictions.jsonl")
+              for line in f.read_text().splitlines()]
+    assert sorted(logged) == sorted(f"w{i}" for i in range(20))

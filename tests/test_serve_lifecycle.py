@@ -36,7 +36,6 @@ _wait("go")  # a slow import: the server must say "not ready" meanwhile
 class Slow:
     def __init__(self, model):
         self.model = model
-        self.feature_names_in_ = model.feature_names_in_
 
     def predict(self, frame):
         if len(frame) == 7:  # the request the test keeps in flight

@@ -19,41 +19,49 @@ from mlbuild import __version__
 from mlbuild.serve import protocol
 from mlbuild.serve.contract import ContractViolation
 from mlbuild.serve.protocol import RequestError
-from mlbuild.serve.service import Loaded, Service
+from mlbuild.serve.service import CANARY, Loaded, Service
 
 JSON = "application/json"
+
 
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(json.dumps(doc, separators=(",", ":")).encode(), status, headers, JSON)
 
+
 def _error(message: str, status: int) -> Response:
     return _json({"error": message}, status)
+
 
 async def _body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 past *limit* bytes (before reading it when the
     client declares its length)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestError(f"the body is {declared} bytes; the limit is {limit} (--max-body)", 413)
+        raise RequestError(f"the body is {declared} bytes; the limit is {limit} "
+                           "(--max-body-mb)", 413)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise RequestError(f"the body is larger than the limit of {limit} bytes "
-                               "(--max-body)", 413)
+                               "(--max-body-mb)", 413)
         chunks.append(chunk)
     return b"".join(chunks)
+
 
 Decode = Callable[[bytes, Request, Loaded], tuple[Any, str | None]]
 Encode = Callable[[Loaded, Any, str], dict[str, Any]]
 
+
 def _decode_infer(body: bytes, _request: Request, loaded: Loaded) -> tuple[Any, str | None]:
     return protocol.decode_infer(body, loaded.names)
+
 
 def _decode_invocations(body: bytes, request: Request, loaded: Loaded
                         ) -> tuple[Any, str | None]:
     ctype = request.headers.get("content-type", "")
     return protocol.decode_invocations(body, ctype, loaded.names), None
+
 
 def _encode_infer(loaded: Loaded, predictions: Any, request_id: str) -> dict[str, Any]:
     return {"model_name": loaded.source.name, "model_version": loaded.source.version,
@@ -62,8 +70,10 @@ def _encode_infer(loaded: Loaded, predictions: Any, request_id: str) -> dict[str
                 "datatype": protocol.oip_datatype(predictions),
                 "data": protocol.plain(predictions)}]}
 
+
 def _encode_invocations(loaded: Loaded, predictions: Any, _request_id: str) -> dict[str, Any]:
     return {"predictions": protocol.plain(predictions), "model_version": loaded.source.version}
+
 
 class Routes:
     """The handlers, bound to one Service."""
@@ -73,41 +83,50 @@ class Routes:
         self.limit = service.settings.max_body
 
     def _loaded(self, name: str | None = None, version: str | None = None) -> Loaded:
-        loaded = self.service.current
-        if name is not None and name != self.service.settings.source.name:
+        service = self.service
+        loaded = service.current
+        if name is not None and name != service.settings.source.name:
             raise RequestError(f"unknown model '{name}' (this server serves "
-                               f"'{self.service.settings.source.name}')", 404)
+                               f"'{service.settings.source.name}')", 404)
         if loaded is None:
             raise RequestError("the model is still loading; retry when /v2/health/ready "
                                "answers 200", 503)
-        if version is not None and version != loaded.source.version:
-            raise RequestError(f"model '{name}' has no version '{version}' here (serving "
-                               f"{loaded.source.version})", 404)
-        return loaded
+        if version is None or version == loaded.source.version:
+            return loaded
+        candidate, settings = service.candidate, service.settings.candidate
+        if candidate is not None and settings is not None and settings.role == CANARY and \
+                version == candidate.source.version:
+            return candidate
+        raise RequestError(f"model '{name}' has no version '{version}' here (serving "
+                           f"{loaded.source.version})", 404)
 
     async def _answer(self, request: Request, endpoint: str, decode: Decode,
                       encode: Encode) -> Response:
         started = time.perf_counter()
         params = request.path_params
+        service = self.service
         try:
             loaded = self._loaded(params.get("name"), params.get("version"))
             body = await _body(request, self.limit)
             frame, request_id = decode(body, request, loaded)
-            predictions, request_id = self.service.predict(
-                loaded, frame, request.headers.get("x-request-id") or request_id, endpoint,
-                started)
+            request_id = request.headers.get("x-request-id") or request_id
+            answering, role = service.route(loaded, request_id, "version" in params)
+            predictions, request_id, checked = service.predict(
+                answering, frame, request_id, endpoint, started, role)
         except RequestError as exc:
-            self.service.metrics.refused(endpoint, exc.status, "request")
+            service.metrics.refused(endpoint, exc.status, "request")
             return _error(str(exc), exc.status)
         except ContractViolation as exc:
-            self.service.metrics.refused(endpoint, 400, exc.rule)
+            service.metrics.refused(endpoint, 400, exc.rule)
             return _error(str(exc), 400)
         except Exception as exc:  # a model that fails on checked input: the server's fault
-            self.service.metrics.refused(endpoint, 500, "internal")
+            service.metrics.refused(endpoint, 500, "internal")
             return _error(f"internal error: {type(exc).__name__}: {exc}", 500)
-        return _json(encode(loaded, predictions, request_id),
+        if service.shadows is not None:
+            service.shadows.submit(checked, request_id, endpoint)
+        return _json(encode(answering, predictions, request_id),
                      headers={"x-request-id": request_id,
-                              "x-model-version": loaded.source.version})
+                              "x-model-version": answering.source.version})
 
     async def infer(self, request: Request) -> Response:
         """POST /v2/models/{name}[/versions/{version}]/infer."""
@@ -152,6 +171,7 @@ class Routes:
         body, ctype = self.service.metrics.exposition(log.failed if log else 0)
         return Response(body, 200, media_type=ctype)
 
+
 def _mlflow_routes(app: FastAPI, routes: Routes) -> None:
     def ping() -> Response:
         """MLflow's /ping and /health: 200 once the model is loaded."""
@@ -165,6 +185,7 @@ def _mlflow_routes(app: FastAPI, routes: Routes) -> None:
                       methods=["GET"])
     app.add_route("/invocations", routes.invocations, methods=["POST"])
 
+
 def _oip_routes(app: FastAPI, routes: Routes) -> None:
     app.add_api_route("/v2", lambda: _json({"name": "mlbuild", "version": __version__,
                                             "extensions": []}), methods=["GET"])
@@ -174,6 +195,7 @@ def _oip_routes(app: FastAPI, routes: Routes) -> None:
         app.add_api_route(prefix, routes.metadata, methods=["GET"])
         app.add_api_route(prefix + "/ready", routes.model_ready, methods=["GET"])
         app.add_route(prefix + "/infer", routes.infer, methods=["POST"])
+
 
 def create_app(service: Service, on_failure: Callable[[], None]) -> FastAPI:
     """The ASGI app: the model loads when the server starts, the log flushes when it stops."""
@@ -196,8 +218,10 @@ def create_app(service: Service, on_failure: Callable[[], None]) -> FastAPI:
     app.add_exception_handler(405, _not_allowed)
     return app
 
+
 async def _not_found(request: Request, _exc: Exception) -> Response:
     return _error(f"no such endpoint: {request.method} {request.url.path}", 404)
+
 
 async def _not_allowed(request: Request, _exc: Exception) -> Response:
     return _error(f"{request.method} is not allowed on {request.url.path}", 405)

@@ -31,6 +31,10 @@ class Metrics:
         self.log_lost = Gauge("mlbuild_serve_prediction_log_lost",
                               "Prediction log entries a write error lost.",
                               registry=self.registry)
+        self.follow_failures = Counter(
+            "mlbuild_serve_follow_failures", "Registry checks that did not switch: the tags "
+            "could not be fetched, the reference not resolved, or the version not loaded.",
+            ["model_version", "reason"], registry=self.registry)
         self._children: dict[tuple[str, ...], Any] = {}
 
     def loaded(self, version: str, role: str) -> None:
@@ -40,6 +44,10 @@ class Metrics:
     def unloaded(self, version: str, role: str) -> None:
         """Record that *version* no longer serves in *role*."""
         self.version.labels(self.model, version, role).set(0)
+
+    def follow_failed(self, version: str, reason: str) -> None:
+        """Count a registry check that could not fetch, resolve or load *version*."""
+        self.follow_failures.labels(version, reason).inc()
 
     def answered(self, endpoint: str, version: str, role: str, rows: int,
                  seconds: float) -> None:

@@ -76,13 +76,25 @@ def _server_class() -> type:
     return Server
 
 
-def run(settings: Settings, host: str, port: int) -> Stopped:
+def run(settings: Settings, host: str, port: int, workers: int = 1) -> Stopped:
     """Serve until a stop signal; raise the model's load error if it could not be loaded."""
+    sock = bind(host, port)
+    try:
+        if workers == 1:
+            return _serve(settings, sock)
+        from mlbuild.serve.workers import prefork
+
+        return prefork(settings, sock, workers, _serve)
+    finally:
+        sock.close()
+
+
+def _serve(settings: Settings, sock: socket.socket) -> Stopped:
+    """One server process on a bound socket."""
     import uvicorn
 
     from mlbuild.serve.app import create_app
 
-    sock = bind(host, port)
     service = Service(settings)
     holder: list[object] = []
 
@@ -95,10 +107,7 @@ def run(settings: Settings, host: str, port: int) -> Stopped:
                             lifespan="on")
     server = _server_class()(config)
     holder.append(server)
-    try:
-        server.run(sockets=[sock])
-    finally:
-        sock.close()
+    server.run(sockets=[sock])
     if service.error is not None:
         raise service.error
     caught = getattr(server, "caught", [])

@@ -67,7 +67,16 @@ def resolve(root: Path, ref: str) -> Source:
     """The version *ref* names, its artifact fetched into the cache and verified."""
     if _is_path(root, ref) and "@" not in ref and "#" not in ref:
         return _by_path(root, ref)
-    name, version, stage = _version_of(root, ref)
+    return fetch_version(root, *_version_of(root, ref))
+
+
+def pick(root: Path, ref: str) -> tuple[str, str, str | None]:
+    """(name, version, stage) that a registry reference names now (nothing fetched)."""
+    return _version_of(root, ref)
+
+
+def fetch_version(root: Path, name: str, version: str, stage: str | None = None) -> Source:
+    """A registered version's artifact, from the cache or the DVC remote, verified."""
     commit = Registry.read(root).versions(name)[version].commit
     evidence = gather(root, name, commit)
     if evidence.info.isdir:
