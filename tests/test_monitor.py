@@ -151,3 +151,26 @@ def test_labels_joined_on_request_ids_give_the_served_accuracy(monitored: Projec
     proc = monitored.run("monitor", "model", "--log-dir", "clean-log", "--labels",
                          str(tmp_path / "nolabel.csv"))
     assert proc.returncode == 2 and "missing: label" in proc.stderr
+
+
+def test_a_shadow_is_compared_with_the_answering_version_on_the_same_traffic(
+        built_example: Path, tmp_path: Path) -> None:
+    from tests.test_serve_canary import _two_versions
+
+    proj = _two_versions(built_example, tmp_path / "example")
+    server = Server(proj, "model@v0.0.1", "--shadow", "model@v0.0.2")
+    server.wait()
+    columns, rows = raw_rows(proj, 10_000)
+    send(server, columns, rows)
+    assert server.stop().returncode == 0
+    proc = proj.run("monitor", "model@v0.0.1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    versions = doc["versions"]
+    assert [(v["version"], v["role"], v["rows"]) for v in versions["versions"]] == [
+        ("v0.0.1", "answered", 359), ("v0.0.2", "shadow", 359)]
+    assert versions["shadow_agreement"] == {"rows": 359, "share": 1.0}  # the same model bytes
+    assert versions["prediction_difference"]["different"] is False
+    assert doc["contract"]["rows"] == 359  # shadow copies are not counted twice
+    human = proj.run("monitor", "model@v0.0.1").stdout
+    assert "shadow agrees with the answer on 100.0% of 359 rows" in human
