@@ -152,13 +152,22 @@ def _record(series: dict[str, Series], server: str, phase: str, out: dict[str, A
     return int(out["errors"] + out["warmup_errors"])
 
 
+def _answer(port: int, body: str) -> list[Any]:
+    """The predictions one request gets (MLflow's response form: {"predictions": [...]})."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body.encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        return list(json.loads(resp.read())["predictions"])
+
+
 def _round(ctx: Ctx, server: str, tpl: Path, mlflow_dir: Path, bodies: dict[str, Path],
-           series: dict[str, Series]) -> None:
+           series: dict[str, Series], answers: dict[str, list[Any]]) -> None:
     """One repetition against one server: single rows, then 100-row batches."""
     port = _free_port()
     log = ctx.scratch / f"w8-{server}.log"
     errors = 0
     with _server(ctx, _argv(ctx, server, mlflow_dir, port), tpl, port, log) as pid:
+        answers[server] = _answer(port, json.loads(bodies["batch"].read_text())[0])
         for phase, count in (("single", ctx.sizes.w8_single), ("batch", ctx.sizes.w8_batch)):
             out = _load(ctx, tpl, port, pid, bodies[phase], clients=8, requests=count,
                         warmup=max(20, count // 10))
@@ -191,10 +200,14 @@ def w8(ctx: Ctx) -> list[Row]:
     series = {f"{k}:{s}": Series(unit=u) for k, u in KEYS.items() for s in SERVERS}
     down: set[str] = set()
     _guarded(ctx, "mlflow", down, _save_mlflow, tpl, mlflow_dir)
+    answers: dict[str, list[Any]] = {}
     for rep in range(ctx.reps):
         for server in (SERVERS if rep % 2 == 0 else SERVERS[::-1]):
             if server not in down:
-                _guarded(ctx, server, down, _round, tpl, mlflow_dir, bodies, series)
+                _guarded(ctx, server, down, _round, tpl, mlflow_dir, bodies, series, answers)
+    if len(answers) == 2 and answers["mlbuild"] != answers["mlflow"]:
+        raise BenchError("W8: the two servers answer the same 100 rows differently: "
+                         f"{answers['mlbuild'][:10]} vs {answers['mlflow'][:10]}")
     for server in SERVERS:
         if server not in down:
             _guarded(ctx, server, down, _soak, tpl, mlflow_dir, bodies, series)
