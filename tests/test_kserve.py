@@ -167,6 +167,7 @@ def test_schema_check_is_strict(registry: Project) -> None:
     ("model@v0.0.1", "model#staging", "100", "--canary-percent: expected 1..99"),
     ("model@v0.0.1", "model#staging", "", "--canary and --canary-percent go together"),
     ("model@v0.0.1", "model#prod", "5", "no version of model 'model' holds stage 'prod'"),
+    ("model#staging", "model@v0.0.2", "5", "that is model@v0.0.2 itself"),
 ])
 def test_bad_input_is_a_usage_error(registry: Project, ref: str, canary: str, percent: str,
                                     expected: str) -> None:

@@ -144,6 +144,9 @@ def export_kserve(root: Path, ref: str, out_dir: Path, *, canary: str | None = N
         if candidate.name != primary.name:
             raise UsageError(f"--canary {canary}: a canary is another version of the same "
                              f"model ('{primary.name}'), not '{candidate.name}'")
+        if candidate.version == primary.version:
+            raise UsageError(f"--canary {canary}: that is {primary.exact} itself; name the "
+                             "candidate version (for example NAME#staging)")
         jobs.append((candidate, canary_percent, "canary", image_name(candidate, repository)))
     written: list[Path] = []
     for model, percent, role, img in jobs:
