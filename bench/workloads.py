@@ -9,6 +9,7 @@ from bench.datasets import w3, w4
 from bench.example import w5
 from bench.experiments import w7
 from bench.report import Row
+from bench.serving import w8
 from bench.synthetic import w1, w2, w6
 
 Workload = Callable[[Ctx], list[Row]]
@@ -22,4 +23,6 @@ WORKLOADS: dict[str, tuple[str, Workload]] = {
     "W6": ("1,000 trivial stages: no-op build time and peak memory", w6),
     "W7": ("sweeps of the example (6 and 12 variants, two at a time): exp run vs dvc's "
            "queue; exp show with 200 experiments", w7),
+    "W8": ("the example's model served: `mlbuild serve` vs `mlflow models serve`, 1-row and "
+           "100-row /invocations from 8 clients; a 50-client soak", w8),
 }

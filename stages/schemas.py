@@ -16,6 +16,12 @@ def raw_schema() -> pa.DataFrameSchema:
     return pa.DataFrameSchema(columns, strict=True, ordered=True)
 
 
+def raw_features_schema() -> pa.DataFrameSchema:
+    """Schema of data/raw/test.csv and of what clients send the served model: raw_schema's
+    pixels without the label."""
+    return raw_schema().remove_columns(["label"])
+
+
 def prepared_schema(normalised: bool) -> pa.DataFrameSchema:
     """Schema of a prepared split: float pixels in [0, 1] if normalised, else [0, 16]."""
     pixel = pa.Column(float, pa.Check.in_range(0.0, 1.0 if normalised else 16.0), nullable=False)

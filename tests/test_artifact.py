@@ -16,7 +16,7 @@ PROBE = """
 import json, pickle, warnings
 import numpy as np, pandas as pd
 from stages.features import Normalise
-from stages.schemas import PIXEL_COLUMNS, raw_schema
+from stages.schemas import PIXEL_COLUMNS, raw_features_schema, raw_schema
 
 warnings.simplefilter("error")  # a feature-name or dtype warning is a failure too
 model = pickle.load(open("models/model.pkl", "rb"))
@@ -38,7 +38,8 @@ edges = {
                                 ).astype("float32"),
     "one_row": test.head(1),
 }
-contract = raw_schema().remove_columns(["label"])
+contract = raw_features_schema()
+assert contract.columns.keys() == raw_schema().remove_columns(["label"]).columns.keys()
 print(json.dumps({
     "steps": [type(step).__name__ for _, step in model.steps],
     "served": model.predict(test).tolist(),

@@ -132,7 +132,7 @@ def test_push_clone_pull_reproduces_the_build_without_running(
     proc = proj.run("pull")
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "every needed object verified" in proc.stdout
-    assert "1 contract(s) checked" in proc.stdout  # mlbuild.yaml's contract on the raw data
+    assert "2 contract(s) checked" in proc.stdout  # mlbuild.yaml's contracts on the raw data
     assert set(outcomes(proj).values()) == {"up-to-date"}
     assert fingerprints(proj) == fingerprints(origin)
     assert "up to date" in proj.dvc("status").stdout
