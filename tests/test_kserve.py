@@ -24,22 +24,6 @@ SCHEMA = json.loads((REPO / "tests/kserve/inferenceservice.json").read_text())
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
-EXPORT = """
-import json, sys
-from pathlib import Path
-from mlbuild.errors import MlbuildError
-from mlbuild.serve.kserve import export_kserve
-ref, out, canary, percent = sys.argv[1], Path(sys.argv[2]), sys.argv[3] or None, sys.argv[4]
-try:
-    paths = export_kserve(Path.cwd(), ref, out, canary=canary,
-                          canary_percent=int(percent) if percent else None)
-except MlbuildError as exc:
-    print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
-else:
-    print(json.dumps({"paths": [str(p) for p in paths]}))
-"""
-
-
 def _strict(schema: Any) -> Any:
     """The schema as the API server applies it with strict field validation (kubectl's
     default, --validate=strict): an object's fields outside its properties are errors."""
@@ -85,9 +69,18 @@ def registry(built_example: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 def _export(proj: Project, ref: str, out: str, canary: str = "",
             percent: str = "") -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-c", EXPORT, ref, out, canary, percent],
-                          cwd=proj.path, env=_env(), capture_output=True, text=True, timeout=120)
-    return dict(json.loads(_ok(proc)))
+    """`mlbuild serve REF --export kserve --out OUT [--canary C --canary-percent P]`: the
+    files it wrote, or the one-line error of a refusal (exit 2)."""
+    extra = [*(["--canary", canary] if canary else []),
+             *(["--canary-percent", percent] if percent else [])]
+    proc = proj.run("serve", ref, "--export", "kserve", "--out", out, *extra, timeout=120)
+    if proc.returncode == 2:
+        assert proc.stderr.startswith("mlbuild: error: ") and proc.stderr.count("\n") == 1
+        return {"error": "UsageError", "message": proc.stderr}
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    written = [Path(line.removeprefix("wrote ")) for line in proc.stdout.splitlines()
+               if line.startswith("wrote ")]
+    return {"paths": [str(p.relative_to(proj.path) if p.is_absolute() else p) for p in written]}
 
 
 def _yaml(path: Path) -> dict[str, Any]:
@@ -165,7 +158,6 @@ def test_schema_check_is_strict(registry: Project) -> None:
     ("model@v9.9.9", "", "", "has no version v9.9.9"),
     ("nomodel@v0.0.1", "", "", "unknown model 'nomodel'"),
     ("model@v0.0.1", "model#staging", "100", "--canary-percent: expected 1..99"),
-    ("model@v0.0.1", "model#staging", "", "--canary and --canary-percent go together"),
     ("model@v0.0.1", "model#prod", "5", "no version of model 'model' holds stage 'prod'"),
     ("model#staging", "model@v0.0.2", "5", "that is model@v0.0.2 itself"),
 ])
@@ -174,6 +166,15 @@ def test_bad_input_is_a_usage_error(registry: Project, ref: str, canary: str, pe
     out = _export(registry, ref, "bad", canary, percent)
     assert out["error"] == "UsageError" and expected in out["message"], out
     assert not (registry.path / "bad").exists()
+
+
+def test_export_refuses_a_shadow_and_an_unknown_target(registry: Project) -> None:
+    proc = registry.run("serve", "model@v0.0.1", "--export", "kserve", "--shadow",
+                        "model#staging", "--out", "refused")
+    assert proc.returncode == 2 and "it has no shadow" in proc.stderr
+    proc = registry.run("serve", "model@v0.0.1", "--export", "seldon", "--out", "refused")
+    assert proc.returncode == 2 and "the one target is 'kserve'" in proc.stderr
+    assert not (registry.path / "refused").exists()
 
 
 def _run_steps(dockerfile: str) -> list[str]:

@@ -51,9 +51,19 @@ def serve(
     shadow: Annotated[str | None, typer.Option(
         "--shadow", help="A candidate version scoring a copy of every request, answering "
         "none.")] = None,
+    export: Annotated[str | None, typer.Option(
+        "--export", help="Write deployment files instead of serving: 'kserve' (an "
+        "InferenceService manifest and the Dockerfile of its image).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Where --export writes.")] = Path("deploy"),
+    image: Annotated[str | None, typer.Option(
+        "--image", help="--export: the image repository (default: the model's name).")] = None,
 ) -> None:
     """Serve a model version over the Open Inference Protocol v2 and MLflow's /invocations."""
     from mlbuild.serve import server
+
+    if export is not None:
+        _export(export, ref, out, image, canary, canary_percent, shadow)
+        return
 
     if not 1 <= workers <= 64:
         raise UsageError(f"--workers {workers}: expected 1 to 64")
@@ -74,6 +84,24 @@ def serve(
     stopped = server.run(settings, host, port, workers)
     why = f" ({stopped.signal})" if stopped.signal else ""
     typer.echo(f"stopped{why}: {stopped.logged} prediction(s) logged to {stopped.log_path}")
+
+
+def _export(kind: str, ref: str, out: Path, image: str | None, canary: str | None,
+            percent: float, shadow: str | None) -> None:
+    """`serve --export kserve`: the same version (and canary) as KServe deployment files."""
+    from mlbuild.serve.kserve import export_kserve
+
+    if kind != "kserve":
+        raise UsageError(f"--export {kind}: the one target is 'kserve'")
+    if shadow:
+        raise UsageError("--export kserve: an InferenceService splits traffic (--canary); it "
+                         "has no shadow")
+    if canary and percent != int(percent):
+        raise UsageError(f"--canary-percent {percent:g}: KServe takes a whole percent")
+    paths = export_kserve(_root(), ref, out, canary=canary,
+                          canary_percent=int(percent) if canary else None, repository=image)
+    for path in paths:
+        typer.echo(f"wrote {path}")
 
 
 def _settings(root: Path, ref: str, log_dir: Path | None, log_max_mb: float,
