@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,19 @@ def test_ct_with_nothing_registered_would_train_and_a_bad_stage_is_refused(
     assert proc.returncode == 2 and "production" in proc.stderr
     proc = example_built.run("ct", "--on", "weather")
     assert proc.returncode == 2 and "unknown trigger 'weather'" in proc.stderr
+
+
+def test_the_schedule_is_due_once_its_interval_has_passed_since_the_last_training(
+        built_example: Path, tmp_path: Path) -> None:
+    proj = registered_example(built_example, tmp_path / "example")  # registered just now
+    settings = proj.path / "mlbuild.yaml"
+    base = settings.read_text()
+    settings.write_text(base + "ct:\n  schedule: weekly\n")
+    code, doc = _ct(proj, "--on", "schedule", "--dry-run")
+    trigger = doc["triggers"][0]  # type: ignore[index]
+    assert code == 0 and doc["fired"] == [] and "not due" in trigger["reason"]
+    settings.write_text(base + "ct:\n  schedule: 0.0002h\n")  # 0.72 s
+    time.sleep(1.0)
+    code, doc = _ct(proj, "--on", "schedule", "--dry-run")
+    assert code == 0 and doc["fired"] == ["schedule"]
+    assert doc["outcome"] == "would retrain (schedule); dry run"
