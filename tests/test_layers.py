@@ -20,10 +20,13 @@ LAYERS = {
     "verify": 8, "data": 8,
     "api": 9,
     "experiments": 10, "registry": 10,  # the life-cycle layers: built on api and the engine
+    "export": 10,  # compiles the pipeline for other engines (Kubeflow Pipelines, a container)
     "serve": 11,  # serves what the registry holds
     "monitor": 12,  # watches what is served
     "ct": 13,  # retrains on data, code, schedule or drift
-    "cli": 14,
+    "lineage": 14,  # answers questions about all of the above: lineage, impact, audit, KPIs
+    "ui": 15,  # the read-only dashboard over every layer
+    "cli": 16,
 }
 ENTRY = {"__init__", "__main__"}  # the package root: stage helpers and `python -m mlbuild`
 
