@@ -118,7 +118,13 @@ def verify(root: Path, targets: list[str], jobs: int, twice: bool = False,
                 reasons=verdict.hints, message=", ".join(verdict.files),
                 outputs=report.outputs.get(verdict.stage, {})))
         recorder.record.status = "ok" if report.ok else "failed"
-        return report
+    if not report.dirty and report.revision:  # a clean commit's verdict: shared
+        from mlbuild.history import notes
+
+        notes.add(root, report.revision, "verify", {
+            "ok": report.ok, "targets": list(targets),
+            "stages": {v.stage: v.status for v in report.stages}})
+    return report
 
 
 def _remote_args(targets: list[str], remote_name: str | None) -> list[str]:

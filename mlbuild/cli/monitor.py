@@ -114,6 +114,9 @@ def monitor(
         checked = check(root, Request(name, reference, current, window, log_dir, labels))
         doc = checked.report.to_doc()
         recorder.record.detail["monitor"] = doc
+    from mlbuild.monitor.findings import share
+
+    share(root, checked.report)
     if html_out is not None:
         from mlbuild.monitor.html import render
 

@@ -18,6 +18,7 @@ from mlbuild.ct.triggers import Baseline, Trigger
 from mlbuild.errors import UsageError
 
 Say = Callable[[str], None]
+TRAILER = "Mlbuild-Triggers"  # the ct commit's trailer: why it retrained (lineage reads it)
 
 
 @dataclass
@@ -120,7 +121,8 @@ def _commit(root: Path, model: str, fired: list[str]) -> tuple[bool, str]:
         return True, "nothing to commit"
     who = [] if git_identity(root) else ["-c", "user.name=mlbuild ct",
                                          "-c", "user.email=mlbuild-ct@localhost"]
-    git(root, *who, "commit", "-q", "-m", f"mlbuild ct: retrain {model} ({', '.join(fired)})")
+    git(root, *who, "commit", "-q", "-m", f"mlbuild ct: retrain {model} ({', '.join(fired)})",
+        "-m", f"{TRAILER}: {', '.join(fired)}")
     return True, git(root, "rev-parse", "--short=10", "HEAD").decode().strip()
 
 
@@ -218,4 +220,21 @@ def step(root: Path, model: str, stage: str, wanted: tuple[str, ...], settings: 
         except UsageError as exc:
             raise UsageError(f"ct commits what it builds: {exc}") from exc
         act(root, decision, say)
+    if decision.fired:
+        _share(root, decision)
     return decision
+
+
+def _share(root: Path, decision: Decision) -> None:
+    """A fired trigger is a finding the team shares (a git note on the commit it judged or
+    built): drift detected, a retrain that failed, a version promoted."""
+    from mlbuild.gitrepo import head_revision
+    from mlbuild.history import notes
+
+    head = head_revision(root)
+    if head is not None:
+        notes.add(root, head, "ct", {
+            "model": decision.model, "stage": decision.stage, "fired": decision.fired,
+            "serving": decision.baseline.version, "dry_run": decision.dry_run,
+            "failed": decision.failed, "outcome": decision.outcome,
+            "new_version": decision.new_version})

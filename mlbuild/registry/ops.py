@@ -14,6 +14,7 @@ from typing import Any
 
 from mlbuild.errors import CheckFailedError, UsageError, did_you_mean
 from mlbuild.files.layout import state_dir
+from mlbuild.history import notes
 from mlbuild.history.journal import recording
 from mlbuild.registry import checks, config, gate, tags
 from mlbuild.registry.evidence import Evidence, artifact_path, declared, gather
@@ -183,6 +184,9 @@ def promote(root: Path, name: str, version: str, stage: str, force: bool = False
             recorder.record.detail = {"registry": payload}
             if not report.passed and not force:
                 recorder.record.status = "failed"
+                notes.add(root, evidence.commit, "gate", {  # no tag says so: a shared note
+                    "model": name, "version": version, "stage": stage, "passed": False,
+                    "gate": report.to_doc(), "holder": holder})
                 return Outcome(name, version, None, stage, report, holder)
             tag = tags.stage_tag(name, stage, registry.next_counter(name))
             payload["tag"] = tag

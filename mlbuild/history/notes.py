@@ -1,0 +1,94 @@
+"""Life-cycle findings the whole team shares: the events that leave no registry tag (a gate
+that refused a version, a drift finding, a failed continuous-training build, a verify result)
+are appended as JSON lines to git notes under refs/notes/mlbuild, on the commit they concern.
+
+Git notes travel with `git push origin refs/notes/mlbuild` and `git fetch origin
+refs/notes/mlbuild:refs/notes/mlbuild`, so lineage, audit and the KPIs answer from what every
+clone can have, not from one machine's run history. Each record's time is git's "now" (the
+committer time, which GIT_COMMITTER_DATE sets), the same clock the registry's tags use.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlbuild.gitrepo import GitError, git
+
+REF = "refs/notes/mlbuild"
+KINDS = ("gate", "drift", "ct", "verify")
+
+
+@dataclass(frozen=True)
+class Note:
+    """One shared finding about a commit."""
+
+    commit: str
+    kind: str  # gate, drift, ct, verify
+    time: int  # seconds since the epoch, by git's clock
+    who: str
+    doc: dict[str, Any]
+
+
+def git_now(root: Path) -> tuple[int, str]:
+    """git's committer identity and time, as a commit or a tag made now would carry them."""
+    ident = git(root, "var", "GIT_COMMITTER_IDENT").decode("utf-8", "replace").strip()
+    who, _, stamp = ident.rpartition(">")
+    seconds = stamp.split()[0] if stamp.split() else ""
+    return (int(seconds) if seconds.isdigit() else int(time.time())), who + ">"
+
+
+def add(root: Path, commit: str, kind: str, doc: dict[str, Any]) -> bool:
+    """Append a finding to *commit*'s note; False when git could not write it (a finding must
+    never fail the command that found it)."""
+    try:
+        when, who = git_now(root)
+        line = json.dumps({"kind": kind, "time": when, "who": who, **doc}, sort_keys=True)
+    except GitError:
+        return False
+    for _attempt in range(5):  # two writers at once: git's ref lock refuses one; retry it
+        try:
+            git(root, "notes", f"--ref={REF}", "append", "-m", line, commit)
+        except GitError:
+            time.sleep(0.05)
+            continue
+        return True
+    return False
+
+
+def _parse(commit: str, text: str) -> list[Note]:
+    found = []
+    for line in text.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:  # a note written by hand or another tool: not ours
+            continue
+        if isinstance(doc, dict) and doc.get("kind") in KINDS and isinstance(doc.get("time"),
+                                                                              int):
+            found.append(Note(commit, str(doc["kind"]), int(doc["time"]), str(doc.get("who")),
+                              doc))
+    return found
+
+
+def read(root: Path) -> list[Note]:
+    """Every shared finding of the repository, oldest first."""
+    try:
+        listing = git(root, "notes", f"--ref={REF}", "list").decode().split()
+    except GitError:  # no notes yet
+        return []
+    pairs = list(zip(listing[::2], listing[1::2], strict=False))
+    if not pairs:
+        return []
+    out = git(root, "cat-file", "--batch", feed="".join(f"{b}\n" for b, _ in pairs).encode())
+    notes: list[Note] = []
+    offset = 0
+    for _blob, commit in pairs:
+        header_end = out.index(b"\n", offset)
+        size = int(out[offset:header_end].split()[2])
+        body = out[header_end + 1:header_end + 1 + size].decode("utf-8", "replace")
+        offset = header_end + 1 + size + 1
+        notes.extend(_parse(commit, body))
+    return sorted(notes, key=lambda n: n.time)
