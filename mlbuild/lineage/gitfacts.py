@@ -43,10 +43,11 @@ def shallow(root: Path) -> bool:
 
 
 def commits(root: Path, *revs: str) -> list[Commit]:
-    """Commits reachable from *revs* (default: every branch and tag), newest first."""
+    """Commits reachable from *revs* (default: every branch and tag; not the notes or the
+    experiments refs), newest first."""
     try:
         out = git(root, "log", f"--format={_FORMAT}", "--name-only", "--no-renames",
-                  *(revs or ("--all",))).decode("utf-8", "replace")
+                  *(revs or ("--branches", "--tags"))).decode("utf-8", "replace")
     except GitError:
         return []  # a repository without commits yet
     found = []
@@ -71,3 +72,20 @@ def tracked(root: Path, rev: str) -> set[str]:
     """Every file git tracks at *rev*."""
     return set(git(root, "ls-tree", "-r", "--name-only", "-z", rev).decode(
         "utf-8", "replace").split("\0")) - {""}
+
+
+def read_blobs(root: Path, names: list[str]) -> dict[str, str]:
+    """The text of each git object named (a blob id or REV:PATH), in one git call; a missing
+    one is left out."""
+    out = git(root, "cat-file", "--batch", feed="".join(f"{n}\n" for n in names).encode())
+    texts, offset = {}, 0
+    for name in names:
+        end = out.index(b"\n", offset)
+        header = out[offset:end].split()
+        if len(header) < 3 or header[-1] == b"missing":
+            offset = end + 1
+            continue
+        size = int(header[2])
+        texts[name] = out[end + 1:end + 1 + size].decode("utf-8", "replace")
+        offset = end + 1 + size + 1
+    return texts

@@ -37,22 +37,11 @@ def _versions_of(root: Path, path: str) -> dict[str, list[str]]:
     return blobs
 
 
-def _read_blobs(root: Path, blobs: list[str]) -> dict[str, str]:
-    out = git(root, "cat-file", "--batch", feed="".join(f"{b}\n" for b in blobs).encode())
-    texts, offset = {}, 0
-    for blob in blobs:
-        end = out.index(b"\n", offset)
-        size = int(out[offset:end].split()[2])
-        texts[blob] = out[end + 1:end + 1 + size].decode("utf-8", "replace")
-        offset = end + 1 + size + 1
-    return texts
-
-
 def _locks(root: Path) -> list[tuple[list[str], dict[str, LockEntry]]]:
     """Every distinct dvc.lock of the history, with the commits that wrote it."""
     blobs = _versions_of(root, LOCK_FILE)
     found = []
-    for blob, text in _read_blobs(root, list(blobs)).items():
+    for blob, text in gitfacts.read_blobs(root, list(blobs)).items():
         try:
             doc = parse_yaml(text, LOCK_FILE)
         except ValueError:
@@ -67,7 +56,7 @@ def _locks(root: Path) -> list[tuple[list[str], dict[str, LockEntry]]]:
 def _pointer_hashes(root: Path, path: str) -> set[str]:
     """Every hash a .dvc pointer for *path* ever recorded."""
     found: set[str] = set()
-    for text in _read_blobs(root, list(_versions_of(root, f"{path}.dvc"))).values():
+    for text in gitfacts.read_blobs(root, list(_versions_of(root, f"{path}.dvc"))).values():
         found.update(re.findall(r"md5: ([0-9a-f]{32}(?:\.dir)?)", text))
     return found
 
@@ -97,19 +86,23 @@ def _hashes(root: Path, query: str, locks: list[tuple[list[str], dict[str, LockE
 
 
 def _tainted(lock: dict[str, LockEntry], hashes: set[str]) -> dict[str, dict[str, str]]:
-    """stage -> {output: md5} of every stage built, transitively, from *hashes*."""
+    """stage -> {output: md5} of every stage built, transitively, from *hashes* (a stage that
+    reads a file inside a tainted output folder is tainted too)."""
     hit: dict[str, dict[str, str]] = {}
-    dirty = set(hashes)
+    dirty, folders = set(hashes), set[str]()
     changed = True
     while changed:
         changed = False
         for name, entry in lock.items():
-            if name in hit:
+            if name in hit or not any(
+                    (info is not None and info.md5 in dirty)
+                    or any(dep == f or dep.startswith(f + "/") for f in folders)
+                    for dep, info in entry.deps.items()):
                 continue
-            if any(i is not None and i.md5 in dirty for i in entry.deps.values()):
-                hit[name] = entry.out_md5s()
-                dirty |= set(hit[name].values())
-                changed = True
+            hit[name] = entry.out_md5s()
+            dirty |= set(hit[name].values())
+            folders |= set(hit[name])
+            changed = True
     return hit
 
 

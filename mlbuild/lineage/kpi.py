@@ -99,18 +99,18 @@ def _good(event: Event) -> bool:
 
 
 def cycle_times(root: Path, events: list[Event], window: Window, code: set[str],
-                stage: str, commit_of: dict[str, str]) -> list[float]:
+                stage: str) -> list[float]:
     """Development cycle time of every promotion to *stage* in the window that brought a code
-    or params change."""
-    found = []
-    for event in events:
-        if event.kind != "promote" or event.stage != stage or not window.has(event.time):
-            continue
-        before = commit_of.get(str(event.detail.get("replaces") or ""))
-        span = gitfacts.commits(root, event.commit, *([f"^{before}"] if before else []))
-        changes = [c.time for c in span if pipeline_code(root, c.files, code)]
-        if changes:
-            found.append(float(event.time - min(changes)))
+    or params change: from the first commit not already in an earlier version of the stage."""
+    found: list[float] = []
+    earlier: list[str] = []
+    for event in _prod_assignments(events, stage):
+        if event.kind == "promote" and window.has(event.time):
+            span = gitfacts.commits(root, event.commit, *(f"^{c}" for c in earlier))
+            changes = [c.time for c in span if pipeline_code(root, c.files, code)]
+            if changes:
+                found.append(float(event.time - min(changes)))
+        earlier.append(event.commit)
     return found
 
 
@@ -174,8 +174,7 @@ def model_kpis(root: Path, facts: Facts, model: str, window: Window, code: set[s
                stage: str, triggers: dict[str, tuple[str, ...]]) -> dict[str, Any]:
     """Every KPI but commits per day, for one model (and the raw durations to pool)."""
     events = facts.events(model)
-    commit_of = {v: e.commit for v, e in facts.registry.versions(model).items()}
-    cycles = cycle_times(root, events, window, code, stage, commit_of)
+    cycles = cycle_times(root, events, window, code, stage)
     repair, repair_open = episodes(events, window, lambda e: _incident(e, stage),
                                    lambda e: _good(e) and e.stage == stage)
     respond, respond_open = episodes(events, window, _drift,

@@ -4,6 +4,7 @@ revision, stage by stage: command, code with hashes, params, environment, input 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,13 +82,26 @@ def resolve(root: Path, text: str, rev: str | None) -> Target:
     return Target(text, commit, stage, rel)
 
 
-def _pointer(root: Path, commit: str, path: str, files: set[str]) -> str | None:
-    """The .dvc file that tracks *path* (or a folder holding it) at the commit."""
-    parts = path.split("/")
-    for cut in range(len(parts), 0, -1):
-        candidate = "/".join(parts[:cut]) + ".dvc"
-        if candidate in files:
-            return candidate
+def _pointers(root: Path, commit: str, files: set[str]) -> dict[str, str]:
+    """Tracked path -> the .dvc file that tracks it, at the commit (a .dvc file names its
+    outputs relative to its own folder)."""
+    dvcfiles = sorted(f for f in files if f.endswith(".dvc"))
+    if not dvcfiles:
+        return {}
+    found: dict[str, str] = {}
+    texts = gitfacts.read_blobs(root, [f"{commit}:{f}" for f in dvcfiles])
+    for pointer in dvcfiles:
+        folder = pointer.rpartition("/")[0]
+        for out in re.findall(r"^\s*-?\s*path: (.+)$", texts.get(f"{commit}:{pointer}", ""), re.M):
+            found[f"{folder}/{out.strip()}" if folder else out.strip()] = pointer
+    return found
+
+
+def _pointer(pointers: dict[str, str], path: str) -> str | None:
+    """The .dvc file that tracks *path* or a folder holding it."""
+    for out, pointer in pointers.items():
+        if path == out or path.startswith(out.rstrip("/") + "/"):
+            return pointer
     return None
 
 
@@ -98,7 +112,7 @@ def _change(root: Path, commit: str, path: str) -> dict[str, Any] | None:
 
 
 def _stage(root: Path, commit: str, name: str, lock: dict[str, LockEntry],
-           files: set[str]) -> dict[str, Any]:
+           files: set[str], pointers: dict[str, str]) -> dict[str, Any]:
     entry = lock[name]
     owners = {out: stage for stage, e in lock.items() for out in e.outs}
     code, inputs = [], []
@@ -109,7 +123,7 @@ def _stage(root: Path, commit: str, name: str, lock: dict[str, LockEntry],
         if producer is None and path in files:
             code.append({"path": path, "md5": md5, "changed": _change(root, commit, path)})
             continue
-        pointer = None if producer else _pointer(root, commit, path, files)
+        pointer = None if producer else _pointer(pointers, path)
         inputs.append({"path": path, "md5": md5, "stage": producer, "pointer": pointer,
                        "introduced": _change(root, commit, pointer) if pointer else None})
     return {"stage": name, "cmd": entry.cmd, "code": code, "inputs": inputs,
@@ -142,6 +156,7 @@ def lineage(root: Path, text: str, rev: str | None) -> dict[str, Any]:
     target = resolve(root, text, rev)
     lock = lock_at(root, target.commit)
     files = gitfacts.tracked(root, target.commit)
+    pointers = _pointers(root, target.commit, files)
     wanted = set(upstream_stages(lock, target.stage))
     chain = [s for s in lock if s in wanted]  # dvc.lock keeps dvc.yaml's order: sources first
     head = gitfacts.commits(root, "-1", target.commit)[0]
@@ -149,4 +164,4 @@ def lineage(root: Path, text: str, rev: str | None) -> dict[str, Any]:
             "path": target.path, "stage": target.stage, "revision": target.commit,
             "author": head.author, "time": head.time, "subject": head.subject,
             "verify": _verified(root, target.commit), "shallow": gitfacts.shallow(root),
-            "stages": [_stage(root, target.commit, s, lock, files) for s in chain]}
+            "stages": [_stage(root, target.commit, s, lock, files, pointers) for s in chain]}
