@@ -61,7 +61,7 @@ def impact(
     typer.echo(f"{data}: {len(doc['hashes'])} hash(es): "
                + ", ".join(h[:12] for h in doc["hashes"]))
     for out in doc["outputs"]:
-        typer.echo(f"output  {out['stage']}: {out['path']} {out['md5'][:12]} (in "
+        typer.echo(f"output  {out['stage']}: {out['path']} {out['md5'][:12]} (recorded by "
                    f"{len(out['commits'])} commit(s): "
                    + ", ".join(c[:10] for c in out["commits"][:5]) + ")")
     for version in doc["versions"]:
