@@ -176,6 +176,15 @@ def test_register_promote_fail_force_rollback_history_and_get(built_example: Pat
     assert "FAIL  contracts: data/raw/train.csv (stage prepare): not in the local cache" in \
         unchecked.stdout
 
+    # the refused gates are findings the team shares (git notes): `model push` merges the
+    # remote's into ours line by line and sends them
+    _ok(clone.run("model", "push", "origin"))
+    assert _refused(clone) == [("v0.0.1", "prod"), ("v0.1.0", "prod"), ("v0.1.0", "staging")]
+    assert proj.run("model", "promote", "model", "v0.1.0", "--to", "prod").returncode == 1
+    _ok(proj.run("model", "push", "origin"))
+    assert _refused(proj) == [("v0.0.1", "prod"), ("v0.1.0", "prod"), ("v0.1.0", "staging"),
+                              ("v0.1.0", "prod")]
+
     out = tmp_path / "dvc-get"
     out.mkdir()
     dvc = subprocess.run([sys.executable, "-m", "dvc", "artifacts", "get",
@@ -183,6 +192,12 @@ def test_register_promote_fail_force_rollback_history_and_get(built_example: Pat
                          cwd=out, env=_env(), capture_output=True, text=True, timeout=300)
     assert dvc.returncode == 0, dvc.stderr  # Studio is tried first and fails offline
     assert _md5(out / "model.pkl") == best
+
+
+def _refused(proj: Project) -> list[tuple[str, str]]:
+    """(version, stage) of every refused gate `mlbuild audit` knows, in order."""
+    doc = json.loads(_ok(proj.run("audit", "model", "--json")))
+    return [(e["version"], e["stage"]) for e in doc["events"] if e["kind"] == "gate"]
 
 
 def test_two_promotions_at_once_do_not_both_win(registered: Project) -> None:

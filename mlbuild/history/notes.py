@@ -2,10 +2,11 @@
 that refused a version, a drift finding, a failed continuous-training build, a verify result)
 are appended as JSON lines to git notes under refs/notes/mlbuild, on the commit they concern.
 
-Git notes travel with `git push origin refs/notes/mlbuild` and `git fetch origin
-refs/notes/mlbuild:refs/notes/mlbuild`, so lineage, audit and the KPIs answer from what every
-clone can have, not from one machine's run history. Each record's time is git's "now" (the
-committer time, which GIT_COMMITTER_DATE sets), the same clock the registry's tags use.
+`mlbuild model push` merges the remote's notes into ours and sends them with the registry's
+tags (to read them only: `git fetch origin refs/notes/mlbuild:refs/notes/mlbuild`), so
+lineage, audit and the KPIs answer from what every clone can have, not from one machine's
+run history. Each record's time is git's "now" (the committer time, which GIT_COMMITTER_DATE
+sets), the same clock the registry's tags use.
 """
 
 from __future__ import annotations
@@ -33,30 +34,62 @@ class Note:
     doc: dict[str, Any]
 
 
-def git_now(root: Path) -> tuple[int, str]:
+FALLBACK = ("-c", "user.name=mlbuild", "-c", "user.email=mlbuild@localhost")
+
+
+def git_now(root: Path, *config: str) -> tuple[int, str]:
     """git's committer identity and time, as a commit or a tag made now would carry them."""
-    ident = git(root, "var", "GIT_COMMITTER_IDENT").decode("utf-8", "replace").strip()
+    ident = git(root, *config, "var", "GIT_COMMITTER_IDENT").decode("utf-8", "replace").strip()
     who, _, stamp = ident.rpartition(">")
     seconds = stamp.split()[0] if stamp.split() else ""
     return (int(seconds) if seconds.isdigit() else int(time.time())), who + ">"
+
+
+def _identity(root: Path) -> tuple[tuple[str, ...], int, str]:
+    """Who writes the note: git's identity, or mlbuild's where git has none (CI machines)."""
+    try:
+        return (), *git_now(root)
+    except GitError:
+        return FALLBACK, *git_now(root, *FALLBACK)
 
 
 def add(root: Path, commit: str, kind: str, doc: dict[str, Any]) -> bool:
     """Append a finding to *commit*'s note; False when git could not write it (a finding must
     never fail the command that found it)."""
     try:
-        when, who = git_now(root)
-        line = json.dumps({"kind": kind, "time": when, "who": who, **doc}, sort_keys=True)
+        config, when, who = _identity(root)
     except GitError:
         return False
+    line = json.dumps({"kind": kind, "time": when, "who": who, **doc}, sort_keys=True)
     for _attempt in range(5):  # two writers at once: git's ref lock refuses one; retry it
         try:
-            git(root, "notes", f"--ref={REF}", "append", "-m", line, commit)
+            git(root, *config, "notes", f"--ref={REF}", "append", "-m", line, commit)
         except GitError:
             time.sleep(0.05)
             continue
         return True
     return False
+
+
+def sync(root: Path, remote: str) -> bool:
+    """Merge the remote's findings into ours (line by line: git's cat_sort_uniq strategy),
+    then send ours; False when there is nothing to send."""
+    incoming = "refs/notes/mlbuild-incoming"
+    try:
+        git(root, "fetch", "-q", remote, f"+{REF}:{incoming}")
+    except GitError:
+        pass  # the remote has no findings yet
+    else:
+        config = _identity(root)[0]
+        git(root, *config, "notes", f"--ref={REF}", "merge", "-q", "-s", "cat_sort_uniq",
+            incoming)
+        git(root, "update-ref", "-d", incoming)
+    try:
+        git(root, "rev-parse", "--verify", "--quiet", REF)
+    except GitError:
+        return False
+    git(root, "push", "-q", remote, f"{REF}:{REF}")
+    return True
 
 
 def _parse(commit: str, text: str) -> list[Note]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from mlbuild.errors import CheckFailedError, UsageError, did_you_mean
 from mlbuild.files.temp import tmp_beside
 from mlbuild.gitrepo import GitError, git
+from mlbuild.history import notes
 from mlbuild.registry import tags
 from mlbuild.registry.evidence import Evidence, gather
 from mlbuild.registry.ops import normalise
@@ -141,4 +142,10 @@ def push(root: Path, git_remote: str) -> list[str]:
             raise CheckFailedError(f"git push of the registry's tags to '{git_remote}' failed "
                                    "(a tag of the same name and other content there?); see "
                                    "'git push --tags' for git's own message") from exc
+    try:
+        notes.sync(root, git_remote)
+    except GitError as exc:
+        raise CheckFailedError(f"git push of the shared findings ({notes.REF}) to "
+                               f"'{git_remote}' failed; see 'git push {git_remote} "
+                               f"{notes.REF}' for git's own message") from exc
     return names
