@@ -1,7 +1,7 @@
 """Lineage, impact, audit and the KPIs on a scripted history: commits by four people on set
-dates, a params change, a worse model that the prod gate refuses, a rollback, a drift finding
-from `mlbuild monitor`, new data and a retrain by `mlbuild ct`. Every answer is checked
-against the values worked out by hand from that script (times in hours after 2026-03-02)."""
+dates, a params change and a sweep, a worse model that the prod gate refuses, a rollback, a
+drift finding from `mlbuild monitor`, new data and a retrain by `mlbuild ct`. Every answer is
+checked against the values worked out by hand from that script (hours after 2026-03-02)."""
 
 from __future__ import annotations
 
@@ -92,6 +92,7 @@ def history(built_example: Path, tmp_path_factory: pytest.TempPathFactory) -> Sc
     s.commit("Alice", at(0, 9), "C1", "the digits pipeline")
     s.release("Alice", 0, 10, "v0.0.1")
     s.trees("Bob", at(1, 9), "C2", 80)
+    s.ml("Bob", at(1, 10), "exp", "run", "model.n_estimators=70,90", "-j", "2")
     s.build("Bob", at(1, 12), "C3")
     s.release("Bob", 1, 13, "v0.0.2")
     s.trees("Carol", at(2, 9), "C4", 1, "0.01")
@@ -126,7 +127,7 @@ def test_the_kpis_equal_the_values_worked_out_by_hand(history: Script) -> None:
     doc = _json(history, "kpi", "--since", "2026-03-02", "--until", "2026-03-05")
     cpd = doc["commits_per_day"]
     # pipeline code: C1 (Alice), C2 (Bob), C4 and C6 (Carol); builds, data and ct's commit
-    # change no code
+    # change no code, and the sweep's experiment commits are not the team's history
     assert cpd["days"] == 4
     assert {a.split(" <")[0]: v["commits"] for a, v in cpd["authors"].items()} == {
         "Alice": 1, "Bob": 1, "Carol": 2}
@@ -173,6 +174,9 @@ def test_lineage_of_a_model_version_a_path_and_a_stage(history: Script) -> None:
     worse = _json(history, "lineage", "models/model.pkl", "--rev", c["C5"])
     assert worse["verify"] is None and worse["stages"][-1]["params"]["params.yaml"][
         "model"]["n_estimators"] == 1
+    tried = history.proj.git("for-each-ref", "refs/exps", "--format=%(objectname)").stdout
+    assert {_json(history, "lineage", "models/model.pkl", "--rev", rev)["stages"][-1][
+        "params"]["params.yaml"]["model"]["n_estimators"] for rev in tried.split()} == {70, 90}
     assert [s["stage"] for s in _json(history, "lineage", "evaluate")["stages"]] == [
         "prepare", "train", "evaluate"]
     dot = history.ml("Tester", at(4, 0), "lineage", "model@v0.0.1", "--dot").stdout
