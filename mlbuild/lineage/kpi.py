@@ -200,36 +200,80 @@ def _pool(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return pooled
 
 
-def kpis(root: Path, since: float | None, until: float | None, model: str | None,
-         stage: str = "prod") -> dict[str, Any]:
-    """The KPI document (what --json prints)."""
-    commits = gitfacts.commits(root)
-    if not commits:
-        raise UsageError("no commits yet: the KPIs are computed from the git history")
-    facts = Facts.read(root)
-    if not facts.registry.names():
-        raise UsageError("no registry yet: no model version is registered (register one with "
-                         "'mlbuild model register NAME'); the KPIs follow versions to "
-                         f"'{stage}'")
-    names = facts.models()
+@dataclass
+class Shared:
+    """The facts every KPI reads, read once."""
+
+    root: Path
+    commits: list[gitfacts.Commit]
+    facts: Facts
+    code: set[str]
+    triggers: dict[str, tuple[str, ...]]
+
+    @classmethod
+    def read(cls, root: Path, stage: str) -> Shared:
+        """Read them; a repository without commits or without a registry is refused."""
+        commits = gitfacts.commits(root)
+        if not commits:
+            raise UsageError("no commits yet: the KPIs are computed from the git history")
+        facts = Facts.read(root)
+        if not facts.registry.names():
+            raise UsageError("no registry yet: no model version is registered (register one "
+                             "with 'mlbuild model register NAME'); the KPIs follow versions "
+                             f"to '{stage}'")
+        return cls(root, commits, facts, _code_files(root),
+                   {c.sha: c.triggers for c in commits if c.triggers})
+
+    def first_day(self) -> float:
+        """Midnight (UTC) of the first commit's day."""
+        return float(min(c.time for c in self.commits) // DAY * DAY)
+
+    def window(self, window: Window, models: list[str], stage: str) -> dict[str, Any]:
+        """Every KPI over one window."""
+        found = {m: model_kpis(self.root, self.facts, m, window, self.code, stage,
+                               self.triggers) for m in models}
+        doc = {"window": {"since": window.start, "until": window.end, "days": window.days},
+               "stage": stage, "commits_per_day": commits_per_day(
+                   self.commits, window, self.root, self.code),
+               "overall": _pool(found), "models": found}
+        for value in found.values():
+            value.pop("_raw")
+        return doc
+
+
+def _models(shared: Shared, model: str | None) -> list[str]:
+    names = shared.facts.models()
     if model is not None and model not in names:
         from mlbuild.errors import did_you_mean
 
         raise UsageError(f"unknown model '{model}'{did_you_mean(model, names)} (in the "
                          f"registry: {', '.join(names)})")
-    start = since if since is not None else min(c.time for c in commits) // DAY * DAY
-    window = Window(start, until if until is not None else float(_now(root)))
-    code = _code_files(root)
-    triggers = {c.sha: c.triggers for c in commits if c.triggers}
-    models = {m: model_kpis(root, facts, m, window, code, stage, triggers)
-              for m in ([model] if model else names)}
-    doc = {"window": {"since": window.start, "until": window.end, "days": window.days},
-           "stage": stage, "shallow": gitfacts.shallow(root), "definitions": DEFINITIONS,
-           "commits_per_day": commits_per_day(commits, window, root, code),
-           "overall": _pool(models), "models": models}
-    for value in models.values():
-        value.pop("_raw")
-    return doc
+    return [model] if model else names
+
+
+def kpis(root: Path, since: float | None, until: float | None, model: str | None,
+         stage: str = "prod") -> dict[str, Any]:
+    """The KPI document (what --json prints)."""
+    shared = Shared.read(root, stage)
+    models = _models(shared, model)
+    window = Window(since if since is not None else shared.first_day(),
+                    until if until is not None else float(_now(root)))
+    return {**shared.window(window, models, stage), "shallow": gitfacts.shallow(root),
+            "definitions": DEFINITIONS}
+
+
+def series(root: Path, days: int = 7, stage: str = "prod") -> list[dict[str, Any]]:
+    """The KPIs over consecutive windows of *days* days, from the first commit's day to now
+    (the dashboard's charts over time)."""
+    shared = Shared.read(root, stage)
+    models = _models(shared, None)
+    start, end = shared.first_day(), float(_now(root))
+    found = []
+    while start < end:
+        window = Window(start, min(end, start + days * DAY))
+        found.append(shared.window(window, models, stage))
+        start += days * DAY
+    return found
 
 
 def _now(root: Path) -> int:
