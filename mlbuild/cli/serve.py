@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -81,8 +79,6 @@ def serve(
     settings = _settings(root, ref, log_dir, log_max_mb, max_body_mb,
                          follow_interval if following else None,
                          _candidate(root, canary, canary_percent, shadow))
-    settings = dataclasses.replace(  # the cores a worker's batch predictions may use
-        settings, threads=max(1, len(os.sched_getaffinity(0)) // workers))
     typer.echo(_banner(settings, f"http://{host}:{port}"))
     sys.stdout.flush()
     stopped = server.run(settings, host, port, workers)

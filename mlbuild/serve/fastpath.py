@@ -3,11 +3,11 @@ serves most: a LightGBM scikit-learn estimator, alone or at the end of a scikit-
 
 `LGBMClassifier.predict` on a one-row frame spends about 1.7 ms in scikit-learn's and
 LightGBM's input handling before its trees run in 0.1 ms. The fast path runs the pipeline's
-transforms as they are, then the booster on a float64 array (one thread for a few rows, where a
-thread pool only adds start-up; the worker's share of the cores for a batch of BATCH rows or
-more), and maps the winning class the way LGBMClassifier does. It is not trusted on faith: the
-first request is answered both ways and the fast path is kept only if the answers are
-identical; any error in it hands the model back to its own predict() for good.
+transforms as they are, then the booster on a float64 array with one thread (a server answers
+many requests at once; a thread pool per request only adds start-up), and maps the winning
+class the way LGBMClassifier does. It is not trusted on faith: the first request is answered
+both ways and the fast path is kept only if the answers are identical; any error in it hands
+the model back to its own predict() for good.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-Predict = Callable[[Any, int], Any]
-BATCH = 32  # rows from which a prediction is worth more than one thread
+Predict = Callable[[Any], Any]
 
 
 def _lightgbm(estimator: Any) -> Predict | None:
@@ -37,10 +36,10 @@ def _lightgbm(estimator: Any) -> Predict | None:
         return np.asarray(frame, dtype=np.float64)
 
     if classes is None:
-        return lambda frame, threads: booster.predict(matrix(frame), num_threads=threads)
+        return lambda frame: booster.predict(matrix(frame), num_threads=1)
 
-    def classify(frame: Any, threads: int) -> Any:
-        scores = booster.predict(matrix(frame), num_threads=threads)
+    def classify(frame: Any) -> Any:
+        scores = booster.predict(matrix(frame), num_threads=1)
         index = (scores > 0.5).astype(int) if scores.ndim == 1 else np.argmax(scores, axis=1)
         return classes[index]
 
@@ -56,10 +55,10 @@ def _pipeline(model: Any) -> Predict | None:
     if last is None or not all(hasattr(t, "transform") for t in transforms):
         return None
 
-    def predict(frame: Any, threads: int) -> Any:
+    def predict(frame: Any) -> Any:
         for transform in transforms:
             frame = transform.transform(frame)
-        return last(frame, threads)
+        return last(frame)
 
     return predict
 
@@ -72,7 +71,6 @@ class Predictor:
         self._fast = _pipeline(model)
         self._proven = False
         self._lock = threading.Lock()
-        self.threads = 1  # for a frame of BATCH rows or more (the server sets it)
 
     @property
     def fast(self) -> bool:
@@ -85,7 +83,7 @@ class Predictor:
             return self.model.predict(frame)
         if self._proven:
             try:
-                return fast(frame, self.threads if len(frame) >= BATCH else 1)
+                return fast(frame)
             except Exception:
                 self._fast = None
                 return self.model.predict(frame)
@@ -97,7 +95,7 @@ class Predictor:
         expected = self.model.predict(frame)
         with self._lock:
             try:
-                got, want = np.asarray(fast(frame, 1)), np.asarray(expected)
+                got, want = np.asarray(fast(frame)), np.asarray(expected)
                 same = got.dtype == want.dtype and np.array_equal(got, want)
             except Exception:
                 same = False

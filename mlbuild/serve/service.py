@@ -61,7 +61,6 @@ class Settings:
     follow_interval: float | None = None  # seconds between registry checks; None: no follow
     candidate: Candidate | None = None
     load_first: bool = False  # load before accepting connections (workers sharing a port)
-    threads: int = 1  # threads a batch prediction may use (the cores / the workers)
 
 
 def load_version(root: Path, source: Source) -> Loaded:
@@ -142,8 +141,6 @@ class Service:
         """Serve *loaded* in *role* from the next request on (a request in flight finishes
         with the version it started with)."""
         before = self.loaded(role)
-        if loaded.predict is not None:
-            loaded.predict.threads = self.settings.threads
         if role == PRIMARY:
             self.current = loaded
         else:
