@@ -179,6 +179,9 @@ def test_lineage_of_a_model_version_a_path_and_a_stage(history: Script) -> None:
         "params"]["params.yaml"]["model"]["n_estimators"] for rev in tried.split()} == {70, 90}
     assert [s["stage"] for s in _json(history, "lineage", "evaluate")["stages"]] == [
         "prepare", "train", "evaluate"]
+    raw = _json(history, "lineage", "data/raw/train.csv")
+    assert raw["stages"] == [] and raw["data"]["pointer"] == "data.dvc"
+    assert raw["data"]["introduced"]["commit"] == c["C8"]
     dot = history.ml("Tester", at(4, 0), "lineage", "model@v0.0.1", "--dot").stdout
     assert dot.startswith("digraph lineage {") and '"stage:train" -> "data:models/model.pkl"' in dot
     text = history.ml("Tester", at(4, 0), "lineage", "model@v0.0.1").stdout

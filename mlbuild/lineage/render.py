@@ -34,6 +34,8 @@ def lineage_text(doc: dict[str, Any]) -> list[str]:
              f"{doc['subject']})", _verify_line(doc)]
     if doc.get("shallow"):
         lines.append("note: a shallow clone: commits before its boundary are not known")
+    if doc.get("data"):
+        lines.append(f"data {doc['data']['path']} " + _origin(doc["data"]))
     for stage in doc["stages"]:
         lines.append(f"stage {stage['stage']}: {_cmd(stage['cmd'])}")
         for code in stage["code"]:

@@ -75,10 +75,12 @@ def resolve(root: Path, text: str, rev: str | None) -> Target:
         return Target(text, commit, rel, None)
     stage = _owner(lock, rel)
     if stage is None:
+        if _pointer(_pointers(root, commit, gitfacts.tracked(root, commit)), rel):
+            return Target(text, commit, "", rel)  # raw data: where it came from is its .dvc
         known = sorted(lock)
         raise UsageError(f"unknown target '{text}'{did_you_mean(text, known)}: at "
-                         f"{commit[:12]} it is neither a stage nor an output in dvc.lock "
-                         f"(stages: {', '.join(known) or 'none'})")
+                         f"{commit[:12]} it is neither a stage, an output in dvc.lock nor "
+                         f"data a .dvc file tracks (stages: {', '.join(known) or 'none'})")
     return Target(text, commit, stage, rel)
 
 
@@ -157,10 +159,15 @@ def lineage(root: Path, text: str, rev: str | None) -> dict[str, Any]:
     lock = lock_at(root, target.commit)
     files = gitfacts.tracked(root, target.commit)
     pointers = _pointers(root, target.commit, files)
-    wanted = set(upstream_stages(lock, target.stage))
+    wanted = set(upstream_stages(lock, target.stage)) if target.stage else set()
     chain = [s for s in lock if s in wanted]  # dvc.lock keeps dvc.yaml's order: sources first
     head = gitfacts.commits(root, "-1", target.commit)[0]
-    return {"target": text, "model": target.model, "version": target.version,
+    data = None
+    if not target.stage and target.path:  # raw data: its pointer and the commit behind it
+        pointer = _pointer(pointers, target.path)
+        data = {"path": target.path, "pointer": pointer,
+                "introduced": _change(root, target.commit, pointer) if pointer else None}
+    return {"data": data, "target": text, "model": target.model, "version": target.version,
             "path": target.path, "stage": target.stage, "revision": target.commit,
             "author": head.author, "time": head.time, "subject": head.subject,
             "verify": _verified(root, target.commit), "shallow": gitfacts.shallow(root),
