@@ -1,0 +1,73 @@
+"""The dashboard's web application: one GET route per page (and per page's raw files), every
+answer computed afresh from the project on disk, nothing ever written by a request."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlbuild.errors import MlbuildError
+from mlbuild.ui.layout import note, page
+from mlbuild.ui.pages import Page, pages
+
+
+def render(root: Path, chosen: Page, every: list[Page], query: Mapping[str, str]
+           ) -> tuple[str, int]:
+    """(the page's HTML, HTTP status): a project error is shown on the page itself."""
+    nav = [(p.path, p.title) for p in every]
+    try:
+        body, status = chosen.render(root, query), 200
+    except MlbuildError as exc:  # a bad query or a broken project: said on the page
+        body, status = note(str(exc), error=True), 400 if exc.exit_code == 2 else 500
+    except Exception as exc:  # a bug: said on the page too, the server stays up
+        body, status = note(f"internal error: {type(exc).__name__}: {exc}", error=True), 500
+    return page(chosen.title, body, nav, chosen.path, str(root)), status
+
+
+def create_app(root: Path) -> Any:
+    """The FastAPI application over the project at *root*."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import HTMLResponse, Response
+
+    app = FastAPI(title="mlbuild ui", docs_url=None, redoc_url=None, openapi_url=None)
+    every = pages()
+    lock = threading.Lock()  # one page at a time: the status check keeps a stat cache
+
+    def route(chosen: Page) -> Any:
+        def show(request: Request) -> HTMLResponse:
+            with lock:
+                text, status = render(root, chosen, every, dict(request.query_params))
+            return HTMLResponse(text, status)
+        return show
+
+    def raw(chosen: Page) -> Any:
+        def get(request: Request) -> Response:
+            assert chosen.raw is not None
+            name = str(request.path_params["name"])
+            with lock:
+                found = chosen.raw(root, name)
+            if found is None:
+                return HTMLResponse(_missing(every, f"{chosen.path}/{name}"), 404)
+            return Response(found[0], media_type=found[1])
+        return get
+
+    for chosen in every:
+        # Starlette's plain routes: the handlers take the request, FastAPI inspects nothing
+        app.add_route(chosen.path, route(chosen), methods=["GET"])
+        if chosen.raw is not None:
+            prefix = chosen.path.rstrip("/")
+            app.add_route(prefix + "/{name:path}", raw(chosen), methods=["GET"])
+
+    @app.exception_handler(404)
+    async def not_found(request: Request, _exc: Exception) -> HTMLResponse:
+        return HTMLResponse(_missing(every, request.url.path), 404)
+
+    return app
+
+
+def _missing(every: list[Page], path: str) -> str:
+    nav = [(p.path, p.title) for p in every]
+    return page("Not found", note(f"no page at {path}; the pages are: "
+                                  + ", ".join(p for p, _ in nav)), nav, "")
