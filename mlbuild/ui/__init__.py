@@ -14,8 +14,9 @@ Adding a page (a lineage graph, KPI charts, ...):
      svg.esc) and ``PAGE = Page("/NAME", "Title", render)``; a page that also serves files
      (a report, a .dot download) passes ``raw``, answering GET /NAME/FILE;
   2. add "NAME" to MODULES in mlbuild/ui/pages/__init__.py (the navigation order).
-  An MlbuildError raised by render is shown on the page (HTTP 400 for the user's mistake, such
-  as an unknown ?ref=). Query parameters arrive as a plain mapping.
+  Query parameters arrive as a plain mapping; raise pages.BadQueryError for one the page cannot use
+  (an unknown ?ref=: HTTP 400). Any other MlbuildError (no dvc.yaml yet, no commit, ...) is
+  shown on the page as the project's state.
 
 May import: lineage, ct, monitor, serve, registry, experiments, api and everything below them.
 FastAPI and uvicorn are imported lazily, as in serve.

@@ -10,7 +10,11 @@ from typing import Any
 
 from mlbuild.errors import MlbuildError
 from mlbuild.ui.layout import note, page
-from mlbuild.ui.pages import Page, pages
+from mlbuild.ui.pages import BadQueryError, Page, pages
+
+ICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" '
+        'height="16" rx="3" fill="#263238"/><path d="M3 12V4l5 5 5-5v8" fill="none" '
+        'stroke="#4fc3f7" stroke-width="2"/></svg>')
 
 
 def render(root: Path, chosen: Page, every: list[Page], query: Mapping[str, str]
@@ -19,8 +23,10 @@ def render(root: Path, chosen: Page, every: list[Page], query: Mapping[str, str]
     nav = [(p.path, p.title) for p in every]
     try:
         body, status = chosen.render(root, query), 200
-    except MlbuildError as exc:  # a bad query or a broken project: said on the page
-        body, status = note(str(exc), error=True), 400 if exc.exit_code == 2 else 500
+    except BadQueryError as exc:
+        body, status = note(str(exc), error=True), 400
+    except MlbuildError as exc:  # the project's state (no dvc.yaml yet, ...): said on the page
+        body, status = note(str(exc), error=True), 200
     except Exception as exc:  # a bug: said on the page too, the server stays up
         body, status = note(f"internal error: {type(exc).__name__}: {exc}", error=True), 500
     return page(chosen.title, body, nav, chosen.path, str(root)), status
@@ -59,6 +65,12 @@ def create_app(root: Path) -> Any:
         if chosen.raw is not None:
             prefix = chosen.path.rstrip("/")
             app.add_route(prefix + "/{name:path}", raw(chosen), methods=["GET"])
+
+    def icon(_request: Request) -> Response:
+        return Response(ICON, media_type="image/svg+xml")
+
+    # pages served as they are (a monitor report) have no icon link: browsers ask for this
+    app.add_route("/favicon.ico", icon, methods=["GET"])
 
     @app.exception_handler(404)
     async def not_found(request: Request, _exc: Exception) -> HTMLResponse:

@@ -11,10 +11,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlbuild.errors import UsageError
+
 MODULES = ("pipeline", "runs", "experiments", "registry", "drift")
 
 Render = Callable[[Path, Mapping[str, str]], str]  # (project root, query) -> the body's HTML
 Raw = Callable[[Path, str], tuple[str, str] | None]  # (root, name) -> (content, media type)
+
+
+class BadQueryError(UsageError):
+    """A query parameter the page cannot use (HTTP 400); other errors describe the project
+    and are shown on an ordinary page."""
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from mlbuild.errors import UsageError, did_you_mean
+from mlbuild.errors import did_you_mean
 from mlbuild.ui.layout import badge, esc, note, number, table
-from mlbuild.ui.pages import Page
+from mlbuild.ui.pages import BadQueryError, Page
 from mlbuild.ui.svg import Axis, Series, chart
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def _metric(result: Table, query: Mapping[str, str]) -> str | None:
     if chosen is None:
         return result.metrics[0] if result.metrics else None
     if chosen not in result.metrics:
-        raise UsageError(f"metric={chosen!r}: no experiment has this metric"
+        raise BadQueryError(f"metric={chosen!r}: no experiment has this metric"
                          f"{did_you_mean(chosen, result.metrics)}")
     return chosen
 

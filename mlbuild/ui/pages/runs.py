@@ -7,9 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlbuild.errors import UsageError
 from mlbuild.ui.layout import badge, esc, note, table, when
-from mlbuild.ui.pages import Page
+from mlbuild.ui.pages import BadQueryError, Page
 from mlbuild.ui.svg import Axis, Series, chart
 
 if TYPE_CHECKING:
@@ -34,7 +33,7 @@ def recent(root: Path, count: int, command: str | None = None) -> list[RunRecord
 def _count(query: Mapping[str, str]) -> int:
     text = query.get("n", "50")
     if not text.isdigit() or not 1 <= int(text) <= 10_000:
-        raise UsageError(f"n={text!r}: expected a count of runs, 1 to 10000")
+        raise BadQueryError(f"n={text!r}: expected a count of runs, 1 to 10000")
     return int(text)
 
 
