@@ -3,6 +3,7 @@ the README's docs/ui.png. Run it on a built project with some history, e.g. the 
 `mlbuild run`, a sweep, `mlbuild model register/promote` and `mlbuild monitor`:
 
     python scripts/ui_screenshot.py --project PATH [--page /] [--out docs/ui.png]
+        [--width 1280] [--height PX]
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
     sys.exit(f"{url} did not answer within 60 s")
 
 
-def shoot(project: Path, page: str, out: Path, width: int) -> None:
-    """Start the dashboard in *project*, save a full-page screenshot of *page* to *out*."""
+def shoot(project: Path, page: str, out: Path, width: int, height: int | None) -> None:
+    """Start the dashboard in *project*, save a screenshot of *page* to *out*: the whole
+    page, or its top *height* pixels."""
     from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium")
@@ -54,10 +56,10 @@ def shoot(project: Path, page: str, out: Path, width: int) -> None:
         _wait(url, proc)
         with sync_playwright() as driver:
             browser = driver.chromium.launch(executable_path=chromium, args=FLAGS)
-            tab = browser.new_page(viewport={"width": width, "height": 800})
+            tab = browser.new_page(viewport={"width": width, "height": height or 800})
             tab.goto(url)
             out.parent.mkdir(parents=True, exist_ok=True)
-            tab.screenshot(path=str(out), full_page=True)
+            tab.screenshot(path=str(out), full_page=height is None)
             browser.close()
     finally:
         proc.terminate()
@@ -71,8 +73,10 @@ def main() -> None:
     parser.add_argument("--page", default="/", help="The page's path (default: the pipeline).")
     parser.add_argument("--out", type=Path, default=Path("docs/ui.png"), help="The PNG.")
     parser.add_argument("--width", type=int, default=1280, help="The window's width in px.")
+    parser.add_argument("--height", type=int, default=None,
+                        help="Keep only the top HEIGHT px (default: the whole page).")
     args = parser.parse_args()
-    shoot(args.project.resolve(), args.page, args.out.resolve(), args.width)
+    shoot(args.project.resolve(), args.page, args.out.resolve(), args.width, args.height)
     print(f"wrote {args.out}")
 
 

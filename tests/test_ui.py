@@ -99,6 +99,9 @@ def _check_pipeline(tab: Any, history: Project, server: Dashboard, errors: list[
         s["stage"] for s in dag] == ["prepare", "train", "evaluate"]
     assert tab.locator("svg.graph path.edge").count() == sum(len(s["upstream"]) for s in dag)
     assert tab.locator("svg.graph g.node text").all_text_contents().count("up to date") == 3
+    stages = tab.locator("table").first.inner_text()
+    for name in ("prepare", "train", "evaluate"):  # dvc.yaml's commands
+        assert f"python -m stages.{name}" in stages
     code = history.path / "stages/evaluate.py"
     before = code.read_text()
     code.write_text(before + "# an edit\n")

@@ -20,6 +20,7 @@ nav a{color:#cfd8dc;text-decoration:none;padding:16px 10px;display:inline-block}
 nav a.active{color:#fff;border-bottom:3px solid #4fc3f7}
 main{padding:16px 24px 48px}
 h1{font-size:22px;margin:8px 0 4px}h2{font-size:17px;margin:24px 0 8px}
+h3{font-size:15px;margin:16px 0 6px}
 .muted{color:#757575}.root{color:#b0bec5;font-size:12px;margin-left:auto}
 table{border-collapse:collapse;background:#fff;margin:8px 0;font-size:13px}
 th,td{border:1px solid #e0e0e0;padding:4px 10px;text-align:left;vertical-align:top}

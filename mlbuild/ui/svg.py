@@ -92,43 +92,60 @@ class _Box:
     h: float
 
 
+BOX_H, GAP_X, GAP_Y, PAD = 44.0, 70.0, 22.0, 16.0
+LIFT = 30.0  # room above the boxes for edges that skip a column
+
+
+def _boxes(columns: list[list[str]], by_id: dict[str, Node], lift: float
+           ) -> tuple[dict[str, _Box], float, float]:
+    """Each node's box, columns centred on each other; (boxes, width, height)."""
+    height = max(len(c) for c in columns) * (BOX_H + GAP_Y) - GAP_Y + 2 * PAD + lift
+    boxes: dict[str, _Box] = {}
+    x = PAD
+    for col in columns:
+        width = max(max(_text_width(by_id[i].label), _text_width(by_id[i].detail)) + 24
+                    for i in col)
+        top = lift + PAD + (height - lift - 2 * PAD - (len(col) * (BOX_H + GAP_Y) - GAP_Y)) / 2
+        for row, node in enumerate(col):
+            boxes[node] = _Box(x, top + row * (BOX_H + GAP_Y), width, BOX_H)
+        x += width + GAP_X
+    return boxes, x - GAP_X + PAD, height
+
+
 def graph(nodes: Sequence[Node], edges: Sequence[Edge], title: str = "") -> str:
-    """The graph laid out left to right in layers, as an <svg> element."""
+    """The graph laid out left to right in layers, as an <svg> element; an edge that skips
+    a column arcs over the boxes between."""
     if not nodes:
         return '<p class="muted">nothing to draw</p>'
     by_id = {n.id: n for n in nodes}
     columns = layers(nodes, edges)
-    box_h, gap_x, gap_y, pad = 44.0, 70.0, 22.0, 16.0
-    widths = [max(max(_text_width(by_id[i].label), _text_width(by_id[i].detail)) + 24
-                  for i in col) for col in columns]
-    height = max(len(c) for c in columns) * (box_h + gap_y) - gap_y + 2 * pad
-    boxes: dict[str, _Box] = {}
-    x = pad
-    for col, width in zip(columns, widths, strict=True):
-        top = pad + (height - 2 * pad - (len(col) * (box_h + gap_y) - gap_y)) / 2
-        for row, node in enumerate(col):
-            boxes[node] = _Box(x, top + row * (box_h + gap_y), width, box_h)
-        x += width + gap_x
+    depth = {node: n for n, col in enumerate(columns) for node in col}
+    drawn = [e for e in edges if e.source in depth and e.target in depth]
+    skips = {e: abs(depth[e.target] - depth[e.source]) > 1 for e in drawn}
+    boxes, width, height = _boxes(columns, by_id, LIFT if any(skips.values()) else 0.0)
     marker = f"arrow{next(_IDS)}"
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="graph" role="img" '
-             f'width="{x - gap_x + pad:.0f}" height="{height:.0f}" '
+             f'width="{width:.0f}" height="{height:.0f}" '
              f'aria-label="{esc(title or "graph")}"><defs><marker id="{marker}" '
              'viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
              'orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#555"/></marker>'
              "</defs>"]
-    parts += [_edge(boxes[e.source], boxes[e.target], marker) for e in edges
-              if e.source in boxes and e.target in boxes]
+    parts += [_edge(boxes[e.source], boxes[e.target], marker, skips[e]) for e in drawn]
     parts += [_node(by_id[i], boxes[i]) for col in columns for i in col]
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _edge(a: _Box, b: _Box, marker: str) -> str:
+def _edge(a: _Box, b: _Box, marker: str, skip: bool) -> str:
     x1, y1, x2, y2 = a.x + a.w, a.y + a.h / 2, b.x, b.y + b.h / 2
-    bend = (x2 - x1) / 2
-    return (f'<path class="edge" d="M{x1:.1f},{y1:.1f} C{x1 + bend:.1f},{y1:.1f} '
-            f'{x2 - bend:.1f},{y2:.1f} {x2:.1f},{y2:.1f}" fill="none" stroke="#555" '
-            f'stroke-width="1.5" marker-end="url(#{marker})"/>')
+    if skip:  # both control points above the higher box: the curve clears the columns between
+        over = min(a.y, b.y) - LIFT
+        controls = f"{x1 + GAP_X:.1f},{over:.1f} {x2 - GAP_X:.1f},{over:.1f}"
+    else:
+        bend = (x2 - x1) / 2
+        controls = f"{x1 + bend:.1f},{y1:.1f} {x2 - bend:.1f},{y2:.1f}"
+    return (f'<path class="edge" d="M{x1:.1f},{y1:.1f} C{controls} {x2:.1f},{y2:.1f}" '
+            f'fill="none" stroke="#555" stroke-width="1.5" marker-end="url(#{marker})"/>')
 
 
 def _node(node: Node, box: _Box) -> str:
