@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mlbuild.ui.svg import Edge, Node, graph, layers
+from mlbuild.ui.svg import Axis, Edge, Node, Series, chart, graph, layers
 from tests import browser
 from tests.conftest import Project
 from tests.errcheck import error_line
@@ -252,3 +252,14 @@ def test_the_graph_layout_puts_each_stage_after_its_inputs() -> None:
     assert re.findall(r'data-id="(\w+)"', drawn) == ["prepare", "features", "train",
                                                      "evaluate", "report"]
     assert drawn.count('class="edge"') == len(edges)
+
+
+def test_text_in_the_svg_is_escaped_and_every_series_is_drawn() -> None:
+    hostile = "<script>alert(1)</script>&"
+    drawn = graph([Node("a", hostile, tooltip=hostile), Node("b", "b")], [Edge("a", "b")])
+    assert "<script>" not in drawn and "&lt;script&gt;" in drawn
+    series = [Series(f"model {n} <b>", ((1.0, n), (2.0, n + 1.0))) for n in range(6)]
+    plotted = chart(series, Axis("when", "time"), Axis("days <"), "cycle time")
+    assert "<b>" not in plotted and "days &lt;" in plotted
+    assert plotted.count('class="series"') == 6 and plotted.count("<circle") == 12
+    assert plotted.count("<rect") == 6  # a legend entry per series, wrapped under the chart

@@ -40,31 +40,12 @@ def create_app(root: Path) -> Any:
     app = FastAPI(title="mlbuild ui", docs_url=None, redoc_url=None, openapi_url=None)
     every = pages()
     lock = threading.Lock()  # one page at a time: the status check keeps a stat cache
-
-    def route(chosen: Page) -> Any:
-        def show(request: Request) -> HTMLResponse:
-            with lock:
-                text, status = render(root, chosen, every, dict(request.query_params))
-            return HTMLResponse(text, status)
-        return show
-
-    def raw(chosen: Page) -> Any:
-        def get(request: Request) -> Response:
-            assert chosen.raw is not None
-            name = str(request.path_params["name"])
-            with lock:
-                found = chosen.raw(root, name)
-            if found is None:
-                return HTMLResponse(_missing(every, f"{chosen.path}/{name}"), 404)
-            return Response(found[0], media_type=found[1])
-        return get
-
     for chosen in every:
         # Starlette's plain routes: the handlers take the request, FastAPI inspects nothing
-        app.add_route(chosen.path, route(chosen), methods=["GET"])
+        app.add_route(chosen.path, _page_handler(root, chosen, every, lock), methods=["GET"])
         if chosen.raw is not None:
-            prefix = chosen.path.rstrip("/")
-            app.add_route(prefix + "/{name:path}", raw(chosen), methods=["GET"])
+            app.add_route(chosen.path.rstrip("/") + "/{name:path}",
+                          _raw_handler(root, chosen, every, lock), methods=["GET"])
 
     def icon(_request: Request) -> Response:
         return Response(ICON, media_type="image/svg+xml")
@@ -77,6 +58,30 @@ def create_app(root: Path) -> Any:
         return HTMLResponse(_missing(every, request.url.path), 404)
 
     return app
+
+
+def _page_handler(root: Path, chosen: Page, every: list[Page], lock: threading.Lock) -> Any:
+    from fastapi.responses import HTMLResponse
+
+    def show(request: Any) -> HTMLResponse:
+        with lock:
+            text, status = render(root, chosen, every, dict(request.query_params))
+        return HTMLResponse(text, status)
+    return show
+
+
+def _raw_handler(root: Path, chosen: Page, every: list[Page], lock: threading.Lock) -> Any:
+    from fastapi.responses import HTMLResponse, Response
+
+    def get(request: Any) -> Response:
+        assert chosen.raw is not None
+        name = str(request.path_params["name"])
+        with lock:
+            found = chosen.raw(root, name)
+        if found is None:
+            return HTMLResponse(_missing(every, f"{chosen.path}/{name}"), 404)
+        return Response(found[0], media_type=found[1])
+    return get
 
 
 def _missing(every: list[Page], path: str) -> str:

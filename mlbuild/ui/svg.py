@@ -184,7 +184,8 @@ class Axis:
 
 Scale = Callable[[float], float]  # a value -> its pixel position
 W, H = 560, 300  # a chart's size
-LEFT, RIGHT, TOP, BOTTOM = 64, 16, 44, 48
+LEFT, RIGHT, TOP, BOTTOM = 64, 16, 30, 48
+LEGEND_ROW = 18  # px per row of the legend, under the chart
 
 
 def _span(values: Sequence[float], flat: float | None = None) -> tuple[float, float]:
@@ -211,9 +212,10 @@ DAY = 86400.0
 
 
 def _tick_text(value: float, axis: Axis, span: float = DAY * 7) -> str:
-    if axis.kind == "time":  # dates, or times of day over a short span
-        return time.strftime("%Y-%m-%d" if span > 3 * DAY else "%m-%d %H:%M",
-                             time.gmtime(value))
+    if axis.kind == "time":  # dates; times of day over a short span
+        shape = ("%Y-%m-%d" if span > 3 * DAY else "%m-%d %H:%M" if span > 3600 else
+                 "%H:%M:%S")
+        return time.strftime(shape, time.gmtime(value))
     if axis.kind == "category":
         index = round(value)
         return axis.categories[index] if 0 <= index < len(axis.categories) else ""
@@ -235,33 +237,43 @@ def chart(series: Sequence[Series], x: Axis, y: Axis, title: str = "",
         return f'<p class="muted">{esc(title)}: no data to draw</p>'
     x_lo, x_hi = (-0.5, len(x.categories) - 0.5) if x.kind == "category" else _span(
         [p[0] for p in points], DAY / 2 if x.kind == "time" else None)
-    y_lo, y_hi = _span([p[1] for p in points])
-    y_ticks = _ticks(y_lo, y_hi)
-    y_lo, y_hi = min(y_lo, y_ticks[0]), max(y_hi, y_ticks[-1])
+    py, grid = _y_axis(*_span([p[1] for p in points]), y)
 
     def px(v: float) -> float:
         return LEFT + (v - x_lo) / (x_hi - x_lo) * (W - LEFT - RIGHT)
 
-    def py(v: float) -> float:
-        return H - BOTTOM - (v - y_lo) / (y_hi - y_lo) * (H - TOP - BOTTOM)
-
-    parts = [_frame(title, x, y)]
-    parts += [f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{py(t):.1f}" y2="{py(t):.1f}" '
-              f'stroke="#e0e0e0"/><text x="{LEFT - 6}" y="{py(t) + 4:.1f}" text-anchor="end" '
-              f'font-size="{FONT - 1}">{esc(_tick_text(t, y))}</text>' for t in y_ticks]
+    legend, rows = _legend([s.name for s in series])
+    parts = [_frame(title, x, y, rows), grid, legend]
     parts += [f'<text x="{px(t):.1f}" y="{H - BOTTOM + 16}" text-anchor="middle" '
               f'font-size="{FONT - 1}">{esc(_tick_text(t, x, x_hi - x_lo))}</text>'
               for t in _x_ticks(x_lo, x_hi, x)]
     for n, s in enumerate(series):
         parts.append(_series(s, PALETTE[n % len(PALETTE)], lines, px, py, x, y))
-    parts.append(_legend([s.name for s in series]))
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _frame(title: str, x: Axis, y: Axis) -> str:
+def _y_axis(lo: float, hi: float, y: Axis) -> tuple[Scale, str]:
+    """The y scale over [lo, hi] widened to round ticks, and its grid lines, labelled."""
+    ticks = _ticks(lo, hi)
+    lo, hi = min(lo, ticks[0]), max(hi, ticks[-1])
+
+    def py(v: float) -> float:
+        return H - BOTTOM - (v - lo) / (hi - lo) * (H - TOP - BOTTOM)
+
+    grid = "".join(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{py(t):.1f}" y2="{py(t):.1f}" '
+                   f'stroke="#e0e0e0"/><text x="{LEFT - 6}" y="{py(t) + 4:.1f}" '
+                   f'text-anchor="end" font-size="{FONT - 1}">{esc(_tick_text(t, y))}</text>'
+                   for t in ticks)
+    return py, grid
+
+
+def _frame(title: str, x: Axis, y: Axis, legend_rows: int) -> str:
+    """The <svg> opening: title, axis labels and lines, room below for the legend."""
     return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" width="{W}" '
-            f'height="{H}" aria-label="{esc(title)}"><text x="{W / 2}" y="16" '
+            f'height="{H + legend_rows * LEGEND_ROW + (10 if legend_rows else 0)}" '
+            f'aria-label="{esc(title)}">'
+            f'<text x="{W / 2}" y="16" '
             f'text-anchor="middle" font-size="{FONT + 1}" font-weight="bold">{esc(title)}'
             f'</text><text class="x-label" x="{(LEFT + W - RIGHT) / 2}" y="{H - 10}" '
             f'text-anchor="middle" font-size="{FONT}">{esc(x.label)}</text>'
@@ -289,18 +301,21 @@ def _series(s: Series, colour: str, lines: bool, px: Scale, py: Scale, x: Axis,
     return "".join(parts)
 
 
-def _legend(names: Sequence[str]) -> str:
+def _legend(names: Sequence[str]) -> tuple[str, int]:
+    """A key of the series' colours under the chart, wrapped into rows; (svg, rows)."""
     if len(names) < 2:
-        return ""
-    parts, x = [], float(LEFT + 8)
+        return "", 0
+    parts, x, row = [], float(LEFT), 0
     for n, name in enumerate(names):
-        colour = PALETTE[n % len(PALETTE)]
-        parts.append(f'<rect x="{x:.1f}" y="{TOP - 20}" width="10" height="10" '
-                     f'fill="{colour}"/><text x="{x + 14:.1f}" y="{TOP - 11}" '
-                     f'font-size="{FONT - 1}">{esc(name)}'
-                     "</text>")
-        x += 24 + _text_width(name)
-    return "".join(parts)
+        width = 24 + _text_width(name)
+        if x + width > W - RIGHT and x > LEFT:
+            x, row = float(LEFT), row + 1
+        y = H + 10 + row * LEGEND_ROW
+        parts.append(f'<rect x="{x:.1f}" y="{y - 9}" width="10" height="10" '
+                     f'fill="{PALETTE[n % len(PALETTE)]}"/><text x="{x + 14:.1f}" y="{y}" '
+                     f'font-size="{FONT - 1}">{esc(name)}</text>')
+        x += width
+    return "".join(parts), row + 1
 
 
 def bars(categories: Sequence[str], series: Sequence[Series], y: Axis, title: str = "",
@@ -311,32 +326,22 @@ def bars(categories: Sequence[str], series: Sequence[Series], y: Axis, title: st
     if not categories or not values:
         return f'<p class="muted">{esc(title)}: no data to draw</p>'
     lo, hi = min(0.0, *values), max(0.0, *values)
-    hi = hi if hi > lo else lo + 1.0
-    ticks = _ticks(lo, hi)
-    lo, hi = min(lo, ticks[0]), max(hi, ticks[-1])
+    py, grid = _y_axis(lo, hi if hi > lo else lo + 1.0, y)
     slot = (W - LEFT - RIGHT) / len(categories)
     width = slot * 0.8 / max(1, len(series))
-
-    def py(v: float) -> float:
-        return H - BOTTOM - (v - lo) / (hi - lo) * (H - TOP - BOTTOM)
-
-    parts = [_frame(title, Axis(x_label), y)]
-    parts += [f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{py(t):.1f}" y2="{py(t):.1f}" '
-              f'stroke="#e0e0e0"/><text x="{LEFT - 6}" y="{py(t) + 4:.1f}" text-anchor="end" '
-              f'font-size="{FONT - 1}">{esc(_tick_text(t, y))}</text>' for t in ticks]
+    legend, rows = _legend([s.name for s in series])
+    parts = [_frame(title, Axis(x_label), y, rows), grid, legend]
     for n, s in enumerate(series):
-        colour = PALETTE[n % len(PALETTE)]
         for index, value in s.points:
-            left = LEFT + index * slot + slot * 0.1 + n * width
             top, bottom = sorted((py(value), py(0.0)))
-            parts.append(f'<rect class="bar" x="{left:.1f}" y="{top:.1f}" width="{width:.1f}" '
-                         f'height="{max(bottom - top, 0.5):.1f}" fill="{colour}"><title>'
-                         f'{esc(s.name)} {esc(categories[int(index)])}: {value:.4g}</title>'
-                         "</rect>")
+            parts.append(f'<rect class="bar" x="{LEFT + (index + 0.1) * slot + n * width:.1f}"'
+                         f' y="{top:.1f}" width="{width:.1f}" height="'
+                         f'{max(bottom - top, 0.5):.1f}" fill="{PALETTE[n % len(PALETTE)]}">'
+                         f'<title>{esc(s.name)} {esc(categories[int(index)])}: {value:.4g}'
+                         "</title></rect>")
     step = max(1, math.ceil(len(categories) * 60 / (W - LEFT - RIGHT)))  # labels that fit
     parts += [f'<text x="{LEFT + (i + 0.5) * slot:.1f}" y="{H - BOTTOM + 16}" '
               f'text-anchor="middle" font-size="{FONT - 1}">{esc(c)}</text>'
               for i, c in enumerate(categories) if i % step == 0]
-    parts.append(_legend([s.name for s in series]))
     parts.append("</svg>")
     return "".join(parts)

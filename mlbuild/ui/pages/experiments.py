@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
+from urllib.parse import urlencode
 
 from mlbuild.errors import did_you_mean
 from mlbuild.ui.layout import badge, esc, note, number, table
@@ -63,8 +64,8 @@ def _metric(result: Table, query: Mapping[str, str]) -> str | None:
 
 
 def _choices(result: Table, metric: str) -> str:
-    links = [esc(m) if m == metric else f'<a href="?metric={esc(m)}">{esc(m)}</a>'
-             for m in result.metrics]
+    links = [esc(m) if m == metric else
+             f'<a href="?{esc(urlencode({"metric": m}))}">{esc(m)}</a>' for m in result.metrics]
     return "<p>Plot: " + " · ".join(links) + "</p>"
 
 
