@@ -253,3 +253,36 @@ def test_a_shallow_clone_says_so_and_a_project_without_registry_is_refused(
     tags = Project(clone).git("tag").stdout.split()
     Project(clone).git("tag", "-d", *tags)
     error_line(Project(clone).run("kpi"), 2, "no registry yet")
+
+
+def test_the_dashboard_draws_the_lineage_and_the_kpis(history: Script) -> None:
+    from tests import browser
+    from tests.test_ui import Dashboard, _visit, _watch
+
+    c, server = history.commits, Dashboard(history.proj)
+    try:
+        server.wait("/kpi")
+        with browser.page() as tab:
+            errors = _watch(tab)
+            assert _visit(tab, server.url("/lineage?target=model@v0.0.2"), errors) == 200
+            assert not errors, errors
+            ids = [n.get_attribute("data-id") for n in tab.locator("svg.graph g.node").all()]
+            assert {"stage:prepare", "stage:train", "data:data/raw/train.csv",
+                    "data:data/prepared", "data:models/model.pkl"} == set(ids)
+            text = tab.locator("main").inner_text()
+            assert c["C3"][:12] in text and "verify passed" in text
+            assert "data.dvc, Alice <alice@example.com>, 2026-03-02 09:00:00Z" in text
+            assert _visit(tab, server.url("/kpi"), errors) == 200 and not errors, errors
+            rows = [r.locator("td").all_inner_texts()
+                    for r in tab.locator("table").first.locator("tr").all()[1:]]
+            assert rows[0] == ["overall", "5.0 h / 26.0 h (n=3)", "23.0 h / 23.0 h (n=1)",
+                               "2.0 h / 2.0 h (n=1)", "1/3 = 33%"]
+            assert tab.locator("svg.chart").count() == 3
+            assert _visit(tab, server.url("/registry"), errors) == 200 and not errors, errors
+            refused = tab.get_by_text("Promotions refused by a gate")
+            assert refused.is_visible()
+            assert "Carol <carol@example.com>" in tab.locator("main").inner_text()
+        status, body = server.request("/lineage?target=modle@v0.0.1")
+        assert status == 400 and "unknown model &#x27;modle&#x27;" in body
+    finally:
+        assert server.stop().returncode == 0

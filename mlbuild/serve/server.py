@@ -114,3 +114,17 @@ def _serve(settings: Settings, sock: socket.socket) -> Stopped:
     log = service.log
     return Stopped(signal.Signals(caught[0]).name if caught else None,
                    log.written if log else 0, str(log.path) if log else "")
+
+
+def run_app(app: object, sock: socket.socket) -> str | None:
+    """Any ASGI application (the dashboard's) on a bound socket until a stop signal, which
+    ends it cleanly; the signal's name, None if it stopped otherwise."""
+    import uvicorn
+
+    config = uvicorn.Config(app, log_level="warning", access_log=False,  # type: ignore[arg-type]
+                            timeout_graceful_shutdown=GRACE_SECONDS, server_header=False,
+                            lifespan="off")
+    server = _server_class()(config)
+    server.run(sockets=[sock])
+    caught = getattr(server, "caught", [])
+    return signal.Signals(caught[0]).name if caught else None
