@@ -127,3 +127,22 @@ def is_dirty(root: Path) -> bool | None:
     except GitError:
         return None
     return bool(out.strip())
+
+
+def read_objects(root: Path, specs: list[str]) -> dict[str, bytes | None]:
+    """Each git object named (`<commit>:<path>` or a blob id) -> its bytes (None when absent),
+    in one `git cat-file --batch`."""
+    out = git(root, "cat-file", "--batch", feed="".join(f"{s}\n" for s in specs).encode())
+    blobs: dict[str, bytes | None] = {}
+    pos = 0
+    for spec in specs:
+        end = out.index(b"\n", pos)
+        header = out[pos:end].split()
+        pos = end + 1
+        if len(header) < 3 or header[-1] == b"missing":
+            blobs[spec] = None
+            continue
+        size = int(header[2])
+        blobs[spec] = out[pos:pos + size]
+        pos += size + 1
+    return blobs

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mlbuild.errors import UsageError, did_you_mean
-from mlbuild.gitrepo import GitError, git
+from mlbuild.gitrepo import GitError, git, read_objects
 
 NAMESPACE = "refs/exps"
 APPLIED = f"{NAMESPACE}/exec/EXEC_APPLY"  # DVC's record of the experiment last applied
@@ -190,17 +190,4 @@ def remove(root: Path, exps: Iterable[ExpRef]) -> None:
 
 def read_blobs(root: Path, specs: list[str]) -> dict[str, bytes | None]:
     """`<commit>:<path>` -> the file's bytes (None when absent), in one `git cat-file`."""
-    out = git(root, "cat-file", "--batch", feed="".join(f"{s}\n" for s in specs).encode())
-    blobs: dict[str, bytes | None] = {}
-    pos = 0
-    for spec in specs:
-        end = out.index(b"\n", pos)
-        header = out[pos:end].split()
-        pos = end + 1
-        if len(header) < 3 or header[-1] == b"missing":
-            blobs[spec] = None
-            continue
-        size = int(header[2])
-        blobs[spec] = out[pos:pos + size]
-        pos += size + 1
-    return blobs
+    return read_objects(root, specs)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlbuild.gitrepo import GitError, git
+from mlbuild.gitrepo import GitError, git, read_objects
 
 REF = "refs/notes/mlbuild"
 KINDS = ("gate", "drift", "ct", "verify")
@@ -113,15 +113,8 @@ def read(root: Path) -> list[Note]:
     except GitError:  # no notes yet
         return []
     pairs = list(zip(listing[::2], listing[1::2], strict=False))
-    if not pairs:
-        return []
-    out = git(root, "cat-file", "--batch", feed="".join(f"{b}\n" for b, _ in pairs).encode())
+    texts = read_objects(root, [blob for blob, _ in pairs]) if pairs else {}
     notes: list[Note] = []
-    offset = 0
-    for _blob, commit in pairs:
-        header_end = out.index(b"\n", offset)
-        size = int(out[offset:header_end].split()[2])
-        body = out[header_end + 1:header_end + 1 + size].decode("utf-8", "replace")
-        offset = header_end + 1 + size + 1
-        notes.extend(_parse(commit, body))
+    for blob, commit in pairs:
+        notes.extend(_parse(commit, (texts.get(blob) or b"").decode("utf-8", "replace")))
     return sorted(notes, key=lambda n: n.time)

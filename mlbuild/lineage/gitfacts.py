@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlbuild.errors import UsageError
-from mlbuild.gitrepo import GitError, git
+from mlbuild.gitrepo import GitError, git, read_objects
 
 TRIGGERS = "Mlbuild-Triggers"  # the trailer `mlbuild ct` writes on its commits
 _FORMAT = f"%x01%H%x00%an <%ae>%x00%at%x00%s%x00%(trailers:key={TRIGGERS},valueonly,separator=%x2C)"
@@ -77,15 +77,5 @@ def tracked(root: Path, rev: str) -> set[str]:
 def read_blobs(root: Path, names: list[str]) -> dict[str, str]:
     """The text of each git object named (a blob id or REV:PATH), in one git call; a missing
     one is left out."""
-    out = git(root, "cat-file", "--batch", feed="".join(f"{n}\n" for n in names).encode())
-    texts, offset = {}, 0
-    for name in names:
-        end = out.index(b"\n", offset)
-        header = out[offset:end].split()
-        if len(header) < 3 or header[-1] == b"missing":
-            offset = end + 1
-            continue
-        size = int(header[2])
-        texts[name] = out[end + 1:end + 1 + size].decode("utf-8", "replace")
-        offset = end + 1 + size + 1
-    return texts
+    return {name: blob.decode("utf-8", "replace")
+            for name, blob in read_objects(root, names).items() if blob is not None}
