@@ -17,13 +17,12 @@ from typing import Any
 
 from mlbuild.errors import UsageError
 from mlbuild.registry.evidence import gather
-from mlbuild.registry.fetch import resolve
 from mlbuild.registry.state import Registry
+from mlbuild.serve.source import pick
 
 API_VERSION = "serving.kserve.io/v1beta1"
 CONTAINER = "kserve-container"  # the name KServe gives (and expects of) the predictor container
 PORT = 8080  # KServe's default HTTP port for a custom predictor
-DEFAULT_STAGE = "prod"  # a bare NAME exports the version in this stage, else the latest
 RESOURCES = {"requests": {"cpu": "500m", "memory": "512Mi"},
              "limits": {"cpu": "1", "memory": "1Gi"}}
 LABEL_PREFIX = "mlbuild"
@@ -49,11 +48,7 @@ class Pinned:
 
 def pin(root: Path, ref: str) -> Pinned:
     """Resolve NAME, NAME@VERSION or NAME#STAGE to one registered version."""
-    if "@" in ref or "#" in ref:
-        name, version = resolve(root, ref)
-    else:
-        holder = Registry.read(root).holder(ref, DEFAULT_STAGE)
-        name, version = (ref, holder) if holder else resolve(root, f"{ref}@latest")
+    name, version, _stage = pick(root, ref)  # a bare NAME: as `mlbuild serve` reads it
     commit = Registry.read(root).versions(name)[version].commit
     evidence = gather(root, name, commit)
     if evidence.info.isdir:

@@ -44,13 +44,27 @@ class Entry:
     latency_ms: float
 
     def to_json(self) -> str:
-        """The JSON line."""
-        features = dict(zip(self.columns, self.values.T.tolist(), strict=True))
+        """The JSON line (a missing or infinite float is null: JSON has no NaN)."""
+        features = dict(zip(self.columns, _json_safe(self.values).T.tolist(), strict=True))
         return json.dumps({
             "time": round(self.time, 6), "request_id": self.request_id, "model": self.model,
             "version": self.version, "role": self.role, "rows": len(self.predictions),
-            "features": features, "predictions": self.predictions.tolist(),
+            "features": features, "predictions": _json_safe(self.predictions).tolist(),
             "latency_ms": round(self.latency_ms, 3)}, separators=(",", ":"))
+
+
+def _json_safe(array: Any) -> Any:
+    """*array* with NaN and infinities as None (json.dumps would write the invalid NaN)."""
+    import numpy as np
+
+    if array.dtype.kind != "f":
+        return array
+    finite = np.isfinite(array)
+    if finite.all():
+        return array
+    safe = array.astype(object)
+    safe[~finite] = None
+    return safe
 
 
 class PredictionLog:
