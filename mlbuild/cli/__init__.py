@@ -52,7 +52,7 @@ COMMAND_MODULES = {"run": "build", "status": "inspect", "dag": "inspect", "compi
                    "verify": "check", "data": "data", "pull": "data", "push": "data",
                    "gc": "data", "log": "log", "exp": "exp",
                    "model": "model", "serve": "serve", "predict": "serve",
-                   "monitor": "monitor", "ct": "ct"}
+                   "monitor": "monitor", "ct": "ct", "export": "export"}
 
 
 def _register(args: list[str]) -> None:
