@@ -1,19 +1,24 @@
 """The one module that talks to the `kfp` SDK: an ExportPlan compiled into KFP v2's IR YAML.
 
-One component serves every task (so a 1,000-stage pipeline holds one executor, not 1,000):
-its inputs name the stage, the repository, the remote, the revision and Hydra overrides, and
-its outputs are the stage's output hashes, its outcome and its metrics. The cluster form is a
-container component running `mlbuild` with `task_args`; the `local` form, for kfp.local's
-subprocess runner (which runs only Python components), is a Python component that runs the
-same `task_args` through the same `mlbuild`.
+One component serves every task of a kind (stages asking the same resources share one
+executor, so a 1,000-stage pipeline holds one, not 1,000): its inputs name the stage, the
+repository, the remote, the revision and Hydra overrides; its outputs are the stage's output
+hashes, its outcome and its metrics. The cluster form is a container component running
+`mlbuild` with `task_args`; the `local` form, for kfp.local's subprocess runner (which runs
+only Python components), is a Python component that runs the same `task_args` through the
+same `mlbuild`.
 """
 
-
+import copy
+import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
+from mlbuild.dvcfmt.yamlio import write_atomic
 from mlbuild.errors import BadInputError
-from mlbuild.export.plan import ExportPlan, Task
+from mlbuild.export.plan import ExportPlan
+from mlbuild.export.settings import Resources
 from mlbuild.export.task import task_args
 
 
@@ -49,13 +54,11 @@ def local_component() -> Any:
     return mlbuild_stage
 
 
-def _configure(task: Any, spec: Task, plan: ExportPlan) -> None:
-    """Display name, caching, resources, retries and the remote's credentials of one task."""
+def _configure(task: Any, res: Resources, plan: ExportPlan) -> None:
+    """Caching, resources, retries and the remote's credentials of one task, by the SDK."""
     from kfp import kubernetes
 
-    task.set_display_name(spec.stage)
     task.set_caching_options(plan.caching)
-    res = spec.resources
     if res.cpu:
         task.set_cpu_request(res.cpu).set_cpu_limit(res.cpu)
     if res.memory:
@@ -69,21 +72,18 @@ def _configure(task: Any, spec: Task, plan: ExportPlan) -> None:
                                      secret_key_to_env={name: name for name in plan.env})
 
 
-def pipeline(plan: ExportPlan, component: Any) -> Any:
-    """The KFP pipeline: one task per stage, edges from the DAG; the revision and the Hydra
-    overrides are pipeline parameters (defaults: the exported commit, none)."""
+def prototype(plan: ExportPlan, component: Any, kinds: list[Resources]) -> Any:
+    """The KFP pipeline the SDK compiles: one task of each kind (its resources), displayed
+    as 'kind-N'; the revision and the Hydra overrides are pipeline parameters (defaults: the
+    exported commit, none)."""
     from kfp import dsl
 
     def body(revision: str = plan.revision, overrides: str = "") -> None:
-        tasks: dict[str, Any] = {}
-        for spec in plan.tasks:
-            task = component(stage=spec.stage, repo=plan.repo, remote=plan.remote,
+        for index, res in enumerate(kinds):
+            task = component(stage=f"kind-{index}", repo=plan.repo, remote=plan.remote,
                              revision=revision, overrides=overrides)
-            _configure(task, spec, plan)
-            ups = [tasks[u] for u in spec.upstream if u in tasks]
-            if ups:
-                task.after(*ups)
-            tasks[spec.stage] = task
+            task.set_display_name(f"kind-{index}")
+            _configure(task, res, plan)
 
     body.__name__ = plan.name.replace("-", "_")
     return dsl.pipeline(name=plan.name, description=(
@@ -91,8 +91,62 @@ def pipeline(plan: ExportPlan, component: Any) -> Any:
         f"DVC remote '{plan.remote}'"))(body)
 
 
+def task_keys(stages: list[str]) -> dict[str, str]:
+    """Each stage's task name in the IR: as the SDK sanitises names (lower case, letters,
+    digits and '-'), made unique with a number as the SDK does."""
+    keys: dict[str, str] = {}
+    taken: set[str] = set()
+    for stage in stages:
+        base = re.sub(r"-+", "-", re.sub(r"[^a-z0-9]", "-", stage.lower())).strip("-") or "stage"
+        key, index = base, 2
+        while key in taken:
+            key, index = f"{base}-{index}", index + 1
+        taken.add(key)
+        keys[stage] = key
+    return keys
+
+
+def expand(docs: list[Any], plan: ExportPlan, kinds: list[Resources]) -> None:
+    """One task per stage, each a copy of the compiled task of its kind with the stage's
+    name, display name and upstream edges."""
+    tasks = docs[0]["root"]["dag"]["tasks"]
+    compiled = {t["taskInfo"]["name"]: t for t in tasks.values()}
+    keys = task_keys([t.stage for t in plan.tasks])
+    expanded: dict[str, Any] = {}
+    for spec in plan.tasks:
+        task = copy.deepcopy(compiled[f"kind-{kinds.index(spec.resources)}"])
+        task["taskInfo"]["name"] = spec.stage
+        task["inputs"]["parameters"]["stage"]["runtimeValue"]["constant"] = spec.stage
+        if spec.upstream:
+            task["dependentTasks"] = sorted(keys[u] for u in spec.upstream)
+        expanded[keys[spec.stage]] = task
+    tasks.clear()
+    tasks.update(expanded)
+
+
 def compile_plan(plan: ExportPlan, output: Path, image: str, local: bool = False) -> None:
-    """Compile *plan* to KFP IR YAML at *output*."""
+    """Compile *plan* to KFP IR YAML at *output*: the SDK compiles the component, the
+    pipeline parameters and one task of each kind; every stage's task is a copy of its kind's.
+
+    Why not one SDK task per stage: the SDK's compiler is quadratic in the number of tasks
+    (1,000 stages took 17 s), and each of its tasks would carry its own copy of the component.
+    """
+    import yaml
+
     kfp = _sdk()
     component = local_component() if local else container_component(image)
-    kfp.compiler.Compiler().compile(pipeline(plan, component), package_path=str(output))
+    kinds = list(dict.fromkeys(t.resources for t in plan.tasks)) or [Resources()]
+    with tempfile.TemporaryDirectory(prefix="mlbuild-kfp-") as scratch:
+        compiled = Path(scratch) / "prototype.yaml"
+        kfp.compiler.Compiler().compile(prototype(plan, component, kinds),
+                                        package_path=str(compiled))
+        docs = list(yaml.load_all(compiled.read_text(), Loader=_loader(yaml)))
+    expand(docs, plan, kinds)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    text = yaml.dump_all(docs, Dumper=dumper, sort_keys=True)
+    write_atomic(output, f"# PIPELINE DEFINITION (KFP v2 IR), written by mlbuild export kfp\n"
+                 f"# Name: {plan.name}\n# Revision: {plan.revision}\n{text}")
+
+
+def _loader(yaml: Any) -> Any:
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
