@@ -136,6 +136,7 @@ def test_wider_pipeline_keeps_edges_resources_retries_and_credential_names(
         "executorLabel"]]["container"]["resources"]
     assert other["cpuLimit"] == 0.5
     assert len(executors) == 2  # one per kind of task, not one per stage
+    assert len(docs[0]["components"]) == 26  # each task its own (small) component entry
     platform = json.dumps(docs[1])  # names of the secret's keys, never values
     assert "team-remote" in platform and "AWS_SECRET_ACCESS_KEY" in platform
 

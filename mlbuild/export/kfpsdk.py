@@ -108,20 +108,29 @@ def task_keys(stages: list[str]) -> dict[str, str]:
 
 def expand(docs: list[Any], plan: ExportPlan, kinds: list[Resources]) -> None:
     """One task per stage, each a copy of the compiled task of its kind with the stage's
-    name, display name and upstream edges."""
-    tasks = docs[0]["root"]["dag"]["tasks"]
+    name, display name and upstream edges, and its own component entry (as the SDK gives
+    every task; kfp.local keeps a task's outputs under its component's name) pointing at
+    its kind's executor."""
+    spec = docs[0]
+    tasks, components = spec["root"]["dag"]["tasks"], spec["components"]
     compiled = {t["taskInfo"]["name"]: t for t in tasks.values()}
     keys = task_keys([t.stage for t in plan.tasks])
     expanded: dict[str, Any] = {}
-    for spec in plan.tasks:
-        task = copy.deepcopy(compiled[f"kind-{kinds.index(spec.resources)}"])
-        task["taskInfo"]["name"] = spec.stage
-        task["inputs"]["parameters"]["stage"]["runtimeValue"]["constant"] = spec.stage
-        if spec.upstream:
-            task["dependentTasks"] = sorted(keys[u] for u in spec.upstream)
-        expanded[keys[spec.stage]] = task
+    own: dict[str, Any] = {}
+    for item in plan.tasks:
+        task = copy.deepcopy(compiled[f"kind-{kinds.index(item.resources)}"])
+        key = keys[item.stage]
+        own[f"comp-{key}"] = components[task["componentRef"]["name"]]
+        task["componentRef"]["name"] = f"comp-{key}"
+        task["taskInfo"]["name"] = item.stage
+        task["inputs"]["parameters"]["stage"]["runtimeValue"]["constant"] = item.stage
+        if item.upstream:
+            task["dependentTasks"] = sorted(keys[u] for u in item.upstream)
+        expanded[key] = task
     tasks.clear()
     tasks.update(expanded)
+    components.clear()
+    components.update(own)
 
 
 def compile_plan(plan: ExportPlan, output: Path, image: str, local: bool = False) -> None:
@@ -142,10 +151,16 @@ def compile_plan(plan: ExportPlan, output: Path, image: str, local: bool = False
                                         package_path=str(compiled))
         docs = list(yaml.load_all(compiled.read_text(), Loader=_loader(yaml)))
     expand(docs, plan, kinds)
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    text = yaml.dump_all(docs, Dumper=dumper, sort_keys=True)
+    text = yaml.dump_all(docs, Dumper=_dumper(yaml), sort_keys=True)
     write_atomic(output, f"# PIPELINE DEFINITION (KFP v2 IR), written by mlbuild export kfp\n"
                  f"# Name: {plan.name}\n# Revision: {plan.revision}\n{text}")
+
+
+def _dumper(yaml: Any) -> Any:
+    """libyaml's dumper when there is one; every component written out in full (the tasks
+    of a kind share one entry in memory, which would otherwise become YAML aliases)."""
+    base = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return type("Dumper", (base,), {"ignore_aliases": lambda self, data: True})
 
 
 def _loader(yaml: Any) -> Any:
