@@ -141,6 +141,33 @@ def test_wider_pipeline_keeps_edges_resources_retries_and_credential_names(
     assert "team-remote" in platform and "AWS_SECRET_ACCESS_KEY" in platform
 
 
+def test_a_declarations_resources_win_over_mlbuild_yaml(example: Project, tmp_path: Path
+                                                        ) -> None:
+    _share(example, tmp_path / "remote")
+    example.write("mlbuild.yaml", example.read("mlbuild.yaml")
+                  + "kfp:\n  defaults: {cpu: 250m}\n")
+    example.write("stages/train.yaml", example.read("stages/train.yaml")
+                  + "resources: {cpu: '2', retries: 1}\n")
+    example.git("commit", "-qam", "resources")
+    out = tmp_path / "p.yaml"
+    assert _export(example, out).returncode == 0
+    spec = _ir(out)[0]
+    tasks = _tasks(spec)
+
+    def cpu(stage: str) -> float:
+        label = spec["components"][tasks[stage]["componentRef"]["name"]]["executorLabel"]
+        return float(spec["deploymentSpec"]["executors"][label]["container"]["resources"][
+            "cpuLimit"])
+
+    assert (cpu("train"), cpu("prepare")) == (2.0, 0.25)
+    assert tasks["train"]["retryPolicy"]["maxRetryCount"] == 1
+    example.write("stages/train.yaml", example.read("stages/train.yaml").replace(
+        "cpu: '2'", "cpu: many"))
+    example.git("commit", "-qam", "bad resources")
+    assert "stages/train.yaml.resources.cpu" in _refused(example, tmp_path / "q.yaml")
+    assert example.run("status").returncode == 0  # the key is allowed in a declaration
+
+
 def test_exporting_named_stages_takes_their_upstream_only(tmp_path: Path) -> None:
     proj = _wide(tmp_path / "wide")
     out = tmp_path / "part.yaml"

@@ -8,10 +8,18 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlbuild.config.declare import DECL_DIR
 from mlbuild.dvcfmt.dvcconfig import default_remote, load
+from mlbuild.dvcfmt.yamlio import load_mapping
 from mlbuild.engine.inputs import prepare
 from mlbuild.errors import BadInputError, ConfigError
-from mlbuild.export.settings import CREDENTIALS, KfpSettings, Resources, load_kfp_settings
+from mlbuild.export.settings import (
+    CREDENTIALS,
+    KfpSettings,
+    Resources,
+    load_kfp_settings,
+    resources,
+)
 from mlbuild.gitrepo import GitError, git, head_revision, is_dirty
 from mlbuild.pipeline.graph import Graph, select, topo_order
 from mlbuild.store.remotes import check_remote
@@ -140,6 +148,18 @@ def _credential_names(url: str, settings: KfpSettings) -> tuple[str, ...]:
     return CREDENTIALS.get({"s3a": "s3", "azure": "azure", "gcs": "gs"}.get(scheme, scheme), ())
 
 
+def _resources(root: Path, stage: str, settings: KfpSettings) -> Resources:
+    """A stage's resources: its declaration's `resources` block (stages/<name>.yaml) over
+    mlbuild.yaml's `kfp:` settings."""
+    path = root / DECL_DIR / f"{stage.split('@', 1)[0]}.yaml"
+    base = settings.resources(stage)
+    if not path.is_file():
+        return base
+    block = load_mapping(path, path.name).get("resources")
+    return base if block is None else resources(block, f"{DECL_DIR}/{path.name}.resources",
+                                                base)
+
+
 def plan_export(root: Path, request: ExportRequest) -> ExportPlan:
     """Check the project and decide the pipeline; nothing is written."""
     revision = _revision(root)
@@ -148,7 +168,7 @@ def plan_export(root: Path, request: ExportRequest) -> ExportPlan:
     graph = prepare(root, dry=True).graph
     order = select(graph, request.targets) if request.targets else topo_order(graph)
     _travel_check(graph, order)
-    tasks = tuple(Task(n, graph.upstream[n], settings.resources(n)) for n in order)
+    tasks = tuple(Task(n, graph.upstream[n], _resources(root, n, settings)) for n in order)
     return ExportPlan(
         name=pipeline_name(root, request.name), repo=_repo(root, request.repo),
         revision=revision, remote=remote, caching=settings.caching, secret=settings.secret,
