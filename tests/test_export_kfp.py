@@ -228,7 +228,9 @@ def test_an_uncached_output_another_stage_needs_is_refused_with_the_fix(
 
 def test_task_bad_input_exits_2(example: Project, tmp_path: Path) -> None:
     _share(example, tmp_path / "remote")
+    assert example.dvc("remote", "add", "other", str(tmp_path / "other")).returncode == 0
     for args, words in (
+            (["train", "-r", "other"], "remote 'other' is not this project's default remote"),
             (["trian", "-r", "shared"], "unknown stage 'trian' (did you mean 'train'?"),
             (["train", "-r", "nope"], "unknown DVC remote 'nope'"),
             (["train", "-r", "shared", "--revision", "abc"], "--revision needs --repo"),

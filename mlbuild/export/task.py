@@ -108,6 +108,18 @@ def use_remote(root: Path, remote: str) -> None:
     write_atomic(local, f"[core]\n    remote = {remote}\n")
 
 
+def _is_default(root: Path, remote: str) -> None:
+    """In the user's own checkout the task leaves the configuration alone, so the remote it
+    pushes to must be the one a build pulls from: the default."""
+    from mlbuild.dvcfmt.dvcconfig import default_remote
+
+    check_remote(root, remote)
+    if default_remote(root) != remote:
+        raise UsageError(f"remote '{remote}' is not this project's default remote, which a "
+                         "build pulls from; make it the default (dvc remote default "
+                         f"{remote}) or build in a fresh clone (--repo URL)")
+
+
 def _known_stage(root: Path, stage: str, overrides: list[str]) -> None:
     from mlbuild.engine.inputs import prepare
 
@@ -127,7 +139,7 @@ def run_task(request: TaskRequest, here: Path, emit: Emit = ignore,
         if request.repo is not None:
             use_remote(root, request.remote)
         else:
-            check_remote(root, request.remote)
+            _is_default(root, request.remote)
         run = api.RunRequest(targets=[request.stage], overrides=overrides, jobs=1,
                              pull_remote=True, only=frozenset([request.stage]))
         results = api.run(root, run, emit=emit, on_notice=on_notice)
