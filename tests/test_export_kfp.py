@@ -139,6 +139,9 @@ def test_wider_pipeline_keeps_edges_resources_retries_and_credential_names(
     assert len(docs[0]["components"]) == 26  # each task its own (small) component entry
     platform = json.dumps(docs[1])  # names of the secret's keys, never values
     assert "team-remote" in platform and "AWS_SECRET_ACCESS_KEY" in platform
+    part = tmp_path / "part.yaml"  # named stages: they and their upstream only
+    assert _export(proj, part, "s2_1").returncode == 0
+    assert set(_tasks(_ir(part)[0])) == {"s0_1", "s1_1", "s2_1"}
 
 
 def test_a_declarations_resources_win_over_mlbuild_yaml(example: Project, tmp_path: Path
@@ -166,13 +169,6 @@ def test_a_declarations_resources_win_over_mlbuild_yaml(example: Project, tmp_pa
     example.git("commit", "-qam", "bad resources")
     assert "stages/train.yaml.resources.cpu" in _refused(example, tmp_path / "q.yaml")
     assert example.run("status").returncode == 0  # the key is allowed in a declaration
-
-
-def test_exporting_named_stages_takes_their_upstream_only(tmp_path: Path) -> None:
-    proj = _wide(tmp_path / "wide")
-    out = tmp_path / "part.yaml"
-    assert _export(proj, out, "s2_1").returncode == 0
-    assert set(_tasks(_ir(out)[0])) == {"s0_1", "s1_1", "s2_1"}
 
 
 def _refused(proj: Project, out: Path, *args: str) -> str:
