@@ -187,6 +187,9 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     assert "unknown DVC remote 'sharde' (did you mean 'shared'?" in _refused(
         _shared_example(example, tmp_path), out, "-r", "sharde")
     assert "unknown stage 'trian' (did you mean 'train'?" in _refused(example, out, "trian")
+    assert example.dvc("remote", "add", "--local", "mine", str(tmp_path)).returncode == 0
+    assert "configured outside the repository's .dvc/config" in _refused(example, out, "-r",
+                                                                          "mine")
     example.write("stages/train.py", example.read("stages/train.py") + "\n# edited\n")
     assert "uncommitted changes" in _refused(example, out)
     example.git("checkout", "--", "stages/train.py")

@@ -101,6 +101,11 @@ def _remote(root: Path, name: str | None) -> tuple[str, str, list[str]]:
                             "only through one: add it with 'dvc remote add -d NAME URL' or "
                             "pass --remote NAME")
     check_remote(root, name)
+    if not _committed(root, name):
+        raise ConfigError(f"DVC remote '{name}' is configured outside the repository's "
+                          ".dvc/config (in .dvc/config.local or a user or system config), "
+                          "which the tasks' clones do not have; add it there with 'dvc "
+                          f"remote add {name} URL' (no --local) and commit it")
     url = str((load(root).get("remote") or {}).get(name, {}).get("url", ""))
     if "://" in url or re.match(r"^[A-Za-z0-9_.-]+@[^:]+:", url):
         return name, url, []
@@ -111,6 +116,16 @@ def _remote(root: Path, name: str | None) -> tuple[str, str, list[str]]:
                           "/mnt/...') or use a cloud remote")
     return name, url, [f"remote '{name}' is a local directory ({url}): every node that runs "
                        "a task must mount it at that same path"]
+
+
+def _committed(root: Path, name: str) -> bool:
+    """Whether the repository's own .dvc/config (what a clone gets) defines the remote."""
+    try:
+        text = (root / ".dvc" / "config").read_text()
+    except OSError:
+        return False
+    header = re.compile(r"""^\s*\[\s*'?remote\s+"(.+?)"'?\s*\]\s*$""", re.M)
+    return name in header.findall(text)
 
 
 def _travel_check(graph: Graph, order: list[str]) -> None:
