@@ -303,3 +303,28 @@ def test_no_op_run_and_help_never_import_kfp(example_built: Project) -> None:
         imported = {line.split("|")[-1].strip().split(".")[0]
                     for line in proc.stderr.splitlines() if line.startswith("import time:")}
         assert "kfp" not in imported and "kubernetes" not in imported, args
+
+
+def test_task_never_runs_an_upstream_stage_and_restores_what_the_remote_has(
+        tmp_path: Path) -> None:
+    stages = {"a": {"cmd": "cp seed.txt a.txt", "deps": ["seed.txt"], "outs": ["a.txt"]},
+              "b": {"cmd": "cp a.txt b.txt", "deps": ["a.txt"], "outs": ["b.txt"]}}
+    proj = new_project(tmp_path / "p", {"dvc.yaml": yaml.safe_dump({"stages": stages}),
+                                        "seed.txt": "seed\n"})
+    _share(proj, tmp_path / "remote")
+    outcome = tmp_path / "outcome"
+
+    def task(stage: str) -> subprocess.CompletedProcess[str]:
+        return proj.run("export", "task", stage, "-r", "shared", "--repo", str(proj.path),
+                        "--outcome-to", str(outcome), "--hashes-to", str(tmp_path / "h"))
+
+    early = task("b")  # a's task has not pushed anything yet
+    assert early.returncode == 1, early.stderr
+    assert "stage 'a' would have to run, but this build may only run b" in early.stderr
+    assert task("a").returncode == 0 and outcome.read_text() == "ran"
+    assert task("b").returncode == 0 and outcome.read_text() == "ran"
+    hashes = json.loads((tmp_path / "h").read_text())
+    assert hashes == {"b.txt": "0dabe0ac327240bfa13585fcab742c67"}  # md5 of "seed\n"
+    again = task("b")
+    assert again.returncode == 0 and outcome.read_text() == "restored", again.stderr
+    assert not (proj.path / "a.txt").exists()  # everything happened in clones
