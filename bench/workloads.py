@@ -8,6 +8,7 @@ from bench.context import Ctx
 from bench.datasets import w3, w4
 from bench.example import w5
 from bench.experiments import w7
+from bench.kfp import w10
 from bench.report import Row
 from bench.serving import w8
 from bench.synthetic import w1, w2, w6
@@ -25,4 +26,5 @@ WORKLOADS: dict[str, tuple[str, Workload]] = {
            "queue; exp show with 200 experiments", w7),
     "W8": ("the example's model served: `mlbuild serve` vs `mlflow models serve`, 1-row and "
            "100-row /invocations from 8 clients; a 50-client soak", w8),
+    "W10": ("1,000 trivial stages exported to Kubeflow Pipelines: `mlbuild export kfp`", w10),
 }

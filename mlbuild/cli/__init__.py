@@ -53,7 +53,8 @@ COMMAND_MODULES = {"run": "build", "status": "inspect", "dag": "inspect", "compi
                    "gc": "data", "log": "log", "exp": "exp",
                    "model": "model", "serve": "serve", "predict": "serve",
                    "monitor": "monitor", "ct": "ct", "lineage": "lineage",
-                   "impact": "lineage", "audit": "lineage", "kpi": "lineage", "ui": "ui"}
+                   "impact": "lineage", "audit": "lineage", "kpi": "lineage", "ui": "ui",
+                   "export": "export"}
 
 
 def _register(args: list[str]) -> None:

@@ -12,7 +12,7 @@ from mlbuild.errors import ConfigError, check_keys
 PROJECT_FILE = "mlbuild.yaml"
 HERMETIC_KEYS = ("env", "network", "threads", "undeclared_reads", "seed")
 PROJECT_KEYS = ("hermetic", "strict", "stages", "contracts", "registry",
-                "serving", "monitoring", "ct")  # registry, serving, monitoring, ct: read by them
+                "serving", "monitoring", "ct", "kfp")  # registry ... kfp: read by them
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ class BuildOptions:
     use_run_cache: bool = True
     pull: bool = False  # fetch what the plan needs from the DVC remote
     shared_runs: bool = False  # other builds share this cache: run equal inputs only once
+    only: frozenset[str] | None = None  # stages allowed to run (a KFP task: its own stage)
 
 
 @dataclass
@@ -142,8 +143,18 @@ class Builder:
             if not self.options.force and (how := self._restore(stage, snap, reasons)):
                 self.restored[name] = how
                 return RESTORED, reasons
+            self._may_run(name)
             self._run(stage, snap)
         return RAN, reasons
+
+    def _may_run(self, name: str) -> None:
+        """Refuse to run a stage outside `only`: in a KFP task, upstream stages come from
+        the remote, where their own tasks put them."""
+        if self.options.only is not None and name not in self.options.only:
+            raise StageFailedError(
+                f"stage '{name}' would have to run, but this build may only run "
+                f"{', '.join(sorted(self.options.only))}: the remote has no outputs for its "
+                "inputs; run its own task first (or 'mlbuild push' them)")
 
     def _would_run(self, name: str) -> tuple[str, list[Reason]]:
         """A dry run's verdict: the plan's reasons, and the upstream stages that would run."""

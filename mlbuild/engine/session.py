@@ -53,6 +53,7 @@ class RunRequest:
     strict: bool = False
     pull_remote: bool = False  # --pull: fetch the run-cache and needed outputs from the remote
     shared_runs: bool = False  # builds on one cache at once (experiments): equal stages run once
+    only: frozenset[str] | None = None  # stages allowed to run; the others must be restored
 
 
 @dataclass
@@ -162,7 +163,8 @@ def _build(root: Path, request: RunRequest, emit: Emit, lock_fd: int | None,
             cache=ws.cache, runcache=ws.runcache, emit=emit,
             sandbox=make_sandbox(ws, request.strict),
             options=BuildOptions(force=request.force, dry_run=request.dry_run,
-                                 pull=request.pull_remote, shared_runs=request.shared_runs),
+                                 pull=request.pull_remote, shared_runs=request.shared_runs,
+                                 only=request.only),
             procs=procs, plan=plan(ws, order) if request.dry_run else None,
         )
         results = execute(order, ws.graph.upstream, builder.build_stage, emit,
