@@ -286,3 +286,25 @@ def test_the_dashboard_draws_the_lineage_and_the_kpis(history: Script) -> None:
         assert status == 400 and "unknown model &#x27;modle&#x27;" in body
     finally:
         assert server.stop().returncode == 0
+
+
+def test_a_verify_shared_by_another_clone_passes_the_gate_there(history: Script,
+                                                                tmp_path: Path) -> None:
+    clone = Project(tmp_path / "clone")
+    subprocess.run(["git", "clone", "-q", str(history.proj.path), str(clone.path)], check=True)
+    env = _env("Frank", at(4, 1))
+    before = clone.run("model", "promote", "model", "v0.0.2", "--to", "prod", env=env)
+    assert before.returncode == 1 and "FAIL  verify: no passed 'mlbuild verify'" in before.stdout
+    fetched = clone.run("model", "fetch", env=env)  # merged with the clone's own refusal
+    assert fetched.returncode == 0 and "shared findings merged" in fetched.stdout
+    lineage = json.loads(clone.run("lineage", "model@v0.0.2", "--json").stdout)
+    assert lineage["verify"]["who"] == "Bob <bob@example.com>"  # Bob's verify, on his clone
+    after = clone.run("model", "promote", "model", "v0.0.2", "--to", "prod", env=env)
+    # this clone has not pulled v0.0.2's data, so the contracts check still fails; the verify
+    # check now passes on what Bob shared
+    assert "pass  verify: verify passed on " in after.stdout
+    assert "(Bob <bob@example.com>, shared)" in after.stdout
+    refusals = [e for e in json.loads(clone.run("audit", "model", "--json").stdout)["events"]
+                if e["kind"] == "gate"]
+    assert [(e["version"], e["who"].split(" <")[0]) for e in refusals] == [
+        ("v0.0.3", "Carol"), ("v0.0.2", "Frank"), ("v0.0.2", "Frank")]

@@ -200,6 +200,18 @@ def push(remote: Annotated[str, typer.Argument(help="The git remote.")] = "origi
     typer.echo(f"pushed {len(names)} registry tag(s) to {remote}")
 
 
+@model_app.command("fetch")
+def fetch_shared(remote: Annotated[str, typer.Argument(help="The git remote.")] = "origin"
+                 ) -> None:
+    """Fetch the registry's tags and merge the team's shared findings (refused gates, drift,
+    verify verdicts) from a git remote; nothing is sent."""
+    from mlbuild.registry import fetch
+
+    tags, merged = fetch.pull_shared(_root(), remote)
+    typer.echo(f"{tags} registry tag(s) known; shared findings "
+               + ("merged" if merged else f"none on {remote}"))
+
+
 def register(app: typer.Typer) -> None:
     """Add the model command group."""
     app.add_typer(model_app, name="model")

@@ -3,7 +3,7 @@ that refused a version, a drift finding, a failed continuous-training build, a v
 are appended as JSON lines to git notes under refs/notes/mlbuild, on the commit they concern.
 
 `mlbuild model push` merges the remote's notes into ours and sends them with the registry's
-tags (to read them only: `git fetch origin refs/notes/mlbuild:refs/notes/mlbuild`), so
+tags; `mlbuild model fetch` brings the tags and merges the notes without sending anything, so
 lineage, audit and the KPIs answer from what every clone can have, not from one machine's
 run history. Each record's time is git's "now" (the committer time, which GIT_COMMITTER_DATE
 sets), the same clock the registry's tags use.
@@ -71,19 +71,29 @@ def add(root: Path, commit: str, kind: str, doc: dict[str, Any]) -> bool:
     return False
 
 
-def sync(root: Path, remote: str) -> bool:
-    """Merge the remote's findings into ours (line by line: git's cat_sort_uniq strategy),
-    then send ours; False when there is nothing to send."""
+def fetch(root: Path, remote: str) -> bool:
+    """Merge the remote's findings into ours (line by line: git's cat_sort_uniq strategy);
+    False when the remote has none."""
     incoming = "refs/notes/mlbuild-incoming"
     try:
         git(root, "fetch", "-q", remote, f"+{REF}:{incoming}")
     except GitError:
-        pass  # the remote has no findings yet
+        return False  # the remote has no findings yet
+    try:
+        git(root, "rev-parse", "--verify", "--quiet", REF)
+    except GitError:  # none here yet: theirs as they are
+        git(root, "update-ref", REF, incoming)
     else:
-        config = _identity(root)[0]
-        git(root, *config, "notes", f"--ref={REF}", "merge", "-q", "-s", "cat_sort_uniq",
-            incoming)
-        git(root, "update-ref", "-d", incoming)
+        git(root, *_identity(root)[0], "notes", f"--ref={REF}", "merge", "-q", "-s",
+            "cat_sort_uniq", incoming)
+    git(root, "update-ref", "-d", incoming)
+    return True
+
+
+def sync(root: Path, remote: str) -> bool:
+    """Merge the remote's findings into ours, then send ours; False when there is nothing
+    to send."""
+    fetch(root, remote)
     try:
         git(root, "rev-parse", "--verify", "--quiet", REF)
     except GitError:

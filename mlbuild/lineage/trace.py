@@ -144,10 +144,25 @@ def _environment(recorded: dict[str, Any], stage: str) -> dict[str, Any]:
     return env
 
 
+def _verified_here(root: Path, commit: str) -> dict[str, Any] | None:
+    """This machine's run history, for a verify run before findings were shared."""
+    from mlbuild.history.index import HistoryIndex
+
+    index = HistoryIndex(root)
+    try:
+        run = index.latest("verify", commit, "ok") or index.latest("verify", commit, "failed")
+    finally:
+        index.close()
+    if run is None or run.dirty:
+        return None
+    return {"passed": run.status == "ok", "time": int(run.ended), "who": run.user,
+            "targets": run.args}
+
+
 def _verified(root: Path, commit: str) -> dict[str, Any] | None:
     found = [n for n in shared.read(root) if n.kind == "verify" and n.commit == commit]
     if not found:
-        return None
+        return _verified_here(root, commit)
     last = found[-1]
     return {"passed": bool(last.doc.get("ok")), "time": last.time, "who": last.who,
             "targets": last.doc.get("targets") or []}

@@ -86,6 +86,20 @@ def remote_check(root: Path, evidence: Evidence) -> Check:
     return Check("remote", True, f"{evidence.path} ({evidence.info.md5}) is on the DVC remote")
 
 
+def _shared_verify(root: Path, evidence: Evidence) -> Check | None:
+    """A passed verify of the commit that another clone (CI, a colleague) shared as a git
+    note, covering the artifact's stage."""
+    from mlbuild.history import notes
+
+    for note in reversed(notes.read(root)):
+        stages = note.doc.get("stages") or {}
+        if note.kind == "verify" and note.commit == evidence.commit and note.doc.get("ok") \
+                and (not note.doc.get("targets") or evidence.stage in stages):
+            return Check("verify", True, f"verify passed on {evidence.commit[:12]} "
+                         f"({note.who}, shared)")
+    return None
+
+
 def verify_check(root: Path, evidence: Evidence) -> Check:
     """`mlbuild verify` passed for the version's commit, as the run history records it."""
     from mlbuild.history.index import HistoryIndex
@@ -96,8 +110,12 @@ def verify_check(root: Path, evidence: Evidence) -> Check:
     finally:
         index.close()
     if run is None or run.dirty:
+        shared = _shared_verify(root, evidence)
+        if shared is not None:
+            return shared
         return Check("verify", False, f"no passed 'mlbuild verify' of {evidence.commit[:12]} "
-                     "in the run history (run it on that commit, or promote with --verify)")
+                     "in the run history or the shared findings (run it on that commit, or "
+                     "promote with --verify)")
     covered = not run.args or any(s.stage == evidence.stage for s in run.stages)
     if not covered:
         return Check("verify", False, f"the verify of {evidence.commit[:12]} ({run.id[:12]}) "

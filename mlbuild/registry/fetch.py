@@ -115,6 +115,26 @@ def get(root: Path, ref: str, out: Path | None, force: bool) -> Got:
     return Got(name, version, dest, evidence.info.md5, fetched)
 
 
+def _known_remote(root: Path, git_remote: str) -> None:
+    remotes = git(root, "remote").decode().split()
+    if git_remote not in remotes:
+        raise UsageError(f"unknown git remote '{git_remote}'{did_you_mean(git_remote, remotes)} "
+                         f"(configured: {', '.join(remotes) or 'none'})")
+
+
+def pull_shared(root: Path, git_remote: str) -> tuple[int, bool]:
+    """Fetch the registry's tags from *git_remote* and merge its shared findings into ours;
+    (tags known after, whether the remote had findings)."""
+    _known_remote(root, git_remote)
+    try:
+        git(root, "fetch", "-q", "--tags", git_remote)
+        merged = notes.fetch(root, git_remote)
+    except GitError as exc:
+        raise CheckFailedError(f"git fetch from '{git_remote}' failed; see 'git fetch "
+                               f"{git_remote}' for git's own message") from exc
+    return len(Registry.read(root).events), merged
+
+
 def push(root: Path, git_remote: str) -> list[str]:
     """Send every registry tag to *git_remote*, after the DVC remote has every artifact the
     local cache holds for them; returns the tags."""
@@ -131,10 +151,7 @@ def push(root: Path, git_remote: str) -> list[str]:
             if missing:
                 send_objects(root, missing, None)
     names = [e.tag for e in registry.events]
-    remotes = git(root, "remote").decode().split()
-    if git_remote not in remotes:
-        raise UsageError(f"unknown git remote '{git_remote}'{did_you_mean(git_remote, remotes)} "
-                         f"(configured: {', '.join(remotes) or 'none'})")
+    _known_remote(root, git_remote)
     if names:
         try:
             tags.push(root, git_remote, names)
