@@ -107,7 +107,7 @@ class Hasher:
         self._ignore: IgnoreRules | None = None
         self._prefix = str(root) + os.sep
 
-    def _key(self, path: Path) -> str:
+    def key(self, path: Path) -> str:
         """The stat-cache key: the path relative to the root (string slicing on the hot path)."""
         text = str(path)
         if text.startswith(self._prefix):
@@ -125,14 +125,14 @@ class Hasher:
         """stat (following links) of a file about to be hashed; special files refused."""
         st = path.stat()
         if not stat.S_ISREG(st.st_mode):
-            refuse_special(path, st.st_mode, self._key(path))
+            refuse_special(path, st.st_mode, self.key(path))
         return st
 
     def file(self, path: Path) -> HashInfo:
         """Hash one file."""
         st = self._stat(path)
         key = stat_key(st)
-        rel = self._key(path)
+        rel = self.key(path)
         md5 = self.cache.get(rel, key)
         if md5 is None:
             md5 = md5_file(path)
@@ -142,7 +142,7 @@ class Hasher:
     def cached(self, path: Path) -> HashInfo | None:
         """The file's hash if the stat cache knows it (no reading)."""
         st = self._stat(path)
-        md5 = self.cache.get(self._key(path), stat_key(st))
+        md5 = self.cache.get(self.key(path), stat_key(st))
         if md5 is None:
             return None
         return HashInfo(md5=md5, size=st.st_size, isexec=bool(st.st_mode & stat.S_IXUSR))
@@ -150,7 +150,7 @@ class Hasher:
     def remember(self, path: Path, md5: str) -> HashInfo:
         """Record a hash computed elsewhere (while committing) for the file's current stat."""
         st = self._stat(path)
-        self.cache.put(self._key(path), stat_key(st), md5)
+        self.cache.put(self.key(path), stat_key(st), md5)
         return HashInfo(md5=md5, size=st.st_size, isexec=bool(st.st_mode & stat.S_IXUSR))
 
     def directory(self, path: Path) -> tuple[HashInfo, list[tuple[str, str]]]:
@@ -159,7 +159,7 @@ class Hasher:
         size = 0
         skip = self.skip(path)
         top = str(path)
-        base = self._key(path) + os.sep
+        base = self.key(path) + os.sep
         get, put = self.cache.get, self.cache.put
         for dirpath, dirnames, filenames in os.walk(top):  # strings, not Paths: 10k+ files
             rel_dir = dirpath[len(top) + 1:]
@@ -171,7 +171,7 @@ class Hasher:
                     continue
                 st = os.stat(os.path.join(dirpath, name))  # noqa: PTH116, PTH118 - hot loop
                 if not stat.S_ISREG(st.st_mode):  # a FIFO would block the hash forever
-                    refuse_special(path, st.st_mode, f"{self._key(path)}/{prefix}{name}")
+                    refuse_special(path, st.st_mode, f"{self.key(path)}/{prefix}{name}")
                 skey = stat_key(st)
                 md5 = get(key_dir + name, skey)
                 if md5 is None:
