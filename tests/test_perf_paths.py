@@ -220,3 +220,21 @@ def test_data_add_refuses_a_fifo_inside_the_directory(tmp_path: Path) -> None:
     assert proc.stderr.startswith("mlbuild: error: ") and "d/pipe" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (proj.path / "d.dvc").exists()
+
+
+def test_a_lost_object_is_seen_although_the_directory_was_complete_before(
+        tmp_path: Path) -> None:
+    proj = _tree_project(tmp_path)
+    assert proj.run("run").returncode == 0
+    for _ in range(2):  # the second answers from the completeness memo
+        assert proj.run_json("status")["up_to_date"] is True
+    manifest = json.loads(_objects(proj)[str(lock_out(proj)["md5"])].read_bytes())
+    lost = _objects(proj)[manifest[7]["md5"]]
+    lost.unlink()
+    reasons = [r for s in proj.run_json("status")["stages"] for r in s["reasons"]]
+    assert reasons == ["output 'many' not in cache"]
+    assert "not in cache" in proj.dvc("status").stdout  # DVC agrees
+    rebuilt = proj.run("run")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert lost.is_file()
+    assert proj.run_json("status")["up_to_date"] is True

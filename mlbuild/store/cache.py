@@ -12,9 +12,10 @@ from pathlib import Path
 from mlbuild.dvcfmt.dvcconfig import cache_dir, cache_types
 from mlbuild.dvcfmt.hashinfo import HashInfo
 from mlbuild.errors import IntegrityError
-from mlbuild.files.layout import StatKey, stat_key
+from mlbuild.files.layout import StatKey, stat_key, state_dir
 from mlbuild.files.temp import tmp_beside
 from mlbuild.store.boundary import ensure_inside
+from mlbuild.store.completememo import CompleteMemo, now
 from mlbuild.store.hashing import Hasher, md5_file
 from mlbuild.store.onepass import SMALL, Read
 
@@ -83,6 +84,7 @@ class Cache:
         # How an object's content is hashed before it is checked out (the workspace plugs in
         # its stat-cached hasher so unchanged objects are not reread).
         self.verifier: Callable[[Path], str] = md5_file
+        self._memo = CompleteMemo(state_dir(root) / "complete.json", self.files)
 
     def object_path(self, md5: str) -> Path:
         """Where an object with this hash lives."""
@@ -172,15 +174,27 @@ class Cache:
         return self.object_path(ref) if self.has_md5(ref) else None
 
     def complete(self, info: HashInfo) -> bool:
-        """The object and, for a directory, every file it lists are present."""
+        """The object and, for a directory, every file it lists are present (a directory
+        found so before is answered from the memo while its objects' folders are unchanged)."""
         if not self.has(info):
             return False
         if not info.isdir:
             return True
+        if self._memo.known(info.md5):
+            return True
         try:
-            return all(self.object_path(md5).is_file() for _, md5 in self.manifest(info.md5))
+            entries = self.manifest(info.md5)
         except (OSError, ValueError, KeyError):
             return False
+        taken = now()
+        stamps = self._memo.stamps({md5[:2] for _, md5 in entries})  # before the check
+        top = str(self.files)
+        if not all(os.path.isfile(f"{top}/{md5[:2]}/{md5[2:]}")  # noqa: PTH113
+                   for _, md5 in entries):
+            return False
+        if stamps is not None:
+            self._memo.learn(info.md5, stamps, taken)
+        return True
 
     def _checkout_file(self, md5: str, dst: Path, kinds: list[str] | None = None,
                        checked: set[Path] | None = None) -> None:
