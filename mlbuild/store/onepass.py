@@ -25,6 +25,7 @@ from mlbuild.store.boundary import refuse_special
 SMALL = 1024 * 1024  # files up to this size are read whole into memory
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 _NEW_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_UNNAMED_FLAGS = os.O_WRONLY | getattr(os, "O_TMPFILE", 0) | getattr(os, "O_CLOEXEC", 0)
 _TAG = f"{os.getpid()}-{os.urandom(3).hex()}"
 _SERIAL = itertools.count()
 
@@ -57,6 +58,7 @@ class ObjectWriter:
     """Writes objects into one cache's files/md5 folder, making each prefix folder once."""
 
     files: Path
+    unnamed: bool = bool(getattr(os, "O_TMPFILE", 0))  # try O_TMPFILE until it fails once
     _made: set[str] = field(default_factory=set)
 
     def has(self, md5: str) -> bool:
@@ -72,15 +74,13 @@ class ObjectWriter:
         if md5[:2] not in self._made:
             os.makedirs(folder, exist_ok=True)  # noqa: PTH103
             self._made.add(md5[:2])
+        if self.unnamed and self._write_unnamed(folder, obj, data):
+            return
         tmp = os.path.join(folder, _tmp_name(md5[2:]))  # noqa: PTH118
         fd = os.open(tmp, _NEW_FLAGS, 0o444)
         try:
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                if _NEEDS_CHMOD:
-                    os.fchmod(fd, 0o444)
+                _write_all(fd, data)
             finally:
                 os.close(fd)
             os.replace(tmp, obj)
@@ -88,6 +88,49 @@ class ObjectWriter:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)  # noqa: PTH108 - strings on the hot path
             raise
+
+    def _write_unnamed(self, folder: str, obj: str, data: bytes) -> bool:
+        """Write the object as an unnamed file and link it in whole (Linux O_TMPFILE): one
+        directory change instead of a create and a rename, and a crash leaves nothing.
+        False (and never again for this writer) where the filesystem or /proc refuses."""
+        try:
+            fd = os.open(folder, _UNNAMED_FLAGS, 0o444)
+        except OSError:
+            self.unnamed = False
+            return False
+        try:
+            _write_all(fd, data)
+            try:
+                os.link(f"/proc/self/fd/{fd}", obj, src_dir_fd=_root_fd(),
+                        follow_symlinks=True)
+            except FileExistsError:
+                pass  # stored meanwhile by another writer: the same content
+            except (OSError, NotImplementedError):
+                self.unnamed = False
+                return False
+            return True
+        finally:
+            os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of *data* and leave the file read-only, as DVC protects cache objects."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    if _NEEDS_CHMOD:
+        os.fchmod(fd, 0o444)
+
+
+_ROOT_FD: list[int] = []
+
+
+def _root_fd() -> int:
+    """A directory descriptor (any will do: the link source is an absolute path), so that
+    os.link calls linkat, which can follow /proc/self/fd/N to the unnamed file."""
+    if not _ROOT_FD:
+        _ROOT_FD.append(os.open("/", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)))
+    return _ROOT_FD[0]
 
 
 def read_whole(fd: int, size: int) -> bytes:
