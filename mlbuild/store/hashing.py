@@ -169,7 +169,7 @@ class Hasher:
         plain = not self._rules().has_patterns  # then only '.git' files are left out
         top = str(path)
         base = self.key(path) + os.sep
-        get, put = self.cache.get, self.cache.put
+        get, put = self.cache.get_stat, self.cache.put
         for dirpath, dirnames, filenames in os.walk(top):  # strings, not Paths: 10k+ files
             rel_dir = dirpath[len(top) + 1:]
             prefix = rel_dir.replace(os.sep, "/") + "/" if rel_dir else ""
@@ -182,7 +182,7 @@ class Hasher:
                 st = os.stat(at + name)  # noqa: PTH116 - hot loop
                 if not stat.S_ISREG(st.st_mode):  # a FIFO would block the hash forever
                     refuse_special(path, st.st_mode, f"{self.key(path)}/{prefix}{name}")
-                md5 = get(key_dir + name, stat_key(st))
+                md5 = get(key_dir + name, st)
                 if md5 is None:
                     md5 = md5_file(Path(at + name))
                     put(key_dir + name, stat_key(st), md5)

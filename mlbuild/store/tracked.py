@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 from collections.abc import Callable
@@ -151,12 +152,12 @@ def changed_files(cache: Cache, recorded: str, entries: list[tuple[str, str]]) -
     (added, changed or removed); nothing when the manifest is not in the cache."""
     if not cache.has_md5(recorded):
         return []
-    try:
-        before = dict(cache.manifest(recorded))
-    except (OSError, ValueError):
+    try:  # only names are compared and shown: no need for manifest()'s per-entry checks
+        items = json.loads(cache.object_path(recorded).read_bytes())
+        before = {str(i["relpath"]): i["md5"] for i in items}
+    except (OSError, ValueError, TypeError, KeyError):
         return []
-    now = dict(entries)
-    return sorted(rel for rel in before.keys() | now.keys() if before.get(rel) != now.get(rel))
+    return sorted({rel for rel, _ in set(entries).symmetric_difference(before.items())})
 
 
 def changes(tracked: list[TrackedOut], hasher: Hasher, cache: Cache) -> list[TrackedChange]:
