@@ -11,6 +11,7 @@ learns a hash only when the file's stat is the same after the read as before it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import os
@@ -43,8 +44,11 @@ def _umask() -> int | None:
     return None
 
 
-_MASK = _umask()
-_NEEDS_CHMOD = _MASK is None or _MASK & 0o444 != 0
+@functools.cache
+def _needs_chmod() -> bool:
+    """True when the umask would take read bits off a new object (asked once, when needed)."""
+    mask = _umask()
+    return mask is None or mask & 0o444 != 0
 
 
 def _tmp_name(obj_name: str) -> str:
@@ -118,7 +122,7 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
-    if _NEEDS_CHMOD:
+    if _needs_chmod():
         os.fchmod(fd, 0o444)
 
 
