@@ -238,3 +238,19 @@ def test_a_lost_object_is_seen_although_the_directory_was_complete_before(
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert lost.is_file()
     assert proj.run_json("status")["up_to_date"] is True
+
+
+def test_a_build_writes_every_outputs_gitignore_entry(tmp_path: Path) -> None:
+    stages = "".join(f"  s{i}:\n    cmd: echo {i} > out{i}.txt\n    outs: [out{i}.txt]\n"
+                     f"  t{i}:\n    cmd: mkdir -p sub && echo {i} > sub/o{i}.txt\n"
+                     f"    outs: [sub/o{i}.txt]\n" for i in range(12))
+    proj = new_project(tmp_path / "p", {"dvc.yaml": "stages:\n" + stages})
+    built = proj.run("run", "-j", "4")
+    assert built.returncode == 0, built.stderr + built.stdout
+    root_entries = (proj.path / ".gitignore").read_text().splitlines()
+    assert sorted(root_entries) == sorted(f"/out{i}.txt" for i in range(12))
+    sub_entries = (proj.path / "sub" / ".gitignore").read_text().splitlines()
+    assert sorted(sub_entries) == sorted(f"/o{i}.txt" for i in range(12))
+    untracked = proj.git("status", "--porcelain", "--untracked-files=all").stdout
+    assert ".txt" not in untracked, untracked  # git sees no output
+    assert_dvc_up_to_date(proj)
