@@ -254,3 +254,15 @@ def test_a_build_writes_every_outputs_gitignore_entry(tmp_path: Path) -> None:
     untracked = proj.git("status", "--porcelain", "--untracked-files=all").stdout
     assert ".txt" not in untracked, untracked  # git sees no output
     assert_dvc_up_to_date(proj)
+
+
+def test_data_add_leaves_autostage_and_git_tracked_paths_to_dvc(tmp_path: Path) -> None:
+    proj = new_project(tmp_path / "p", {"tracked/a.txt": "in git\n"})
+    assert proj.dvc("config", "core.autostage", "true").returncode == 0
+    proj.write("d/a.txt", "a\n")
+    assert proj.run("data", "add", "d").returncode == 0
+    staged = proj.git("diff", "--cached", "--name-only").stdout.split()
+    assert "d.dvc" in staged and ".gitignore" in staged  # DVC staged them, as configured
+    refused = proj.run("data", "add", "tracked")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert not (proj.path / "tracked.dvc").exists()  # DVC's refusal: git tracks it

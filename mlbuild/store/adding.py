@@ -42,16 +42,27 @@ def _git_tracks(root: Path, rel: str) -> bool:
         return True  # unsure: DVC decides
 
 
+def _autostage(root: Path) -> bool:
+    """DVC's core.autostage setting."""
+    from mlbuild.dvcfmt.dvcconfig import load
+
+    value = (load(root).get("core") or {}).get("autostage")
+    return str(value).lower() in ("true", "1", "yes") if value is not None else False
+
+
 def plain(root: Path, rel: str, cache: Cache, taken: list[str]) -> bool:
     """True when adding *rel* is the plain case done here: a regular file or a directory
     (not a link), no .dvc file for it yet, overlapping no tracked or produced path in
-    *taken*, not in git, not .dvcignore'd, and the cache copies rather than links."""
+    *taken*, not in git, not .dvcignore'd, the cache copies rather than links, and DVC is
+    not set to stage what it writes in git (core.autostage)."""
     from mlbuild.dvcfmt.dvcignore import IgnoreRules
 
     path = root / rel
     if path.is_symlink() or not (path.is_file() or path.is_dir()) or rel in ("", "."):
         return False
     if Path(f"{path}.dvc").exists() or any(t not in COPY_TYPES for t in cache.types):
+        return False
+    if _autostage(root):  # DVC would also `git add` what it wrote: leave that to DVC
         return False
     if any(t == rel or t.startswith(rel + "/") or rel.startswith(t + "/") for t in taken):
         return False
