@@ -76,7 +76,9 @@ def _place(src: Path, dst: Path, kind: str) -> None:
 class Cache:
     """The project's local DVC cache."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, read_only: bool = False) -> None:
+        """*read_only*: a caller that must leave the project untouched (verify reading the
+        user's cache), so the completeness memo is consulted but never written."""
         self.root = root
         self.dir = cache_dir(root)
         self.files = self.dir / "files" / "md5"
@@ -84,7 +86,8 @@ class Cache:
         # How an object's content is hashed before it is checked out (the workspace plugs in
         # its stat-cached hasher so unchanged objects are not reread).
         self.verifier: Callable[[Path], str] = md5_file
-        self._memo = CompleteMemo(state_dir(root) / "complete.json", self.files)
+        self._memo = CompleteMemo(state_dir(root) / "complete.json", self.files,
+                                  writable=not read_only)
 
     def object_path(self, md5: str) -> Path:
         """Where an object with this hash lives."""

@@ -26,9 +26,10 @@ Stamp = list[int]  # [inode, mtime_ns] of one prefix folder
 class CompleteMemo:
     """Directory objects (by .dir md5) known complete, with the stamps that prove it."""
 
-    def __init__(self, path: Path, files: Path) -> None:
+    def __init__(self, path: Path, files: Path, writable: bool = True) -> None:
         self.path = path
         self.files = str(files)
+        self.writable = writable
         self._lock = threading.Lock()
         self._data: dict[str, dict[str, Stamp]] | None = None
 
@@ -66,6 +67,8 @@ class CompleteMemo:
     def learn(self, md5: str, stamps: dict[str, Stamp], taken: float) -> None:
         """Remember that *md5* was complete when *stamps* were taken (at time *taken*),
         unless a folder changed so recently that a later change could keep its stamp."""
+        if not self.writable:
+            return
         coarse = any(mtime % 1_000_000_000 == 0 for _, mtime in stamps.values())
         settled = (taken - (COARSE_MARGIN if coarse else FINE_MARGIN)) * 1e9
         if any(mtime > settled for _, mtime in stamps.values()):
