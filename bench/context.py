@@ -29,12 +29,15 @@ class Sizes:
     w8_single: int = 3000  # requests per repetition, 1-row bodies
     w8_batch: int = 600  # requests per repetition, 100-row bodies
     w8_soak: float = 30.0  # seconds of the 50-client soak
+    w9_files: int = 100_000
+    w9_bytes: int = 1024 * MIB
 
     @classmethod
     def quick(cls) -> Sizes:
         """Small sizes for a smoke run."""
         return cls(w1_layers=4, w1_width=5, w3_bytes=128 * MIB, w4_files=1_000,
-                   w6_layers=5, w6_width=40, w8_single=600, w8_batch=150, w8_soak=10.0)
+                   w6_layers=5, w6_width=40, w8_single=600, w8_batch=150, w8_soak=10.0,
+                   w9_files=5_000, w9_bytes=50 * MIB)
 
 
 @dataclass

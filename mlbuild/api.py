@@ -17,7 +17,7 @@ from mlbuild.pipeline.graph import topo_order
 
 if TYPE_CHECKING:
     from mlbuild.data.ops import PullResult
-    from mlbuild.store.tracked import TrackedChange
+    from mlbuild.store.tracked import TrackedChange, TrackedOut
     from mlbuild.verify.rebuild import VerifyReport
 
 __all__ = ["RunRequest", "StageStatus", "dag", "data_changes", "failed", "pull", "push", "run",
@@ -69,6 +69,9 @@ def status_report(root: Path, targets: list[str] | None = None, data: bool = Tru
     from mlbuild.store.tracked import POINTER_LISTING, changes, find_pointers
 
     listing = git_later(root, *POINTER_LISTING) if data else None
+    if data and not targets and not _has_pipeline(root):  # only .dvc files, as `dvc status`
+        return [], _pointer_changes(root, find_pointers(root, [], everything=True,
+                                                        listing=listing))
     ws = prepare(root, dry=True)
     try:
         verdicts = _verdicts(ws, targets)
@@ -78,6 +81,26 @@ def status_report(root: Path, targets: list[str] | None = None, data: bool = Tru
         return verdicts, changes(tracked, ws.hasher, ws.cache)
     finally:
         ws.save_state()
+
+
+def _has_pipeline(root: Path) -> bool:
+    """True when the project declares stages (dvc.yaml, or stages/*.yaml to generate it)."""
+    return (root / "dvc.yaml").exists() or any((root / "stages").glob("*.yaml"))
+
+
+def _pointer_changes(root: Path, tracked: list[TrackedOut]) -> list[TrackedChange]:
+    """changes() of .dvc-tracked data in a project without a pipeline."""
+    from mlbuild.files.layout import state_dir
+    from mlbuild.store.cache import Cache
+    from mlbuild.store.hashing import Hasher
+    from mlbuild.store.statcache import StatCache
+    from mlbuild.store.tracked import changes
+
+    stat_cache = StatCache(state_dir(root) / "stat-cache.json")
+    try:
+        return changes(tracked, Hasher(root, stat_cache), Cache(root))
+    finally:
+        stat_cache.save()
 
 
 def data_changes(root: Path) -> list[TrackedChange]:

@@ -289,7 +289,8 @@ def test_status_reports_tracked_data_no_stage_reads(example_built: Project) -> N
     assert "mlbuild data add data/raw" in proc.stdout
     report = example_built.run_json("status")
     assert report["up_to_date"] is False
-    assert report["data"] == [{"dvcfile": "data.dvc", "path": "data/raw", "change": "modified"}]
+    assert report["data"] == [{"dvcfile": "data.dvc", "path": "data/raw", "change": "modified",
+                               "files": ["data/raw/test.csv"]}]  # the file that changed
     assert example_built.run("data", "add", "data/raw").returncode == 0
     assert example_built.run_json("status")["data"] == []
     assert json.loads(example_built.dvc("status", "--json").stdout or "{}") == {}

@@ -12,6 +12,8 @@ from mlbuild.errors import CheckFailedError
 if TYPE_CHECKING:
     from mlbuild.engine.recovery import Leftovers
 
+SHOWN_FILES = 20  # changed files listed under a modified directory
+
 
 def status(
     targets: Annotated[list[str] | None, typer.Argument(metavar="[STAGE]...",
@@ -41,6 +43,11 @@ def status(
                "deleted": "restore it with 'mlbuild pull'"}.get(change.change, "")
         typer.echo(f"{change.dvcfile}:\n    changed outs: {change.change}: {change.path}"
                    + (f" ({fix})" if fix else ""))
+        for name in change.files[:SHOWN_FILES]:
+            typer.echo(f"        {name}")
+        if len(change.files) > SHOWN_FILES:
+            typer.echo(f"        ... and {len(change.files) - SHOWN_FILES} more (--json lists "
+                       "them all)")
     if not stale:
         typer.echo(f"Pipeline is up to date ({len(verdicts)} stages)."
                    + (" Tracked data changed." if data else ""))

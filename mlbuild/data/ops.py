@@ -56,7 +56,54 @@ def add(root: Path, paths: list[str]) -> list[str]:
         except ValueError as exc:
             raise UsageError(f"cannot add '{path}': it is outside the project") from exc
     check_contracts(root, rel)
-    return remote.add(root, rel)
+    native = _native_adds(root, rel)
+    others = [r for r in rel if r not in native]
+    return sorted([*native.values(), *(remote.add(root, others) if others else [])])
+
+
+def _native_adds(root: Path, rel: list[str]) -> dict[str, str]:
+    """Add the plain cases natively (see mlbuild.store.adding); path -> .dvc file written."""
+    from mlbuild.files.layout import state_dir
+    from mlbuild.store.adding import plain, track
+    from mlbuild.store.hashing import Hasher
+    from mlbuild.store.statcache import StatCache
+
+    taken = _taken(root)
+    if taken is None:
+        return {}
+    cache = Cache(root)
+    hasher = Hasher(root, StatCache(state_dir(root) / "stat-cache.json"))
+    return {r: track(root, r, cache, hasher) for r in rel if plain(root, r, cache, taken)}
+
+
+def _taken(root: Path) -> list[str] | None:
+    """Paths already tracked by a .dvc file or produced by a stage of dvc.yaml; None when
+    that is not known for sure (a dvc.yaml below the root, one that does not load): DVC
+    then decides everything."""
+    from mlbuild.dvcfmt.dvcyaml import load_pipeline
+    from mlbuild.errors import MlbuildError
+    if any(p.endswith("/dvc.yaml") for p in _listed(root, "*dvc.yaml")):
+        return None
+    taken = [out.path for out in find_pointers(root, [], everything=True)]
+    try:
+        pipeline = load_pipeline(root) if (root / "dvc.yaml").is_file() else None
+    except MlbuildError:
+        return None
+    if pipeline is not None:
+        taken += [o.path for s in pipeline.stages.values() for o in s.outs]
+    return taken
+
+
+def _listed(root: Path, pattern: str) -> list[str]:
+    """Files git knows (tracked or not ignored) matching *pattern*; nothing outside git."""
+    from mlbuild.gitrepo import GitError, git
+
+    try:
+        out = git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--",
+                  pattern)
+    except GitError:
+        return []
+    return [n for n in out.decode().split("\0") if n]
 
 
 def _lock_outputs(root: Path) -> list[tuple[str, str]]:

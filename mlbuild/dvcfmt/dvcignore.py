@@ -29,6 +29,11 @@ class IgnoreRules:
 
             self._spec = pathspec.GitIgnoreSpec.from_lines(patterns)
 
+    @property
+    def has_patterns(self) -> bool:
+        """False when only DVC's built-in names are ignored (no .dvcignore patterns)."""
+        return self._spec is not None
+
     def ignored(self, relpath: str, is_dir: bool) -> bool:
         """True when DVC would not see this project-relative file or directory."""
         name = relpath.rsplit("/", 1)[-1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,10 +122,27 @@ _UNSYNCED: set[str] = set()
 _UNSYNCED_LOCK = threading.Lock()
 
 
+# Writes held back until the next sync_written() (a build's .gitignore entries: one write of
+# each .gitignore per dvc.lock write instead of one per output).
+_DEFERRED: list[Callable[[], None]] = []
+
+
+def defer_until_sync(write: Callable[[], None]) -> None:
+    """Run *write* (which writes with durable=False) at the next sync_written()."""
+    with _UNSYNCED_LOCK:
+        _DEFERRED.append(write)
+
+
 def sync_written() -> None:
-    """fsync every file write_atomic wrote with durable=False: one batch instead of one
-    fsync per write. dvc.lock calls it before each write, so what dvc.lock records never
-    outlives, after a power loss, the .gitignore entries written for it."""
+    """Do the deferred writes, then fsync every file write_atomic wrote with durable=False:
+    one batch instead of one fsync per write. dvc.lock calls it before each write, so what
+    dvc.lock records never outlives, after a power loss, the .gitignore entries written
+    for it."""
+    with _UNSYNCED_LOCK:
+        deferred = list(_DEFERRED)
+        _DEFERRED.clear()
+    for write in deferred:
+        write()
     with _UNSYNCED_LOCK:
         paths = sorted(_UNSYNCED)
         _UNSYNCED.clear()

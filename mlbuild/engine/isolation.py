@@ -148,7 +148,7 @@ def _seed(root: Path, dest: Path, copy: bool) -> None:
 def _seed_data(root: Path, dest: Path) -> list[str]:
     """Copy the objects of .dvc-tracked data from the user's cache (read only) into the
     scratch cache; return the pointer files whose data must be pulled from the remote."""
-    source, target = Cache(root), Cache(dest)
+    source, target = Cache(root, read_only=True), Cache(dest)
     missing = []
     for out in find_pointers(dest, [], everything=True):
         if source.complete(out.info):
@@ -181,7 +181,7 @@ def _seed_frozen(root: Path, dest: Path) -> None:
 
     if not ((dest / "dvc.yaml").is_file() and (dest / "dvc.lock").is_file()):
         return  # nothing recorded, or a pipeline compiled only at build time
-    source, target = Cache(root), Cache(dest)
+    source, target = Cache(root, read_only=True), Cache(dest)
     lock = LockFile(dest)
     for stage in load_pipeline(dest).stages.values():
         entry = lock.get(stage.name)

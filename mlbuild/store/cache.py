@@ -12,13 +12,15 @@ from pathlib import Path
 from mlbuild.dvcfmt.dvcconfig import cache_dir, cache_types
 from mlbuild.dvcfmt.hashinfo import HashInfo
 from mlbuild.errors import IntegrityError
+from mlbuild.files.layout import StatKey, stat_key, state_dir
 from mlbuild.files.temp import tmp_beside
 from mlbuild.store.boundary import ensure_inside
+from mlbuild.store.completememo import CompleteMemo, now
 from mlbuild.store.hashing import Hasher, md5_file
+from mlbuild.store.onepass import SMALL, Read
 
 FICLONE = 0x40049409  # Linux ioctl that makes a copy-on-write clone (reflink)
-INGEST_MIN = 4 * 1024 * 1024  # files this big are copied while being hashed (one read)
-HASH_THREADS = min(4, os.cpu_count() or 1)  # hashlib releases the GIL on large blocks
+INGEST_MIN = SMALL + 1  # files this big are copied while being hashed (one read)
 
 
 def _reflink(src: Path, dst: Path) -> None:
@@ -74,7 +76,9 @@ def _place(src: Path, dst: Path, kind: str) -> None:
 class Cache:
     """The project's local DVC cache."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, read_only: bool = False) -> None:
+        """*read_only*: a caller that must leave the project untouched (verify reading the
+        user's cache), so the completeness memo is consulted but never written."""
         self.root = root
         self.dir = cache_dir(root)
         self.files = self.dir / "files" / "md5"
@@ -82,6 +86,8 @@ class Cache:
         # How an object's content is hashed before it is checked out (the workspace plugs in
         # its stat-cached hasher so unchanged objects are not reread).
         self.verifier: Callable[[Path], str] = md5_file
+        self._memo = CompleteMemo(state_dir(root) / "complete.json", self.files,
+                                  writable=not read_only)
 
     def object_path(self, md5: str) -> Path:
         """Where an object with this hash lives."""
@@ -99,36 +105,28 @@ class Cache:
         obj.parent.mkdir(parents=True, exist_ok=True)
         return tmp_beside(obj)
 
-    def add_file(self, src: Path, md5: str) -> None:
-        """Store a file's content under its hash (reflink when possible, else copy)."""
-        obj = self.object_path(md5)
-        if obj.exists():
-            return
-        tmp = self._tmp(obj)
-        try:
-            try:
-                _reflink(src, tmp)
-            except OSError:
-                shutil.copyfile(src, tmp)
-            tmp.chmod(0o444)
-            os.replace(tmp, obj)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def ingest(self, src: Path) -> str:
-        """Hash a file and store it in one pass over its bytes; return its md5.
+    def ingest(self, src: Path) -> Read:
+        """Hash a big file and store it in one pass over its bytes.
 
         The copy is written while hashing (a reflink is tried first: then only the hash
         reads the data), so committing a fresh output costs about one read and one write.
+        The two passes read separately: if the file's stat changed meanwhile, the stored
+        copy is hashed instead, so the object always has the hash it is stored under (and
+        the result carries no stat key: nobody may remember that hash for the file).
         """
         staging = tmp_beside(self.files / "x", "ingest")
         staging.parent.mkdir(parents=True, exist_ok=True)
         try:
+            before = src.stat()
             try:
                 _reflink(src, staging)
                 md5 = md5_file(src)
             except OSError:
                 md5 = _copy_while_hashing(src, staging)
+            key: StatKey | None = stat_key(before)
+            if stat_key(src.stat()) != key:
+                md5, key = md5_file(staging), None
+            size = staging.stat().st_size  # of the content hashed
             obj = self.object_path(md5)
             if not obj.exists():
                 obj.parent.mkdir(parents=True, exist_ok=True)
@@ -136,37 +134,15 @@ class Cache:
                 os.replace(staging, obj)
         finally:
             staging.unlink(missing_ok=True)
-        return md5
-
-    def store_file(self, path: Path, hasher: Hasher) -> HashInfo:
-        """Hash and commit one file, reading it once when it is new."""
-        info = hasher.cached(path)
-        if info is not None:
-            self.add_file(path, info.md5)
-            return info
-        if path.stat().st_size >= INGEST_MIN:
-            return hasher.remember(path, self.ingest(path))
-        info = hasher.file(path)
-        self.add_file(path, info.md5)
-        return info
+        return Read(md5, size, key, bool(before.st_mode & 0o100))
 
     def store(self, path: Path, hasher: Hasher) -> HashInfo:
         """Hash and commit a workspace file or directory (the .dir manifest last)."""
-        if not path.is_dir():
-            return self.store_file(path, hasher)
-        from concurrent.futures import ThreadPoolExecutor
+        from mlbuild.store.commit import store_file, store_tree
 
-        from mlbuild.store.hashing import tree_manifest, walk_files
-
-        files = walk_files(path, hasher.skip(path))  # .dvcignore'd files left out
-        big = [f for _, f in files if f.stat().st_size >= INGEST_MIN]
-        with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
-            pre = dict(zip(big, pool.map(lambda f: self.store_file(f, hasher), big), strict=True))
-        infos = [(rel, pre.get(f) or self.store_file(f, hasher)) for rel, f in files]
-        entries = [(rel, info.md5) for rel, info in infos]
-        body, md5 = tree_manifest(entries)
-        self.add_bytes(body, md5)
-        return HashInfo(md5=md5, size=sum(i.size for _, i in infos), nfiles=len(infos))
+        if path.is_dir():
+            return store_tree(self, path, hasher)
+        return store_file(self, path, hasher)
 
     def add_bytes(self, body: bytes, md5: str) -> None:
         """Store an in-memory object (a .dir manifest)."""
@@ -201,15 +177,27 @@ class Cache:
         return self.object_path(ref) if self.has_md5(ref) else None
 
     def complete(self, info: HashInfo) -> bool:
-        """The object and, for a directory, every file it lists are present."""
+        """The object and, for a directory, every file it lists are present (a directory
+        found so before is answered from the memo while its objects' folders are unchanged)."""
         if not self.has(info):
             return False
         if not info.isdir:
             return True
+        if self._memo.known(info.md5):
+            return True
         try:
-            return all(self.object_path(md5).is_file() for _, md5 in self.manifest(info.md5))
+            entries = self.manifest(info.md5)
         except (OSError, ValueError, KeyError):
             return False
+        taken = now()
+        stamps = self._memo.stamps({md5[:2] for _, md5 in entries})  # before the check
+        top = str(self.files)
+        if not all(os.path.isfile(f"{top}/{md5[:2]}/{md5[2:]}")  # noqa: PTH113
+                   for _, md5 in entries):
+            return False
+        if stamps is not None:
+            self._memo.learn(info.md5, stamps, taken)
+        return True
 
     def _checkout_file(self, md5: str, dst: Path, kinds: list[str] | None = None,
                        checked: set[Path] | None = None) -> None:

@@ -7,7 +7,7 @@ import re
 import threading
 from pathlib import Path
 
-from mlbuild.dvcfmt.yamlio import write_atomic
+from mlbuild.dvcfmt.yamlio import defer_until_sync, write_atomic
 from mlbuild.store.boundary import ensure_inside
 
 _LOCK = threading.Lock()
@@ -30,8 +30,9 @@ def escape(name: str) -> str:
 def ignore(root: Path, relpath: str, durable: bool = True) -> None:
     """Add '/<name>' to the .gitignore beside *relpath* unless it is already there.
 
-    A build passes durable=False: its dvc.lock writes fsync the .gitignore files first
-    (yamlio.sync_written), one batch per lock write instead of one fsync per output.
+    A build passes durable=False: the entry is written (with the others of that .gitignore)
+    just before the next dvc.lock write (yamlio.sync_written), which also fsyncs it; a
+    100-stage build then rewrites the root .gitignore once, not 100 times.
     """
     if not in_git(root):
         return
@@ -39,13 +40,38 @@ def ignore(root: Path, relpath: str, durable: bool = True) -> None:
     ensure_inside(root, path)  # never write a .gitignore through a link out of the project
     gitignore = path.parent / ".gitignore"
     entry = f"/{escape(path.name)}"
+    if durable:
+        with _LOCK:
+            _add(gitignore, [entry], durable=True)
+        return
     with _LOCK:
-        try:
-            text = gitignore.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            text = ""
-        if entry in text.splitlines():
-            return
-        if text and not text.endswith("\n"):
-            text += "\n"
-        write_atomic(gitignore, text + entry + "\n", durable=durable)
+        if not _PENDING:  # the first since the last sync: have the next one write them
+            defer_until_sync(_write_pending)
+        _PENDING.setdefault(gitignore, []).append(entry)
+
+
+_PENDING: dict[Path, list[str]] = {}  # .gitignore -> entries not written yet
+
+
+def _write_pending() -> None:
+    """Write every pending entry, each .gitignore once (durable=False: synced by the caller)."""
+    with _LOCK:
+        pending = dict(_PENDING)
+        _PENDING.clear()
+        for gitignore, entries in pending.items():
+            _add(gitignore, entries, durable=False)
+
+
+def _add(gitignore: Path, entries: list[str], durable: bool) -> None:
+    """Append the entries the file lacks (the caller holds _LOCK)."""
+    try:
+        text = gitignore.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    lines = set(text.splitlines())
+    new = [e for e in dict.fromkeys(entries) if e not in lines]
+    if not new:
+        return
+    if text and not text.endswith("\n"):
+        text += "\n"
+    write_atomic(gitignore, text + "".join(f"{e}\n" for e in new), durable=durable)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 from collections.abc import Callable
@@ -135,21 +136,47 @@ class TrackedChange:
     dvcfile: str
     path: str
     change: str  # 'modified', 'deleted' or 'not in cache'
+    files: tuple[str, ...] = ()  # in a modified directory: the files added, changed, removed
+
+
+def _current(hasher: Hasher, rel: str) -> tuple[HashInfo | None, list[tuple[str, str]]]:
+    """The path's hash now, and for a directory its (relpath, md5) entries."""
+    full = hasher.root / rel
+    if full.is_dir():
+        return hasher.directory(full)
+    return hasher.path(rel), []
+
+
+def changed_files(cache: Cache, recorded: str, entries: list[tuple[str, str]]) -> list[str]:
+    """Relpaths that differ between a recorded .dir manifest and a directory's entries now
+    (added, changed or removed); nothing when the manifest is not in the cache."""
+    if not cache.has_md5(recorded):
+        return []
+    try:  # only names are compared and shown: no need for manifest()'s per-entry checks
+        items = json.loads(cache.object_path(recorded).read_bytes())
+        before = {str(i["relpath"]): i["md5"] for i in items}
+    except (OSError, ValueError, TypeError, KeyError):
+        return []
+    return sorted({rel for rel, _ in set(entries).symmetric_difference(before.items())})
 
 
 def changes(tracked: list[TrackedOut], hasher: Hasher, cache: Cache) -> list[TrackedChange]:
     """Tracked outputs edited, deleted or missing from the cache, as `dvc status` reports them
-    whether or not a stage reads them."""
+    whether or not a stage reads them; a modified directory names its changed files."""
     found = []
     for out in tracked:
-        current = hasher.path(out.path)
+        current, entries = _current(hasher, out.path)
+        files: list[str] = []
         if current is None:
             change = "deleted"
         elif current.md5 != out.info.md5:
             change = "modified"
+            if out.info.isdir and current.isdir:
+                files = [f"{out.path}/{rel}" for rel in
+                         changed_files(cache, out.info.md5, entries)]
         elif not cache.complete(out.info):
             change = "not in cache"
         else:
             continue
-        found.append(TrackedChange(out.dvcfile, out.path, change))
+        found.append(TrackedChange(out.dvcfile, out.path, change, tuple(files)))
     return found

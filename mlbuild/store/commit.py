@@ -1,0 +1,94 @@
+"""Committing a workspace file or directory to the cache: hash it and store it, each new
+file read once (see onepass), a directory's files on a few threads, its .dir manifest last."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlbuild.dvcfmt.hashinfo import HashInfo
+from mlbuild.store.hashing import Hasher, tree_manifest
+from mlbuild.store.onepass import ObjectWriter, Read, commit_small
+
+if TYPE_CHECKING:
+    from mlbuild.store.cache import Cache
+
+# Big files are hashed on a few threads (hashlib releases the GIL on large blocks). Small
+# ones are not: measured on ext4, threads creating objects side by side were slower than one
+# (the kernel's directory locks and the GIL), so they go one after another.
+THREADS = min(4, os.cpu_count() or 1)
+Item = tuple[str, str, str]  # (manifest relpath, full path, stat-cache key)
+
+
+def walk(top: Path, hasher: Hasher) -> list[Item]:
+    """Every file under *top* DVC would hash (.dvcignore applied), as plain strings."""
+    skip = hasher.skip(top)
+    top_s = str(top)
+    base = hasher.key(top) + os.sep
+    found: list[Item] = []
+    for dirpath, dirnames, filenames in os.walk(top_s):
+        rel_dir = dirpath[len(top_s) + 1:]
+        prefix = rel_dir.replace(os.sep, "/") + "/" if rel_dir else ""
+        dirnames[:] = sorted(d for d in dirnames if not skip(prefix + d, True))
+        key_dir = base + (rel_dir + os.sep if rel_dir else "")
+        sep_dir = dirpath + os.sep
+        found.extend((prefix + name, sep_dir + name, key_dir + name)
+                     for name in filenames if not skip(prefix + name, False))
+    return found
+
+
+def commit_one(hasher: Hasher, writer: ObjectWriter, full: str, key: str,
+               shown: str) -> Read | None:
+    """Hash and store one small file; remember its hash when it did not change while read.
+    None when it is too big to hold in memory (see commit_big)."""
+    get = hasher.cache.get
+    read = commit_small(full, shown, lambda skey: get(key, skey), writer.has, writer)
+    if read is not None and read.key is not None:
+        hasher.cache.put(key, read.key, read.md5)
+    return read
+
+
+def commit_big(cache: Cache, hasher: Hasher, full: str, key: str) -> Read:
+    """Hash and store a big file, streamed (copied while hashed)."""
+    read = cache.ingest(Path(full))
+    if read.key is not None:
+        hasher.cache.put(key, read.key, read.md5)
+    return read
+
+
+def store_file(cache: Cache, path: Path, hasher: Hasher) -> HashInfo:
+    """Hash and commit one file."""
+    key = hasher.key(path)
+    read = (commit_one(hasher, ObjectWriter(cache.files), str(path), key, key)
+            or commit_big(cache, hasher, str(path), key))
+    return HashInfo(md5=read.md5, size=read.size, isexec=read.isexec)
+
+
+def _in_threads(items: list[Item], work: Callable[[Item], Read]) -> list[Read]:
+    """work() over a few items (big files) on THREADS threads."""
+    if THREADS < 2 or len(items) < 2:
+        return [work(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        return list(pool.map(work, items))
+
+
+def store_tree(cache: Cache, top: Path, hasher: Hasher) -> HashInfo:
+    """Hash and commit a directory: every file, then its .dir manifest, written once."""
+    items = walk(top, hasher)
+    writer = ObjectWriter(cache.files)
+    shown = hasher.key(top)
+    reads = [commit_one(hasher, writer, full, key, f"{shown}/{rel}") for rel, full, key in items]
+    big = [i for i, read in enumerate(reads) if read is None]
+    done = _in_threads([items[i] for i in big],
+                       lambda item: commit_big(cache, hasher, item[1], item[2]))
+    for i, read in zip(big, done, strict=True):
+        reads[i] = read
+    final = [read for read in reads if read is not None]
+    body, md5 = tree_manifest([(rel, read.md5) for (rel, _, _), read in
+                               zip(items, final, strict=True)])
+    cache.add_bytes(body, md5)
+    return HashInfo(md5=md5, size=sum(r.size for r in final), nfiles=len(final))
