@@ -247,6 +247,9 @@ def test_a_shallow_clone_says_so_and_a_project_without_registry_is_refused(
     assert "shallow clone" in proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["shallow"] is True and doc["revision"] == history.commits["C9"]
+    audit = Project(clone).run("audit", "model", "--json")
+    assert audit.returncode == 0 and "shallow clone" in audit.stderr
+    assert json.loads(audit.stdout)["shallow"] is True
     proc = Project(clone).run("kpi", "--json")
     assert proc.returncode == 0 and "shallow clone" in proc.stderr
     assert json.loads(proc.stdout)["models"]["model"]["defect_rate"]["promotions"] == 1

@@ -90,6 +90,7 @@ def audit(
     if json_out and md:
         raise UsageError("give --json or --md, not both")
     doc = report(find_root(), model)
+    _shallow(doc)
     if json_out:
         typer.echo(json.dumps(doc, indent=2))
     elif md:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mlbuild.errors import UsageError, did_you_mean
+from mlbuild.lineage import gitfacts
 from mlbuild.lineage.events import Event, Facts
 from mlbuild.lineage.render import when
 from mlbuild.lineage.trace import lineage
@@ -39,7 +40,7 @@ def audit(root: Path, name: str) -> dict[str, Any]:
     versions.sort(key=lambda v: next(e.time for e in events
                                      if e.kind == "register" and e.version == v["version"]))
     return {"model": name, "versions": versions, "events": [e.to_doc() for e in events],
-            "holders": facts.registry.stages(name)}
+            "holders": facts.registry.stages(name), "shallow": gitfacts.shallow(root)}
 
 
 def _register(e: Event, version: str) -> str:
