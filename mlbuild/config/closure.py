@@ -138,3 +138,16 @@ def third_party(files: list[Path], root: Path) -> set[str]:
             if module_file(root, top) is None and module_file(path.parent, top) is None:
                 names.add(top)
     return names
+
+
+def imported_modules(files: list[Path]) -> set[str]:
+    """Absolute module names *files* import ('from x import y': x, and x.y in case y is a
+    submodule): what a warm interpreter may import ahead for them."""
+    names: set[str] = set()
+    for path in files:
+        for module, level, imported in _imported_names(path):
+            if level or not module:
+                continue
+            names.add(module)
+            names.update(f"{module}.{n}" for n in imported if n != "*")
+    return names

@@ -16,6 +16,7 @@ from mlbuild.engine.procgroup import ProcessTable
 from mlbuild.engine.runner import backed_up_outputs, log_name, run_command
 from mlbuild.engine.stagechecks import check_contracts, inputs_unchanged, outputs_inside
 from mlbuild.engine.staleness import Reason, Snapshot, StatusChecker, Why
+from mlbuild.engine.warm import WarmPool
 from mlbuild.errors import MlbuildError, StageFailedError
 from mlbuild.events import (
     FAILED,
@@ -67,6 +68,7 @@ class Builder:
     sandbox: Sandbox
     options: BuildOptions = field(default_factory=BuildOptions)
     procs: ProcessTable = field(default_factory=ProcessTable)
+    warm: WarmPool | None = None  # forks plain Python commands from warm interpreters
     plan: Plan | None = None  # a dry run's verdicts come from it
     warnings: dict[str, list[str]] = field(default_factory=dict)
     restored: dict[str, str] = field(default_factory=dict)  # stage -> how it was restored
@@ -251,6 +253,7 @@ class Builder:
                                    + corrupt_message(result.corrupt, expand(self.cache, outs)))
 
     def _run(self, stage: Any, snap: Snapshot) -> None:
+        self._warm_up(stage)
         self._check_contracts(stage, Side.INPUT)
         for out in stage.outs:
             if out.persist:  # a persistent output is changed in place: never into the cache
@@ -268,6 +271,16 @@ class Builder:
         if saves_run_cache(stage):
             self.runcache.save(entry)
 
+    def _warm_up(self, stage: Any) -> None:
+        """Start the warm interpreter a Python stage about to run needs, so that it imports
+        while the stage's inputs are checked (and for the stages after it)."""
+        from mlbuild.engine.warm import program
+
+        if self.warm is not None and any(program(cmd) for cmd in stage.cmd):
+            env = self.sandbox.env_ahead(stage)
+            if env is not None:
+                self.warm.prestart(env)
+
     def _check_contracts(self, stage: Any, side: Side) -> None:
         with self._contracts_lock:  # schema modules are imported into this process
             check_contracts(self.root, stage, side)
@@ -277,7 +290,8 @@ class Builder:
         failure: StageFailedError | None = None
         with self.sandbox.session(stage) as box:
             try:
-                run_command(self.root, stage, self.scratch / "logs", self.procs, env=box.env)
+                run_command(self.root, stage, self.scratch / "logs", self.procs, env=box.env,
+                            warm=self.warm)
             except StageFailedError as exc:
                 failure = exc
         if failure is not None and not box.findings.network:

@@ -16,6 +16,7 @@ import sys
 import threading
 from contextlib import suppress
 from pathlib import Path
+from typing import Protocol
 
 KILL_GRACE = 5.0  # seconds a stopped stage gets after SIGTERM before SIGKILL
 GOODBYE = b"exit"
@@ -28,12 +29,21 @@ WATCHER = (
 )
 
 
+class Process(Protocol):
+    """A running stage command: a Popen, or a child of a warm interpreter (engine/warm.py)."""
+
+    pid: int
+
+    def wait(self) -> int:
+        """Wait for it to end; its exit status."""
+
+
 class ProcessTable:
     """Running stage processes and their shared process group, so an interrupt (or the death
     of mlbuild) can stop them all."""
 
     def __init__(self, lock_fd: int | None = None, record: Path | None = None) -> None:
-        self._procs: set[subprocess.Popen[bytes]] = set()
+        self._procs: set[Process] = set()
         self._lock = threading.Lock()
         self._lock_fd = lock_fd
         self._record = record  # where the group id is noted for a run after a crash
@@ -74,12 +84,12 @@ class ProcessTable:
         if self._record is not None:
             self._record.unlink(missing_ok=True)
 
-    def add(self, proc: subprocess.Popen[bytes]) -> None:
+    def add(self, proc: Process) -> None:
         """Track a started stage process."""
         with self._lock:
             self._procs.add(proc)
 
-    def discard(self, proc: subprocess.Popen[bytes]) -> None:
+    def discard(self, proc: Process) -> None:
         """Forget a finished stage process."""
         with self._lock:
             self._procs.discard(proc)
@@ -99,7 +109,7 @@ class ProcessTable:
         for proc in procs:
             self.kill_group(proc, signum)
 
-    def kill_group(self, proc: subprocess.Popen[bytes], signum: int) -> None:
+    def kill_group(self, proc: Process, signum: int) -> None:
         """Signal the group *proc* runs in (the watcher ignores all but SIGKILL); the shared
         group outlives a stage's shell, so its children are reached after the shell exited."""
         with suppress(OSError):

@@ -13,8 +13,10 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import IO
 
-from mlbuild.engine.procgroup import ProcessTable, popen_group
+from mlbuild.engine.procgroup import Process, ProcessTable, popen_group
+from mlbuild.engine.warm import WarmPool, program
 from mlbuild.errors import StageFailedError
 from mlbuild.files.names import derived
 from mlbuild.pipeline.model import Stage
@@ -176,26 +178,38 @@ def backed_up_outputs(root: Path, stage: Stage, scratch: Path,
             shutil.rmtree(box, ignore_errors=True)
 
 
-def run_command(root: Path, stage: Stage, logdir: Path, procs: ProcessTable,
-                env: dict[str, str] | None = None) -> None:
-    """Run the stage's commands in its wdir; raise StageFailedError on a non-zero exit."""
+def _start(root: Path, stage: Stage, cmd: str, env: dict[str, str], procs: ProcessTable,
+           out: IO[bytes], err: IO[bytes], warm: WarmPool | None) -> Process:
+    """Start one command: forked from a warm interpreter when it can be, else by the shell."""
+    cwd = root / stage.wdir
+    if warm is not None and (argv := program(cmd)) is not None:
+        proc = warm.start(argv, cwd, env, out, err, procs.group())
+        if proc is not None:
+            return proc
     shell = os.environ.get("SHELL") or "/bin/sh"
+    try:
+        started: Process = subprocess.Popen(
+            shell_command(shell, cmd), cwd=cwd, env=env, stdout=out, stderr=err,
+            stdin=subprocess.DEVNULL, **popen_group(procs),  # type: ignore[call-overload]
+        )
+    except OSError as exc:
+        raise StageFailedError(
+            f"stage '{stage.name}' could not start its command in "
+            f"'{stage.wdir}' with {shell}: {exc.strerror or exc}"
+        ) from exc
+    return started
+
+
+def run_command(root: Path, stage: Stage, logdir: Path, procs: ProcessTable,
+                env: dict[str, str] | None = None, warm: WarmPool | None = None) -> None:
+    """Run the stage's commands in its wdir; raise StageFailedError on a non-zero exit.
+    With *warm*, a plain Python command is forked from a warm interpreter."""
     logdir.mkdir(parents=True, exist_ok=True)
     out_log, err_log = logdir / log_name(stage.name, ".out"), logdir / log_name(stage.name, ".err")
     env = env if env is not None else stage_env(root, stage)
     with open(out_log, "wb") as out, open(err_log, "wb") as err:
         for cmd in stage.cmd:
-            try:
-                proc = subprocess.Popen(
-                    shell_command(shell, cmd), cwd=root / stage.wdir, env=env, stdout=out,
-                    stderr=err, stdin=subprocess.DEVNULL,
-                    **popen_group(procs),  # type: ignore[call-overload]
-                )
-            except OSError as exc:
-                raise StageFailedError(
-                    f"stage '{stage.name}' could not start its command in "
-                    f"'{stage.wdir}' with {shell}: {exc.strerror or exc}"
-                ) from exc
+            proc = _start(root, stage, cmd, env, procs, out, err, warm)
             procs.add(proc)
             try:
                 code = proc.wait()

@@ -33,7 +33,10 @@ from mlbuild.pipeline.plan import Plan, Step
 
 if TYPE_CHECKING:  # the build machinery is imported only when something may run
     from mlbuild.engine.recovery import Leftovers
+    from mlbuild.engine.warm import WarmPool
     from mlbuild.history.journal import Recorder
+    from mlbuild.pipeline.graph import Graph
+    from mlbuild.sandbox.policy import Sandbox
 
 Notify = Callable[[str], None]
 
@@ -141,7 +144,7 @@ def planned_order(ws: Workspace, targets: list[str]) -> list[str]:
 def _build(root: Path, request: RunRequest, emit: Emit, lock_fd: int | None,
            on_notice: Notify | None, recorder: Recorder | None = None) -> BuildResult:
     ws = prepare(root, request.overrides, dry=request.dry_run)
-    procs = None
+    procs = warm = None
     try:
         if not request.dry_run:
             fetch_inputs(ws, request.pull, request.pull_remote, on_notice)
@@ -158,10 +161,11 @@ def _build(root: Path, request: RunRequest, emit: Emit, lock_fd: int | None,
         from mlbuild.engine.scheduler import execute
 
         procs = ProcessTable(lock_fd, state_dir(root) / "stages.pgid")
+        sandbox = make_sandbox(ws, request.strict)
+        warm = None if request.dry_run else warm_pool(root, ws.graph, order, sandbox)
         builder = Builder(
             root=root, graph=ws.graph, lock=ws.lock, hasher=ws.hasher, checker=ws.checker,
-            cache=ws.cache, runcache=ws.runcache, emit=emit,
-            sandbox=make_sandbox(ws, request.strict),
+            cache=ws.cache, runcache=ws.runcache, emit=emit, sandbox=sandbox, warm=warm,
             options=BuildOptions(force=request.force, dry_run=request.dry_run,
                                  pull=request.pull_remote, shared_runs=request.shared_runs,
                                  only=request.only),
@@ -176,8 +180,18 @@ def _build(root: Path, request: RunRequest, emit: Emit, lock_fd: int | None,
     finally:
         if procs is not None:
             procs.close()
+        if warm is not None:
+            warm.close()
         ws.lock.flush()
         ws.save_state()
+
+
+def warm_pool(root: Path, graph: Graph, order: list[str], sandbox: Sandbox) -> WarmPool | None:
+    """Warm interpreters for the hermetic Python stages this build may run (engine/warm.py)."""
+    from mlbuild.engine.warm import WarmPool, preload
+
+    hermetic = [graph.stages[n] for n in order if sandbox.hermetic_for(graph.stages[n])]
+    return WarmPool.create(root, preload(root, hermetic)) if hermetic else None
 
 
 def _settled(done: Plan, emit: Emit) -> dict[str, StageResult]:

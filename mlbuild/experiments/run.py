@@ -117,6 +117,14 @@ def _variants(root: Path, sweep: Sweep) -> list[Variant]:
 def run(root: Path, baseline: str, variants: list[Variant], jobs: int,
         on_variant: OnVariant, parent: str | None = None) -> list[Variant]:
     """Build every variant, *jobs* at a time; report each as it starts and ends."""
+    from mlbuild.engine.warm import shared_pool
+
+    with shared_pool():  # the variants' builds share warm interpreters
+        return _run_all(root, baseline, variants, jobs, on_variant, parent)
+
+
+def _run_all(root: Path, baseline: str, variants: list[Variant], jobs: int,
+             on_variant: OnVariant, parent: str | None) -> list[Variant]:
     slots = threading.Semaphore(max(1, jobs))
     stop = threading.Event()
     ended: list[threading.Event] = []

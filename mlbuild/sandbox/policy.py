@@ -93,6 +93,16 @@ class Sandbox:
             return self.project.stage_settings(stage.name)
         return None
 
+    def env_ahead(self, stage: Stage) -> dict[str, str] | None:
+        """The environment a hermetic stage's command gets, less its run's own files (None
+        when it is not hermetic): what a warm interpreter is started with ahead of it."""
+        hermetic = self.hermetic_for(stage)
+        if hermetic is None:
+            return None
+        home = self.scratch / "home" / derived(stage.name.replace("/", "_"))
+        return stage_environment(self.root, stage.name, hermetic, home, self.scratch / "trace",
+                                 "", shim=self.scratch / "shim")
+
     def declaration(self, stage: Stage) -> str:
         """Where the user changes this stage's declaration."""
         if (self.root / "stages" / f"{stage.name}.yaml").is_file():

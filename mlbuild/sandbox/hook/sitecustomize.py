@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-_TRACE_DIR = os.environ.get("MLBUILD_TRACE_DIR")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 _NET_EVENTS = ("socket.connect", "socket.getaddrinfo", "socket.sendto", "socket.sendmsg",
                "socket.gethostbyname", "socket.gethostbyaddr")
@@ -34,7 +33,7 @@ _CARRIED = ("MLBUILD_TRACE_DIR", "MLBUILD_ROOT", "MLBUILD_NETWORK", "MLBUILD_ALL
             "MLBUILD_GUARD", "MLBUILD_HERMETIC", "DVC_STAGE", "DVC_ROOT", "PYTHONPYCACHEPREFIX")
 _HOOK_DIR = os.path.dirname(os.path.abspath(__file__))
 # Taken at start-up: the stage's code may clear os.environ before starting a child.
-_ORIGINAL = {key: os.environ[key] for key in _CARRIED if key in os.environ}
+_ORIGINAL: dict[str, str] = {}
 # Events that change a path: (position of the path, position of its dir_fd) pairs the guard
 # checks before they happen (a dir_fd is how shutil.rmtree removes what is inside a tree).
 _MUTATING = {"os.rename": ((0, 2), (1, 3)), "os.remove": ((0, 1),), "os.truncate": ((0, -1),),
@@ -356,8 +355,16 @@ def _install(trace_dir: str) -> None:
     sys.addaudithook(hook)
 
 
-if _TRACE_DIR:
-    from _mlbuild_bytecode import keep_installed_bytecode  # type: ignore[import-not-found]
+def activate() -> None:
+    """Install the hook for the stage this process runs: at start-up, or in a warm
+    interpreter's child once it has taken the stage's environment (_mlbuild_warm.py)."""
+    _ORIGINAL.update({key: os.environ[key] for key in _CARRIED if key in os.environ})
+    trace_dir = os.environ.get("MLBUILD_TRACE_DIR")
+    if trace_dir:
+        from _mlbuild_bytecode import keep_installed_bytecode  # type: ignore[import-not-found]
 
-    keep_installed_bytecode(os.environ.get("MLBUILD_ROOT", ""))
-    _install(_TRACE_DIR)
+        keep_installed_bytecode(os.environ.get("MLBUILD_ROOT", ""))
+        _install(trace_dir)
+
+
+activate()
