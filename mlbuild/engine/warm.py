@@ -50,7 +50,7 @@ STAGE_API = ("yaml", "omegaconf")  # what mlbuild.stage_params() imports
 READY_TIMEOUT = 10.0  # seconds a new warm interpreter gets to listen
 MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to 107 bytes
 MODULE = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*")
-LAUNCH = "import _mlbuild_warm; _mlbuild_warm.main()"
+LAUNCH = "import sys; s = set(sys.modules); import _mlbuild_warm; _mlbuild_warm.main(s)"
 
 
 def program(cmd: str) -> list[str] | None:
