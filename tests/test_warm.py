@@ -210,3 +210,24 @@ def test_ctrl_c_stops_a_warm_stage_and_kill_9_leaves_nothing_running(tmp_path: P
     assert _gone(proj.path)
     assert not (proj.path / "out.txt").exists()
     assert not (proj.path / "dvc.lock").exists() or "slow" not in lock(proj)
+
+
+def test_a_package_that_uses_the_network_when_imported_fails_warm_as_cold(
+        tmp_path: Path) -> None:
+    site = tmp_path / "site"  # an installed package, outside the project
+    site.mkdir()
+    (site / "netpkg.py").write_text(
+        "import socket\nsocket.getaddrinfo('localhost', 9)\nVALUE = 1\n")
+    files = {
+        "stages/__init__.py": "",
+        "stages/net.py": "import netpkg\nopen('out.txt', 'w').write(str(netpkg.VALUE))\n",
+        "stages/net.yaml": "cmd: python -m stages.net\nouts: [out.txt]\n",
+    }
+    proj = _project(tmp_path, files)
+    messages = []
+    for extra in ({}, COLD):
+        proc = proj.run("run", "--json", env={"PYTHONPATH": str(site), **extra})
+        assert proc.returncode == 1, proc.stderr
+        messages.append(json.loads(proc.stdout)["stages"][0]["message"])
+    assert messages[0] == messages[1]
+    assert "network access is refused (getaddrinfo localhost:9)" in messages[0]

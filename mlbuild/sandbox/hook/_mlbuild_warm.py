@@ -34,6 +34,12 @@ MAX_REQUEST = 1 << 22
 # Files a package reads from the working directory when it is imported: a child whose
 # directory holds one (unlike the warm interpreter's) would not see it.
 READ_AT_IMPORT = {"matplotlib": ("matplotlibrc",)}
+# What a package may not do while imported ahead, outside the stage's audit hook: it is then
+# not imported ahead, and the stage imports it under its own hook, which judges it.
+UNSEEN_AT_IMPORT = frozenset((
+    "socket.connect", "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr",
+    "socket.sendto", "socket.sendmsg", "subprocess.Popen", "os.system", "os.exec",
+    "os.posix_spawn", "os.fork", "os.forkpty"))
 
 
 class Server:
@@ -67,13 +73,24 @@ class Server:
         the rest again, beside us, on the same cores)."""
         import importlib
 
+        from sitecustomize import _LIBC_UNSEEN  # type: ignore[import-not-found]
+
+        importing = [True]
+
+        def refuse(event: str, args: tuple[object, ...]) -> None:
+            if importing[0] and (event in UNSEEN_AT_IMPORT or (
+                    event == "ctypes.dlsym" and args[1] in _LIBC_UNSEEN)):
+                raise PermissionError(f"mlbuild: {event} while importing ahead")
+
+        sys.addaudithook(refuse)  # stays, but does nothing once the imports are done
         for name in modules:
             if not self.running:
-                return
+                break
             try:
                 importlib.import_module(name)
             except BaseException:  # it fails in the stage as it would here
                 continue
+        importing[0] = False
 
     def serve(self, timeout: float | None) -> None:
         """Handle what is ready within *timeout* seconds (None: wait)."""
