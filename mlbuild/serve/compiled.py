@@ -1,16 +1,17 @@
 """LightGBM trees compiled to machine code for the server's prediction path, by lleaves (which
 JIT-compiles a LightGBM model with llvmlite: no C compiler at run time). The one owner of that
-optional dependency (`pip install mlbuild[serve-compiled]`): imported lazily, and its absence
+optional dependency (`pip install 'mlbuild[serve-compiled]'`): imported lazily, and its absence
 is only a slower path, never an error.
 
-Compiling the example's 600 trees takes seconds, so it runs in a child process started when a
-model is loaded (a crash or a hang there cannot touch the server, which answers through
-LightGBM meanwhile), and its object code is cached in the project's state directory under a
-key made of the booster's text, lleaves' and llvmlite's versions, the settings and this CPU:
-the next server of the same model loads it in milliseconds. Only raw scores are compiled, the
-trees of a class summed one after another as LightGBM sums them (one block: lleaves' default
-cache blocking adds the trees in another order, which changes the last bits); the caller turns
-scores into answers and proves them against the model's own.
+A model is compiled when it is loaded, before the server says ready (or before a followed
+version is switched to): in a child process, so that a crash or a hang in LLVM cannot touch the
+server, and only once per machine: the object code is cached in the user's cache directory
+under a key made of the booster's text, lleaves' and llvmlite's versions, the settings and this
+CPU, and the next server of the same model (any clone or copy of the project) loads it in
+milliseconds. Compiling the example's 600 trees takes 5-15 s. Only raw scores are compiled,
+the trees of a class summed one after another as LightGBM sums them (one block: lleaves'
+default cache blocking adds the trees in another order, which changes the last bits); the
+caller turns scores into answers and proves them against the model's own.
 """
 
 from __future__ import annotations
@@ -28,16 +29,16 @@ from typing import Any
 
 RawScores = Callable[[Any], Any]
 SETTINGS = {"raw_score": True, "finline": False, "fcodemodel": "large", "use_fp64": True}
-TIMEOUT = 900.0  # seconds a compilation may take before it is given up
-CACHE = "serve-compiled"  # under the project's state directory
+TIMEOUT = 600.0  # seconds a compilation may take before the booster answers instead
+CACHE = "serve-compiled"  # under the user's cache directory
 
 
-def _versions() -> str | None:
-    """lleaves' and llvmlite's versions, or None when either is not installed."""
-    try:
-        return f"lleaves {metadata.version('lleaves')} llvmlite {metadata.version('llvmlite')}"
-    except metadata.PackageNotFoundError:
-        return None
+def _versions() -> str:
+    """lleaves' and llvmlite's versions (ImportError when either cannot be imported)."""
+    import lleaves  # noqa: F401 -- importable, not only installed
+    import llvmlite
+
+    return f"lleaves {metadata.version('lleaves')} llvmlite {llvmlite.__version__}"
 
 
 def _host() -> str:
@@ -64,56 +65,42 @@ def _load(text: Path, obj: Path) -> RawScores:
     return scores
 
 
-class Compilation:
-    """One booster's compilation, started at once on a thread: `scores` is set once the object
-    code is loaded, `state` says where it stands ("compiling", "ready", "unavailable: ...",
-    "failed: ...")."""
+def cache_dir() -> Path:
+    """Where compiled objects are kept: the user's cache (the object depends on the model, the
+    libraries and the CPU only, so every clone and copy of a project shares it)."""
+    import platformdirs
 
-    def __init__(self, model_text: str, directory: Path) -> None:
-        self.scores: RawScores | None = None
-        self.state = "compiling"
-        self._child: subprocess.Popen[bytes] | None = None
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, args=(model_text, directory),
-                                        name="compile-trees", daemon=True)
-        self._thread.start()
+    return Path(platformdirs.user_cache_dir("mlbuild")) / CACHE
 
-    def close(self) -> None:
-        """Stop a compilation still running (the server is stopping or the model is gone)."""
-        self._closed = True
-        child = self._child
-        if child is not None and child.poll() is None:
-            child.kill()
 
-    def _run(self, model_text: str, directory: Path) -> None:
-        try:
-            self._compile(model_text, directory)
-        except Exception as exc:  # a slower path, never a failed request or a dead server
-            self.state = f"failed: {type(exc).__name__}: {exc}"[:200]
+def compile_trees(model_text: str, directory: Path | None = None
+                  ) -> tuple[RawScores | None, str]:
+    """(the compiled model's raw-score function, "ready"), or (None, why not): "unavailable:
+    ..." without lleaves, "failed: ..." when compiling or loading went wrong. Never raises."""
+    try:
+        return _compile(model_text, directory or cache_dir()), "ready"
+    except ImportError as exc:  # the optional extra is not installed
+        return None, f"unavailable: {exc}"[:200]
+    except Exception as exc:  # a slower path, never a failed request or a dead server
+        return None, f"failed: {type(exc).__name__}: {exc}"[:200]
 
-    def _compile(self, model_text: str, directory: Path) -> None:
-        versions = _versions()
-        if versions is None:
-            self.state = "unavailable: lleaves is not installed"
-            return
-        identity = f"{versions} {sorted(SETTINGS.items())} {_host()}\n{model_text}"
-        key = hashlib.sha256(identity.encode()).hexdigest()[:32]
-        directory.mkdir(parents=True, exist_ok=True)
-        text, obj = directory / f"{key}.txt", directory / f"{key}.o"
-        if not text.exists():
-            _write(text, model_text.encode())
-        if not obj.exists() and not self._closed:
-            self._child = subprocess.Popen(
-                [sys.executable, "-m", "mlbuild.serve.compiled", str(text), str(obj)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            _, err = self._child.communicate(timeout=TIMEOUT)
-            if self._child.returncode != 0:
-                lines = err.decode(errors="replace").strip().splitlines() or ["no output"]
-                self.state = f"failed: exit {self._child.returncode}: {lines[-1]}"[:200]
-                return
-        if not self._closed:
-            self.scores = _load(text, obj)
-            self.state = "ready"
+
+def _compile(model_text: str, directory: Path) -> RawScores:
+    identity = f"{_versions()} {sorted(SETTINGS.items())} {_host()}\n{model_text}"
+    key = hashlib.sha256(identity.encode()).hexdigest()[:32]
+    directory.mkdir(parents=True, exist_ok=True)
+    text, obj = directory / f"{key}.txt", directory / f"{key}.o"
+    if not text.exists():
+        _write(text, model_text.encode())
+    if not obj.exists():
+        child = subprocess.run(
+            [sys.executable, "-m", "mlbuild.serve.compiled", str(text), str(obj)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            timeout=TIMEOUT, check=False)
+        if child.returncode != 0:
+            lines = child.stderr.decode(errors="replace").strip().splitlines() or ["no output"]
+            raise RuntimeError(f"the compiler exited with {child.returncode}: {lines[-1]}")
+    return _load(text, obj)
 
 
 def _write(path: Path, data: bytes) -> None:

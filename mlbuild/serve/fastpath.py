@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 Predict = Callable[[Any], Any]
@@ -139,20 +138,22 @@ def _same(got: Any, want: Any) -> bool:
 class Predictor:
     """model.predict, through the fastest path a request has proven identical to it."""
 
-    def __init__(self, model: Any, cache: Path | None = None) -> None:
+    def __init__(self, model: Any, compile_trees: bool = False) -> None:
+        """*compile_trees*: compile a LightGBM model's trees now (seconds, unless cached)."""
         self.model = model
         plan = _plan(model)
         self._transforms: list[Any] = plan[0] if plan is not None else []
         self._booster: _Booster | None = plan[1] if plan is not None else None
         self._proven = False  # the booster path gave model.predict's answer
-        self._compiled: Predict | None = None  # raw scores, proven like the booster path
-        self._compilation: Any = None  # mlbuild.serve.compiled.Compilation
-        self._rejected = ""  # why the compiled path is not used, once it was tried
+        self._candidate: Predict | None = None  # compiled raw scores, still to be proven
+        self._compiled: Predict | None = None  # compiled raw scores, proven
+        self._state = "none"  # where compiling stands (compile_state)
         self._lock = threading.Lock()
-        if self._booster is not None and self._booster.text is not None and cache is not None:
-            from mlbuild.serve.compiled import Compilation
+        text = self._booster.text if self._booster is not None else None
+        if compile_trees and text is not None:
+            from mlbuild.serve.compiled import compile_trees as compile_text
 
-            self._compilation = Compilation(self._booster.text, cache)
+            self._candidate, self._state = compile_text(text)
 
     @property
     def fast(self) -> bool:
@@ -168,21 +169,10 @@ class Predictor:
 
     @property
     def compile_state(self) -> str:
-        """Where compiling the trees stands: "none" (not attempted), "compiling", "in use",
-        "differs" (the proof failed), "unavailable: ..." or "failed: ..."."""
-        if self._compiled is not None:
-            return "in use"
-        if self._rejected:
-            return self._rejected
-        compilation = self._compilation
-        if compilation is None:
-            return "none"
-        return "compiling" if compilation.state in ("compiling", "ready") else compilation.state
-
-    def close(self) -> None:
-        """Stop compiling (the server is stopping)."""
-        if self._compilation is not None:
-            self._compilation.close()
+        """Where compiling the trees stands: "none" (not attempted), "ready" (compiled, the
+        first request to prove it), "in use", "differs" (the proof failed), "unavailable:
+        ..." (no lleaves) or "failed: ..."."""
+        return self._state
 
     def __call__(self, frame: Any) -> Any:
         booster = self._booster
@@ -193,8 +183,7 @@ class Predictor:
         try:
             return self._fast(booster, frame)
         except Exception:
-            self._booster = None
-            self._drop("none")
+            self._booster = self._compiled = None
             return self.model.predict(frame)
 
     def _fast(self, booster: _Booster, frame: Any) -> Any:
@@ -205,11 +194,7 @@ class Predictor:
             try:
                 return booster.from_raw(compiled(matrix), matrix)
             except Exception:  # the booster answers this request and the next ones
-                self._drop("failed: an error on a request")
-                return booster.answer(matrix)
-        compilation = self._compilation
-        if compilation is not None and compilation.scores is not None:
-            return self._prove_compiled(booster, compilation.scores, frame, matrix)
+                self._compiled, self._state = None, "failed: an error on a request"
         return booster.answer(matrix)
 
     def _transform(self, frame: Any) -> Any:
@@ -217,44 +202,39 @@ class Predictor:
             frame = transform.transform(frame)
         return frame
 
-    def _drop(self, why: str) -> None:
-        self._compiled, self._rejected = None, self._rejected or why
-        self.close()
-        self._compilation = None
-
     def _prove(self, booster: _Booster, frame: Any) -> Any:
+        """model.predict's answer; the booster path kept if it answered the same, and the
+        compiled one if, besides, its raw scores are LightGBM's to the bit."""
         expected = self.model.predict(frame)
         with self._lock:
-            try:
-                same = _same(booster.answer(booster.matrix(self._transform(frame))), expected)
-            except Exception:
-                same = False
-            if same:
-                self._proven = True
-            else:
-                self._booster = None
-                self._drop("none")
-        return expected
-
-    def _prove_compiled(self, booster: _Booster, compiled: Predict, frame: Any,
-                        matrix: Any) -> Any:
-        """model.predict's answer; the compiled path kept if its raw scores are LightGBM's
-        to the bit and its answer is model.predict's."""
-        import numpy as np
-
-        expected = self.model.predict(frame)
-        with self._lock:
-            if self._compilation is None:  # another request proved or refused it meanwhile
+            if self._proven or self._booster is None:  # another request proved it meanwhile
                 return expected
             try:
-                raw = compiled(matrix)
-                same = bool(np.array_equal(raw, booster.raw(matrix))) and _same(
-                    booster.from_raw(raw, matrix), expected)
+                matrix = booster.matrix(self._transform(frame))
+                same = _same(booster.answer(matrix), expected)
             except Exception:
                 same = False
-            self._compilation = None
-            if same:
-                self._compiled = compiled
-            else:
-                self._rejected = "differs"
+            if not same:
+                self._state = "differs" if self._candidate is not None else self._state
+                self._booster, self._candidate = None, None
+                return expected
+            self._proven = True
+            if self._candidate is not None:
+                self._compiled = self._prove_compiled(booster, self._candidate, matrix,
+                                                      expected)
+                self._candidate = None
+                self._state = "in use" if self._compiled is not None else "differs"
         return expected
+
+    @staticmethod
+    def _prove_compiled(booster: _Booster, compiled: Predict, matrix: Any,
+                        expected: Any) -> Predict | None:
+        import numpy as np
+
+        try:
+            raw = compiled(matrix)
+            same = bool(np.array_equal(raw, booster.raw(matrix))) and _same(
+                booster.from_raw(raw, matrix), expected)
+        except Exception:
+            same = False
+        return compiled if same else None

@@ -73,12 +73,10 @@ def load_version(root: Path, source: Source) -> Loaded:
 
         raise UsageError(f"model '{source.name}' {source.version}: the pickled "
                          f"{type(model).__name__} has no predict() method")
-    from mlbuild.files.layout import state_dir
-    from mlbuild.serve.compiled import CACHE
     from mlbuild.serve.fastpath import Predictor
 
     contract = input_contract(root, source.name, source.commit, model)
-    return Loaded(source, model, contract, Predictor(model, state_dir(root) / CACHE))
+    return Loaded(source, model, contract, Predictor(model, compile_trees=True))
 
 
 class Service:
@@ -149,8 +147,6 @@ class Service:
             self.candidate = loaded
         if before is not None:
             self.metrics.unloaded(before.source.version, role)
-            if before.predict is not None:
-                before.predict.close()
         self.metrics.loaded(loaded.source.version, role)
 
     def close(self) -> None:
@@ -160,9 +156,6 @@ class Service:
             follower.stop()
         if self.shadows is not None:
             self.shadows.close()
-        for loaded in (self.current, self.candidate):
-            if loaded is not None and loaded.predict is not None:
-                loaded.predict.close()
         if self.log is not None:
             self.log.close()
 
