@@ -4,6 +4,7 @@ answer counted and logged."""
 
 from __future__ import annotations
 
+import gc
 import random
 import threading
 import time
@@ -148,6 +149,7 @@ class Service:
         if before is not None:
             self.metrics.unloaded(before.source.version, role)
         self.metrics.loaded(loaded.source.version, role)
+        _settle_heap()
 
     def close(self) -> None:
         """Stop following and shadowing, then flush the prediction log (after the last
@@ -193,3 +195,13 @@ def in_share(request_id: str | None, percent: float) -> bool:
     if request_id:
         return zlib.crc32(request_id.encode()) % 10_000 < percent * 100
     return random.random() * 100 < percent  # a traffic split, not a secret
+
+
+def _settle_heap() -> None:
+    """Collect once, then exempt every object alive now (the libraries, the models) from the
+    garbage collector's scans: with the example's model loaded a full collection scans 180,000
+    objects in 80 ms, a pause that was the p99 of 100-row requests; it now scans only what
+    requests allocate. Called once per model version loaded."""
+    gc.unfreeze()  # a version switched out: its cycles may be collected now
+    gc.collect()
+    gc.freeze()
