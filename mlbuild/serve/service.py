@@ -64,8 +64,9 @@ class Settings:
     load_first: bool = False  # load before accepting connections (workers sharing a port)
 
 
-def load_version(root: Path, source: Source) -> Loaded:
-    """Unpickle a version and derive its input contract (ConfigError when it has none)."""
+def load_version(root: Path, source: Source, compile_trees: bool = False) -> Loaded:
+    """Unpickle a version and derive its input contract (ConfigError when it has none);
+    *compile_trees*: a server's, whose requests then run the trees as machine code."""
     from mlbuild.serve.contract import input_contract
 
     model = load(root, source)
@@ -77,7 +78,7 @@ def load_version(root: Path, source: Source) -> Loaded:
     from mlbuild.serve.fastpath import Predictor
 
     contract = input_contract(root, source.name, source.commit, model)
-    return Loaded(source, model, contract, Predictor(model, compile_trees=True))
+    return Loaded(source, model, contract, Predictor(model, compile_trees))
 
 
 class Service:
@@ -103,9 +104,10 @@ class Service:
         def run() -> None:
             try:
                 if candidate is not None:  # first: the server is ready once both are
-                    self.switch(load_version(self.settings.root, candidate.source),
+                    self.switch(load_version(self.settings.root, candidate.source, True),
                                 candidate.role)
-                self.switch(load_version(self.settings.root, self.settings.source), PRIMARY)
+                self.switch(load_version(self.settings.root, self.settings.source, True),
+                            PRIMARY)
             except BaseException as exc:  # reported by the CLI once the server has stopped
                 self.error = exc
                 on_failure()
