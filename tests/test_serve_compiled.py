@@ -197,3 +197,25 @@ def test_without_lleaves_the_server_answers_through_lightgbm(example_built: Proj
         _answers_like_the_model(server, _example_model(proj), frame)
     finally:
         _stopped(server)
+
+
+def test_a_near_tie_between_two_classes_is_left_to_lightgbm() -> None:
+    """Raw scores whose two best classes are within TIE: LightGBM's own probabilities decide
+    that row (its softmax could round the two into a tie that argmax breaks differently);
+    the other rows are decided by the raw scores."""
+    import lightgbm
+
+    from mlbuild.serve.fastpath import _Booster
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(rng.normal(size=(300, 5)), columns=FEATURES)
+    labels = np.digitize(frame["f0"] + frame["f1"], [-1.0, 0.0, 1.0])
+    model = lightgbm.LGBMClassifier(n_estimators=10, verbose=-1).fit(frame, labels)
+    booster = _Booster(model)
+    matrix = frame.iloc[:2].to_numpy()
+    own = model.predict(frame.iloc[:2])
+    wrong = (own + 1) % 4  # a class LightGBM did not choose, for both rows
+    raw = np.zeros((2, 4))
+    raw[0, wrong[0]], raw[0, own[0]] = 5.0, 5.0 - 1e-12  # row 0: a near tie
+    raw[1, wrong[1]] = 5.0  # row 1: a clear winner, whatever LightGBM says
+    assert booster.from_raw(raw, matrix).tolist() == [own[0], wrong[1]]

@@ -6,7 +6,7 @@ LightGBM's input handling before its trees run in 0.1 ms. The fast path runs the
 transforms as they are, then the booster on a float64 array with one thread (a server answers
 many requests at once; a thread pool per request only adds start-up), and maps the winning
 class the way LGBMClassifier does. Faster still, once compiled (mlbuild.serve.compiled), the
-trees run as machine code: 100 rows of the example's 600 trees in a fifth of the booster's time.
+trees run as machine code: 100 rows of the example's 600 trees in a quarter of the time.
 
 Nothing here is trusted on faith. What the client gets is model.predict's answer: class labels
 for a classifier, values for a regressor; a path is used only once a request answered both ways
