@@ -7,11 +7,11 @@ parsing and response validation cost more than a one-row prediction."""
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
@@ -19,13 +19,13 @@ from mlbuild import __version__
 from mlbuild.serve import protocol
 from mlbuild.serve.contract import ContractViolation
 from mlbuild.serve.protocol import RequestError
-from mlbuild.serve.service import CANARY, Loaded, Service
+from mlbuild.serve.service import CANARY, PRIMARY, Loaded, Service
 
 JSON = "application/json"
 
 
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(doc, separators=(",", ":")).encode(), status, headers, JSON)
+    return Response(orjson.dumps(doc), status, headers, JSON)
 
 
 def _error(message: str, status: int) -> Response:
@@ -167,8 +167,13 @@ class Routes:
 
     def metrics(self) -> Response:
         """GET /metrics (Prometheus text format)."""
-        log = self.service.log
-        body, ctype = self.service.metrics.exposition(log.failed if log else 0)
+        service = self.service
+        settings = service.settings.candidate
+        loaded = [(service.current, PRIMARY), (service.candidate, settings and settings.role)]
+        paths = [(ld.source.version, str(role), ld.predict.path, ld.predict.compile_state)
+                 for ld, role in loaded if ld is not None and ld.predict is not None]
+        body, ctype = service.metrics.exposition(service.log.failed if service.log else 0,
+                                                 paths)
         return Response(body, 200, media_type=ctype)
 
 

@@ -73,7 +73,7 @@ class Follower:
         if version in self.refused:
             return
         try:
-            loaded = load_version(root, fetch_version(root, name, version, stage))
+            loaded = load_version(root, fetch_version(root, name, version, stage), True)
         except Exception:  # any failure: keep answering from the version that works
             self.refused.add(version)
             metrics.follow_failed(version, "load")

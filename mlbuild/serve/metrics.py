@@ -35,6 +35,11 @@ class Metrics:
             "mlbuild_serve_follow_failures", "Registry checks that did not switch: the tags "
             "could not be fetched, the reference not resolved, or the version not loaded.",
             ["model_version", "reason"], registry=self.registry)
+        self.predict_path = Gauge(
+            "mlbuild_serve_predict_path_info", "1 for how each loaded version computes its "
+            "answers: path 'compiled' (LightGBM trees as machine code), 'booster' (LightGBM on "
+            "arrays) or 'model' (its own predict()); compile: where compiling its trees stands.",
+            ["model_version", "role", "path", "compile"], registry=self.registry)
         self._children: dict[tuple[str, ...], Any] = {}
 
     def loaded(self, version: str, role: str) -> None:
@@ -66,9 +71,14 @@ class Metrics:
         """Count one refused or failed request."""
         self.errors.labels(endpoint, str(status), rule).inc()
 
-    def exposition(self, lost: int) -> tuple[bytes, str]:
-        """The text format and its content type."""
+    def exposition(self, lost: int, paths: list[tuple[str, str, str, str]]
+                   ) -> tuple[bytes, str]:
+        """The text format and its content type; *paths*: (version, role, path, compile
+        state) of each loaded version."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         self.log_lost.set(lost)
+        self.predict_path.clear()
+        for labels in paths:
+            self.predict_path.labels(*labels).set(1)
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -4,7 +4,6 @@ size, and flushed on shutdown. The monitoring issue reads it as the "current" da
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import threading
@@ -44,27 +43,41 @@ class Entry:
     latency_ms: float
 
     def to_json(self) -> str:
-        """The JSON line (a missing or infinite float is null: JSON has no NaN)."""
-        features = dict(zip(self.columns, _json_safe(self.values).T.tolist(), strict=True))
-        return json.dumps({
+        """The JSON line (a missing or infinite float is null: JSON has no NaN). orjson writes
+        numeric arrays itself: the stdlib's json took 1.2 ms for a 100-row request, on the
+        server's CPU."""
+        import orjson
+
+        features = dict(zip(self.columns, _columns(self.values), strict=True))
+        return orjson.dumps({
             "time": round(self.time, 6), "request_id": self.request_id, "model": self.model,
             "version": self.version, "role": self.role, "rows": len(self.predictions),
-            "features": features, "predictions": _json_safe(self.predictions).tolist(),
-            "latency_ms": round(self.latency_ms, 3)}, separators=(",", ":"))
+            "features": features, "predictions": _plain(self.predictions),
+            "latency_ms": round(self.latency_ms, 3)},
+            option=orjson.OPT_SERIALIZE_NUMPY, default=_scalar).decode()
 
 
-def _json_safe(array: Any) -> Any:
-    """*array* with NaN and infinities as None (json.dumps would write the invalid NaN)."""
+NUMERIC = "iufb"  # the numpy kinds orjson writes (NaN and infinities as null)
+
+
+def _columns(values: Any) -> Any:
+    """The columns of a 2-D array, each contiguous (what orjson takes) or as a list."""
     import numpy as np
 
-    if array.dtype.kind != "f":
-        return array
-    finite = np.isfinite(array)
-    if finite.all():
-        return array
-    safe = array.astype(object)
-    safe[~finite] = None
-    return safe
+    if values.dtype.kind in NUMERIC:
+        return np.ascontiguousarray(values.T)
+    return values.T.tolist()
+
+
+def _plain(array: Any) -> Any:
+    return array if array.dtype.kind in NUMERIC and array.flags.c_contiguous else array.tolist()
+
+
+def _scalar(value: Any) -> Any:
+    """A value orjson does not know (a numpy scalar inside an object array) as JSON."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 class PredictionLog:
@@ -77,6 +90,7 @@ class PredictionLog:
         self.written = 0
         self.failed = 0  # entries a write error lost (a full disk): counted, never raised
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         directory.mkdir(parents=True, exist_ok=True)
         self._thread.start()
@@ -93,19 +107,21 @@ class PredictionLog:
     def close(self) -> None:
         """Write every queued entry, then stop the writer."""
         self._queue.put(_STOP)
+        self._closing.set()
         self._thread.join()
 
     def _run(self) -> None:
         stopping = False
         while not stopping:
             batch = [self._queue.get()]
-            deadline = time.monotonic() + BATCH_SECONDS
-            while batch[-1] is not _STOP and (wait := deadline - time.monotonic()) > 0:
+            if batch[0] is not _STOP:  # then sleep, not wake for every entry: each wake-up
+                self._closing.wait(BATCH_SECONDS)  # takes the GIL from a request
+            while True:
                 try:
-                    batch.append(self._queue.get(timeout=wait))
+                    batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            stopping = batch[-1] is _STOP
+            stopping = any(e is _STOP for e in batch)
             entries = [e for e in batch if e is not _STOP]
             if entries:
                 self._write(entries)
