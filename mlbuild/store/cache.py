@@ -17,7 +17,8 @@ from mlbuild.files.temp import tmp_beside
 from mlbuild.store.boundary import ensure_inside
 from mlbuild.store.completememo import CompleteMemo, now
 from mlbuild.store.hashing import Hasher, md5_file
-from mlbuild.store.onepass import SMALL, Read
+from mlbuild.store.linkcommit import link_types
+from mlbuild.store.onepass import SMALL, ObjectWriter, Read
 
 FICLONE = 0x40049409  # Linux ioctl that makes a copy-on-write clone (reflink)
 INGEST_MIN = SMALL + 1  # files this big are copied while being hashed (one read)
@@ -88,6 +89,10 @@ class Cache:
         self.verifier: Callable[[Path], str] = md5_file
         self._memo = CompleteMemo(state_dir(root) / "complete.json", self.files,
                                   writable=not read_only)
+
+    def writer(self) -> ObjectWriter:
+        """A writer of new objects; it links workspace files in when cache.type says so."""
+        return ObjectWriter(self.files, link=link_types(self.types))
 
     def object_path(self, md5: str) -> Path:
         """Where an object with this hash lives."""

@@ -1,0 +1,143 @@
+"""Performance round two, part b (issue 17): outputs committed by hard link when DVC's
+cache.type says so, exactly as DVC links them (real DVC agrees afterwards and restores them,
+the cache keeps its integrity while files change), and a parallel build's display that
+starts after its stages."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import threading
+from pathlib import Path
+
+from rich.console import Console
+
+from mlbuild.cli.report import LiveReporter
+from mlbuild.events import RAN, Event, Kind
+from tests.conftest import Project
+from tests.scenario import UP_TO_DATE, assert_dvc_up_to_date
+from tests.test_perf_paths import (
+    _assert_cache_intact,
+    _dvc_dir_hash,
+    _files,
+    _objects,
+    _tree_project,
+    lock_out,
+)
+
+# the stage waits after writing: files older than linkcommit.FRESH_NS are linked, not copied
+SETTLED = "python make.py many && sleep 0.2"
+
+
+def _hardlink_project(tmp_path: Path, cmd: str = SETTLED, name: str = "p") -> Project:
+    proj = _tree_project(tmp_path, name)
+    proj.write("dvc.yaml", f"stages:\n  many:\n    cmd: {cmd}\n    deps: [make.py]\n"
+               "    outs: [many]\n")
+    assert proj.dvc("config", "cache.type", "hardlink").returncode == 0
+    return proj
+
+
+def _linked(proj: Project, top: Path) -> dict[str, bool]:
+    """For each file under *top*: is it the very inode of its cache object?"""
+    objects = {p.stat().st_ino for p in _objects(proj).values()}
+    return {p.relative_to(top).as_posix(): p.stat().st_ino in objects
+            for p in sorted(top.rglob("*")) if p.is_file()}
+
+
+def test_hardlink_cache_type_commits_outputs_by_link_as_dvc_does(tmp_path: Path) -> None:
+    proj = _hardlink_project(tmp_path)
+    built = proj.run("run")
+    assert built.returncode == 0, built.stderr + built.stdout
+    many = proj.path / "many"
+    assert lock_out(proj) == {"path": "many", "hash": "md5", **_dvc_dir_hash(proj, "many")}
+    linked = _linked(proj, many)
+    assert all(linked.values()), [rel for rel, yes in linked.items() if not yes]
+    for path in many.rglob("*"):  # protected, as DVC leaves a hard-linked output
+        if path.is_file():
+            assert path.stat().st_mode & 0o222 == 0, path
+    assert (many / "tool.sh").stat().st_mode & 0o100  # the executable bit is kept
+    _assert_cache_intact(proj)
+    assert_dvc_up_to_date(proj)
+    assert proj.run_json("status")["up_to_date"] is True
+    expected = _files(many)
+    shutil.rmtree(many)
+    restored = proj.dvc("checkout", "many")
+    assert restored.returncode == 0, restored.stderr
+    assert _files(many) == expected
+    assert all(_linked(proj, many).values())  # DVC links them back the same way
+
+
+def test_a_hardlinked_output_rebuilt_leaves_the_old_objects_whole(tmp_path: Path) -> None:
+    proj = _hardlink_project(tmp_path)
+    assert proj.run("run").returncode == 0
+    first = str(lock_out(proj)["md5"])
+    # the stage now appends to files it finds (none: mlbuild moves outputs aside first)
+    proj.write("make.py", (proj.path / "make.py").read_text() + "print('again')\n")
+    again = proj.run("run")
+    assert again.returncode == 0, again.stderr + again.stdout
+    _assert_cache_intact(proj)
+    assert first in _objects(proj)
+    assert proj.dvc("status").stdout.strip().startswith(UP_TO_DATE)
+
+
+def test_copy_cache_types_still_keep_the_workspace_apart(tmp_path: Path) -> None:
+    proj = _hardlink_project(tmp_path)
+    assert proj.dvc("config", "cache.type", "reflink,copy").returncode == 0
+    assert proj.run("run").returncode == 0
+    linked = _linked(proj, proj.path / "many")
+    assert not any(linked.values())
+    assert os.access(proj.path / "many" / "f000.txt", os.W_OK)
+    _assert_cache_intact(proj)
+
+
+def _rewrite_writable(stop: threading.Event, top: Path) -> None:
+    """Rewrite files in place until stopped, as an unprivileged process would: a file made
+    read-only (protected) is left alone (tests run as root, who could still write it)."""
+    while not stop.is_set() and not (top / "big.bin").exists():
+        stop.wait(0.005)
+    n = 0
+    while not stop.is_set():
+        n += 1
+        for path in [*sorted(top.rglob("*.txt"))[:40], top / "big.bin"]:
+            try:
+                fd = os.open(path, os.O_WRONLY)
+            except OSError:
+                continue
+            try:
+                if os.fstat(fd).st_mode & 0o222:
+                    os.write(fd, os.urandom(16) * (1 + n % 5))
+            finally:
+                os.close(fd)
+
+
+def test_files_changing_while_linked_never_corrupt_the_cache(tmp_path: Path) -> None:
+    proj = _hardlink_project(tmp_path, cmd="python make.py many")
+    stop = threading.Event()
+    writer = threading.Thread(target=_rewrite_writable, args=(proj.path / "many", stop))
+    writer.start()
+    try:
+        built = proj.run("run")
+    finally:
+        stop.set()
+        writer.join()
+    assert built.returncode == 0, built.stderr + built.stdout
+    _assert_cache_intact(proj)
+    shutil.rmtree(proj.path / "many")
+    restored = proj.dvc("checkout", "many")
+    assert restored.returncode == 0, restored.stderr
+    assert proj.dvc("status").stdout.strip().startswith(UP_TO_DATE)
+    assert proj.run_json("status")["up_to_date"] is True
+
+
+def test_the_display_never_shows_a_stage_that_finished_before_it_was_announced() -> None:
+    # the scheduler announces stages once they are all under way, so a fast stage's DONE
+    # can reach the display before its START
+    out = io.StringIO()
+    live = LiveReporter(Console(file=out, force_terminal=False), total=2)
+    live(Event(Kind.DONE, "fast", RAN, 0.01))
+    live(Event(Kind.START, "fast"))
+    live(Event(Kind.START, "slow"))
+    assert list(live.running) == ["slow"]
+    assert live.finished == 1
+    assert "fast" in out.getvalue()
