@@ -5,6 +5,7 @@ starts after its stages."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
@@ -16,9 +17,8 @@ from rich.console import Console
 from mlbuild.cli.report import LiveReporter
 from mlbuild.events import RAN, Event, Kind
 from tests.conftest import Project
-from tests.scenario import UP_TO_DATE, assert_dvc_up_to_date
+from tests.scenario import UP_TO_DATE, assert_dvc_up_to_date, load_yaml
 from tests.test_perf_paths import (
-    _assert_cache_intact,
     _dvc_dir_hash,
     _files,
     _objects,
@@ -33,16 +33,37 @@ SETTLED = "python make.py many && sleep 0.2"
 def _hardlink_project(tmp_path: Path, cmd: str = SETTLED, name: str = "p") -> Project:
     proj = _tree_project(tmp_path, name)
     proj.write("dvc.yaml", f"stages:\n  many:\n    cmd: {cmd}\n    deps: [make.py]\n"
-               "    outs: [many]\n")
+               "    outs: [many]\n"
+               "  tool:\n    cmd: echo echo >tool.sh && chmod +x tool.sh && sleep 0.2\n"
+               "    deps: [many]\n"
+               "    outs: [tool.sh]\n")
     assert proj.dvc("config", "cache.type", "hardlink").returncode == 0
     return proj
 
 
 def _linked(proj: Project, top: Path) -> dict[str, bool]:
-    """For each file under *top*: is it the very inode of its cache object?"""
+    """For each non-empty file under *top*: is it the very inode of its cache object? (An
+    empty file never is, in DVC: all would share one inode, whose links are limited.)"""
     objects = {p.stat().st_ino for p in _objects(proj).values()}
-    return {p.relative_to(top).as_posix(): p.stat().st_ino in objects
-            for p in sorted(top.rglob("*")) if p.is_file()}
+    found = {p.relative_to(top).as_posix(): p.stat().st_ino in objects
+             for p in sorted(top.rglob("*")) if p.is_file()}
+    assert found.pop("sub/deeper/empty", False) is False
+    return found
+
+
+def _intact(proj: Project) -> None:
+    """Every object's content has the hash it is stored under, and none is writable (a file
+    output's object keeps its owner's x bit, as in DVC's cache)."""
+    objects = _objects(proj)
+    assert objects
+    for name, path in objects.items():
+        actual = hashlib.md5(path.read_bytes()).hexdigest()
+        assert actual == name.removesuffix(".dir"), f"{path} holds content of md5 {actual}"
+        assert path.stat().st_mode & 0o777 in (0o444, 0o544), path
+
+
+def _md5(proj: Project, out: str) -> str:
+    return str(load_yaml(proj.path / "dvc.lock")["stages"]["tool"]["outs"][0]["md5"])
 
 
 def test_hardlink_cache_type_commits_outputs_by_link_as_dvc_does(tmp_path: Path) -> None:
@@ -54,10 +75,13 @@ def test_hardlink_cache_type_commits_outputs_by_link_as_dvc_does(tmp_path: Path)
     linked = _linked(proj, many)
     assert all(linked.values()), [rel for rel, yes in linked.items() if not yes]
     for path in many.rglob("*"):  # protected, as DVC leaves a hard-linked output
-        if path.is_file():
+        if path.is_file() and path.stat().st_size:
             assert path.stat().st_mode & 0o222 == 0, path
-    assert (many / "tool.sh").stat().st_mode & 0o100  # the executable bit is kept
-    _assert_cache_intact(proj)
+    # DVC's modes: a file output keeps its owner's x bit; a directory's files have none
+    assert (proj.path / "tool.sh").stat().st_mode & 0o777 == 0o544
+    assert (proj.path / "tool.sh").samefile(_objects(proj)[_md5(proj, "tool.sh")])
+    assert (many / "tool.sh").stat().st_mode & 0o777 == 0o444
+    _intact(proj)
     assert_dvc_up_to_date(proj)
     assert proj.run_json("status")["up_to_date"] is True
     expected = _files(many)
@@ -76,7 +100,7 @@ def test_a_hardlinked_output_rebuilt_leaves_the_old_objects_whole(tmp_path: Path
     proj.write("make.py", (proj.path / "make.py").read_text() + "print('again')\n")
     again = proj.run("run")
     assert again.returncode == 0, again.stderr + again.stdout
-    _assert_cache_intact(proj)
+    _intact(proj)
     assert first in _objects(proj)
     assert proj.dvc("status").stdout.strip().startswith(UP_TO_DATE)
 
@@ -88,7 +112,7 @@ def test_copy_cache_types_still_keep_the_workspace_apart(tmp_path: Path) -> None
     linked = _linked(proj, proj.path / "many")
     assert not any(linked.values())
     assert os.access(proj.path / "many" / "f000.txt", os.W_OK)
-    _assert_cache_intact(proj)
+    _intact(proj)
 
 
 def _rewrite_writable(stop: threading.Event, top: Path) -> None:
@@ -122,7 +146,7 @@ def test_files_changing_while_linked_never_corrupt_the_cache(tmp_path: Path) -> 
         stop.set()
         writer.join()
     assert built.returncode == 0, built.stderr + built.stdout
-    _assert_cache_intact(proj)
+    _intact(proj)
     shutil.rmtree(proj.path / "many")
     restored = proj.dvc("checkout", "many")
     assert restored.returncode == 0, restored.stderr

@@ -65,7 +65,10 @@ def _place(src: Path, dst: Path, kind: str) -> None:
     if kind == "reflink":
         _reflink(src, dst)
     elif kind == "hardlink":
-        os.link(src, dst)
+        if src.stat().st_size:
+            os.link(src, dst)
+        else:  # as DVC: empty files share one object, and an inode's links are limited
+            dst.touch(exist_ok=False)
     elif kind == "symlink":
         os.symlink(src, dst)
     elif kind == "copy":

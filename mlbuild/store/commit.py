@@ -70,7 +70,9 @@ def store_file(cache: Cache, path: Path, hasher: Hasher) -> HashInfo:
     key = hasher.key(path)
     for _ in range(RELINKS):
         linked: list[Linked] = []
-        read = (commit_one(hasher, cache.writer(), str(path), key, key, linked)
+        writer = cache.writer()
+        writer.single = True
+        read = (commit_one(hasher, writer, str(path), key, key, linked)
                 or commit_big(cache, hasher, str(path), key))
         if not recheck(linked):
             return HashInfo(md5=read.md5, size=read.size, isexec=read.isexec)

@@ -87,12 +87,17 @@ def commit_linked(path: str, shown: str, known: Known, has: Callable[[str], bool
         if md5 is not None and has(md5):  # unchanged and committed: nothing to read
             return Read(md5, before.st_size, key, isexec)
         md5, data = _hash_fd(fd, before.st_size)
-        if has(md5) or not writer.link or started - before.st_mtime_ns < FRESH_NS:
+        # an empty file is never linked (DVC's LocalFileSystem.link): all share one object,
+        # and ext4 allows 65,000 links to an inode
+        if (has(md5) or not writer.link or not before.st_size
+                or started - before.st_mtime_ns < FRESH_NS):
             return _copied(fd, md5, data, before, writer, isexec)
         obj = writer.obj_path(md5)
         if not _link(fd, obj, writer):
             return _copied(fd, md5, data, before, writer, isexec)
-        with_suppressed_chmod(fd)
+        # DVC's protection; a file output keeps its owner's x bit (DVC's set_exec), a file in
+        # a directory does not (a .dir manifest has no isexec)
+        protect(fd, 0o444 | (stat.S_IXUSR if isexec and writer.single else 0))
         after = os.fstat(fd)
         if after.st_mtime_ns != before.st_mtime_ns or after.st_size != before.st_size:
             unlink_if(obj, before.st_ino, before.st_mode)  # written while read: other bytes?
@@ -132,11 +137,11 @@ def _link(fd: int, obj: str, writer: ObjectWriter) -> bool:
     return True
 
 
-def with_suppressed_chmod(fd: int) -> None:
-    """Protect the object (and so the workspace file, the same inode), as DVC does; a
+def protect(fd: int, mode: int) -> None:
+    """Make the object (and so the workspace file, the same inode) read-only, as DVC does; a
     filesystem that refuses is not fatal, as in DVC."""
     with contextlib.suppress(OSError):
-        os.fchmod(fd, 0o444)
+        os.fchmod(fd, mode)
 
 
 def unlink_if(obj: str, ino: int, mode: int) -> None:

@@ -63,6 +63,7 @@ class ObjectWriter:
 
     files: Path
     link: bool = False  # commit by hard link (cache.type hardlink; see linkcommit)
+    single: bool = False  # the file is an output itself, not in a directory (its x bit kept)
     unnamed: bool = bool(getattr(os, "O_TMPFILE", 0))  # try O_TMPFILE until it fails once
     _made: set[str] = field(default_factory=set)
 
