@@ -1,7 +1,8 @@
 """Performance round two, part b (issue 17): outputs committed by hard link when DVC's
 cache.type says so, exactly as DVC links them (real DVC agrees afterwards and restores them,
-the cache keeps its integrity while files change), and a parallel build's display that
-starts after its stages."""
+the cache keeps its integrity while files change); a parallel build's display that starts
+after its stages; the status of a tracked directory compared entry by entry with its
+recorded manifest."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from mlbuild.events import RAN, Event, Kind
 from tests.conftest import Project
 from tests.scenario import UP_TO_DATE, assert_dvc_up_to_date, load_yaml
 from tests.test_perf_paths import (
+    _data_project,
     _dvc_dir_hash,
     _files,
     _objects,
@@ -165,3 +167,51 @@ def test_the_display_never_shows_a_stage_that_finished_before_it_was_announced()
     assert list(live.running) == ["slow"]
     assert live.finished == 1
     assert "fast" in out.getvalue()
+
+
+def _added(tmp_path: Path) -> Project:
+    proj = _data_project(tmp_path, "p")
+    assert proj.run("data", "add", "raw/images").returncode == 0
+    return proj
+
+
+def _data_changes(proj: Project) -> list[dict[str, object]]:
+    changes = proj.run_json("status")["data"]
+    assert isinstance(changes, list)
+    return changes
+
+
+def test_status_of_an_unchanged_tracked_directory_agrees_with_dvc(tmp_path: Path) -> None:
+    # compared entry by entry with the recorded manifest, not by rebuilding it
+    proj = _added(tmp_path)
+    assert _data_changes(proj) == []
+    assert UP_TO_DATE in proj.dvc("status").stdout
+    # the same files in a new inode (a copy back): the stat cache misses, the hashes match
+    data = proj.path / "raw" / "images"
+    shutil.copytree(data, tmp_path / "copy")
+    shutil.rmtree(data)
+    shutil.copytree(tmp_path / "copy", data)
+    assert _data_changes(proj) == []
+
+
+def test_status_of_a_directory_whose_manifest_left_the_cache(tmp_path: Path) -> None:
+    proj = _added(tmp_path)
+    md5 = str(load_yaml(proj.path / "raw" / "images.dvc")["outs"][0]["md5"])
+    _objects(proj)[md5].unlink()
+    assert [c["change"] for c in _data_changes(proj)] == ["not in cache"]
+    (proj.path / "raw" / "images" / "img000.bin").write_bytes(b"changed")
+    changes = _data_changes(proj)  # no manifest to name the files by: modified, unnamed
+    assert [(c["change"], c["files"]) for c in changes] == [("modified", [])]
+
+
+def test_status_names_a_directory_that_lost_and_gained_files(tmp_path: Path) -> None:
+    proj = _added(tmp_path)
+    data = proj.path / "raw" / "images"
+    (data / "nested" / "img003.bin").unlink()
+    (data / "nested" / "extra.bin").write_bytes(b"extra")
+    (data / "img004.bin").write_bytes(b"changed")
+    (data / "img006.bin").rename(data / "img006.renamed")
+    changes = _data_changes(proj)
+    assert [c["change"] for c in changes] == ["modified"]
+    assert changes[0]["files"] == sorted(f"raw/images/{rel}" for rel in (
+        "nested/img003.bin", "nested/extra.bin", "img004.bin", "img006.bin", "img006.renamed"))
