@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import threading
@@ -18,7 +19,7 @@ from rich.console import Console
 from mlbuild.cli.report import LiveReporter
 from mlbuild.events import RAN, Event, Kind
 from tests.conftest import Project
-from tests.scenario import UP_TO_DATE, assert_dvc_up_to_date, load_yaml
+from tests.scenario import UP_TO_DATE, assert_dvc_up_to_date, load_yaml, new_project
 from tests.test_perf_paths import (
     _data_project,
     _dvc_dir_hash,
@@ -215,3 +216,36 @@ def test_status_names_a_directory_that_lost_and_gained_files(tmp_path: Path) -> 
     assert [c["change"] for c in changes] == ["modified"]
     assert changes[0]["files"] == sorted(f"raw/images/{rel}" for rel in (
         "nested/img003.bin", "nested/extra.bin", "img004.bin", "img006.bin", "img006.renamed"))
+
+
+def _modes(top: Path) -> dict[str, int]:
+    return {p.relative_to(top).as_posix(): p.stat().st_mode & 0o777
+            for p in sorted(top.rglob("*")) if p.is_file()}
+
+
+def test_data_add_with_cache_type_hardlink_links_as_dvc_add_does(tmp_path: Path) -> None:
+    ours = _data_project(tmp_path, "ours")
+    theirs = new_project(tmp_path / "theirs", {"README": "data\n"})
+    shutil.copytree(ours.path / "raw", theirs.path / "raw")
+    for proj in (ours, theirs):
+        assert proj.dvc("config", "cache.type", "hardlink").returncode == 0
+    added = ours.run("data", "add", "raw/images")
+    assert added.returncode == 0, added.stderr + added.stdout
+    assert theirs.dvc("add", "raw/images").returncode == 0
+    # done natively, not handed to DVC: the commit taught mlbuild's stat cache the hashes
+    learned = json.loads((ours.path / ".dvc/tmp/mlbuild/stat-cache.json").read_text())
+    assert "raw/images/img000.bin" in learned
+    for rel in ("raw/images.dvc", "raw/.gitignore"):
+        assert (ours.path / rel).read_bytes() == (theirs.path / rel).read_bytes(), rel
+    assert _objects(ours).keys() == _objects(theirs).keys()
+    data = ours.path / "raw" / "images"
+    assert _modes(data) == _modes(theirs.path / "raw" / "images")  # read-only, as DVC's
+    objects = {p.stat().st_ino for p in _objects(ours).values()}
+    assert all(p.stat().st_ino in objects for p in data.rglob("*") if p.is_file())
+    _intact(ours)
+    assert ours.dvc("status").stdout.strip().startswith(UP_TO_DATE)
+    assert _data_changes(ours) == []
+    expected = _files(data)
+    shutil.rmtree(data)
+    assert ours.dvc("checkout").returncode == 0
+    assert _files(data) == expected
