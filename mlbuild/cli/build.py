@@ -45,7 +45,7 @@ class _Display:
 
                 from mlbuild.cli.report import LiveReporter
 
-                self.live = LiveReporter(Console(highlight=False), self.total,
+                self.live = LiveReporter(Console(highlight=False, emoji=False), self.total,
                                          self.finished).__enter__()
         self.live(event)
 
@@ -64,7 +64,7 @@ class _Display:
         if console is None:
             from rich.console import Console
 
-            console = Console(highlight=False)
+            console = Console(highlight=False, emoji=False)  # a stage named :x: stays so
         console.print(summary(results, elapsed))
 
 

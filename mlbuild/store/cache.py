@@ -17,7 +17,6 @@ from mlbuild.files.temp import tmp_beside
 from mlbuild.store.boundary import ensure_inside
 from mlbuild.store.completememo import CompleteMemo, now
 from mlbuild.store.hashing import Hasher, md5_file
-from mlbuild.store.linkcommit import link_types
 from mlbuild.store.onepass import SMALL, ObjectWriter, Read
 
 FICLONE = 0x40049409  # Linux ioctl that makes a copy-on-write clone (reflink)
@@ -95,6 +94,8 @@ class Cache:
 
     def writer(self) -> ObjectWriter:
         """A writer of new objects; it links workspace files in when cache.type says so."""
+        from mlbuild.store.linkcommit import link_types  # only a commit needs it
+
         return ObjectWriter(self.files, link=link_types(self.types))
 
     def object_path(self, md5: str) -> Path:
