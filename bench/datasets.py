@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.context import MIB, Ctx, dvc_yaml, run_cycle, tool_order
 from bench.measure import BenchError, Series
-from bench.projects import fresh_copy, init_repo, remove_tree
+from bench.projects import commit_all, fresh_copy, init_repo, remove_tree
 from bench.report import Row, Target, fmt
 
 
@@ -105,6 +105,7 @@ def w4(ctx: Ctx) -> list[Row]:
           f"[(d / f'f{{i:05d}}.txt').write_text(str(i)) for i in range({n})]\"")
     rows = _w4_variant(ctx, root, "python", py, with_noop=True)
     rows += _w4_variant(ctx, root, "cp", "cp -r ../src many", with_noop=False)
+    rows += _w4_variant(ctx, root, "cp-hardlink", "cp -r ../src many", with_noop=False)
     remove_tree(root)
     return rows
 
@@ -117,6 +118,9 @@ def _w4_variant(ctx: Ctx, root: Path, kind: str, cmd: str, with_noop: bool) -> l
     }
     tpl = root / f"tpl-{kind}"
     init_repo(ctx.runner, ctx.tools, tpl, {"seed.txt": "seed\n", "dvc.yaml": dvc_yaml(stage)})
+    if kind.endswith("-hardlink"):  # both tools commit by hard link (DVC's cache.type)
+        ctx.runner.run([ctx.tools.dvc, "config", "cache.type", "hardlink"], tpl)
+        commit_all(ctx.runner, tpl, "bench: cache.type hardlink")
     bare_dir = root / f"bare-{kind}"
     bare_dir.mkdir()
     bare = Series()
@@ -143,7 +147,8 @@ def _w4_variant(ctx: Ctx, root: Path, kind: str, cmd: str, with_noop: bool) -> l
                 remove_tree(proj)
     remove_tree(tpl)
     commit = {tool: _commit(series[f"cold:{tool}"], bare_for[tool]) for tool in bare_for}
-    what = "Python stage" if kind == "python" else "`cp -r` stage"
+    what = {"python": "Python stage", "cp": "`cp -r` stage",
+            "cp-hardlink": "`cp -r` stage, cache.type hardlink"}[kind]
     rows = [
         Row("W4", f"{what}: run, dir of {n:,} files (`mlbuild run` vs `dvc repro`)",
             series["cold:mlbuild"], series["cold:dvc"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,22 +29,24 @@ class _Display:
         self.live: Any = None
         self.total = 0
         self.finished = 0  # stages done before the display started (up to date ones)
+        self._lock = threading.Lock()  # stage threads report too, while rich may be loading
 
     def __call__(self, event: Event) -> None:
-        if event.kind == Kind.PLAN:
-            self.total = event.total
-        if self.live is None:
+        with self._lock:
             if event.kind == Kind.PLAN:
-                return
-            if event.kind == Kind.DONE and event.outcome in QUIET and not event.warnings:
-                self.finished += 1
-                return
-            from rich.console import Console
+                self.total = event.total
+            if self.live is None:
+                if event.kind == Kind.PLAN:
+                    return
+                if event.kind == Kind.DONE and event.outcome in QUIET and not event.warnings:
+                    self.finished += 1
+                    return
+                from rich.console import Console
 
-            from mlbuild.cli.report import LiveReporter
+                from mlbuild.cli.report import LiveReporter
 
-            self.live = LiveReporter(Console(highlight=False), self.total,
-                                     self.finished).__enter__()
+                self.live = LiveReporter(Console(highlight=False, emoji=False), self.total,
+                                         self.finished).__enter__()
         self.live(event)
 
     def close(self) -> None:
@@ -61,7 +64,7 @@ class _Display:
         if console is None:
             from rich.console import Console
 
-            console = Console(highlight=False)
+            console = Console(highlight=False, emoji=False)  # a stage named :x: stays so
         console.print(summary(results, elapsed))
 
 

@@ -51,6 +51,7 @@ class LiveReporter:
         self.total = total
         self.finished = finished
         self.running: dict[str, float] = {}
+        self._done: set[str] = set()
         self.started = time.monotonic()
         self._lock = threading.Lock()
         # get_renderable: every refresh renders afresh, so the clocks move between events
@@ -86,9 +87,11 @@ class LiveReporter:
             if event.kind == Kind.PLAN:
                 self.total = event.total
             elif event.kind == Kind.START:
-                self.running[event.stage] = time.monotonic()
+                if event.stage not in self._done:  # announced after a fast stage finished
+                    self.running[event.stage] = time.monotonic()
             else:
                 self.running.pop(event.stage, None)
+                self._done.add(event.stage)
                 self.finished += 1
         if event.kind == Kind.DONE and (event.outcome not in QUIET or event.warnings):
             self._line(event)

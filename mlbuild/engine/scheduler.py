@@ -26,6 +26,7 @@ class _Schedule:
         return all(u in self.results for u in self.deps[name])
 
     def start_ready(self, pending: list[str], pool: ThreadPoolExecutor, build: StageFn) -> None:
+        started: list[str] = []
         for name in list(pending):
             if self.stop or not self.ready(name):
                 continue
@@ -37,8 +38,12 @@ class _Schedule:
                 self.emit(Event(Kind.DONE, name, SKIPPED, message=msg))
             elif len(self.running) < self.jobs:
                 pending.remove(name)
-                self.emit(Event(Kind.START, name))
                 self.running[pool.submit(build, name)] = name
+                started.append(name)
+        # announced once all are under way: the first announcement loads the display (rich),
+        # which the stages need not wait for; a reporter may so see a fast stage's DONE first
+        for name in started:
+            self.emit(Event(Kind.START, name))
 
     def collect(self) -> None:
         done, _ = wait(list(self.running), return_when=FIRST_COMPLETED)

@@ -2,8 +2,8 @@
 write its .dvc pointer and .gitignore entry exactly as DVC does.
 
 Why: DVC spends most of an add of 100,000 small files on per-file bookkeeping. Only the
-plain case is done here (a path nothing tracks yet, default cache types); anything else
-(re-adding, a path git tracks or a stage produces, link cache types) is left to DVC itself,
+plain case is done here (a path nothing tracks yet, copy or hardlink cache types); anything
+else (re-adding, a path git tracks or a stage produces, symlinks) is left to DVC itself,
 so that its answers and errors stay DVC's.
 """
 
@@ -19,6 +19,16 @@ from mlbuild.store.cache import Cache
 from mlbuild.store.hashing import Hasher
 
 COPY_TYPES = ("reflink", "copy")  # DVC's default: the workspace keeps its own files
+# hardlink first: DVC links the files into the cache, as Cache.store then does (linkcommit)
+LINK_TYPES = ("hardlink", *COPY_TYPES)
+
+
+def native_types(types: list[str]) -> bool:
+    """True for the cache types this add commits as DVC would: copies (the default), or
+    hard links when `hardlink` comes first (symlinks and other orders are left to DVC)."""
+    if types[:1] == ["hardlink"]:
+        return all(t in LINK_TYPES for t in types)
+    return all(t in COPY_TYPES for t in types)
 
 
 def pointer_text(name: str, info: HashInfo) -> str:
@@ -53,14 +63,14 @@ def _autostage(root: Path) -> bool:
 def plain(root: Path, rel: str, cache: Cache, taken: list[str]) -> bool:
     """True when adding *rel* is the plain case done here: a regular file or a directory
     (not a link), no .dvc file for it yet, overlapping no tracked or produced path in
-    *taken*, not in git, not .dvcignore'd, the cache copies rather than links, and DVC is
-    not set to stage what it writes in git (core.autostage)."""
+    *taken*, not in git, not .dvcignore'd, the cache copies or hard-links (native_types),
+    and DVC is not set to stage what it writes in git (core.autostage)."""
     from mlbuild.dvcfmt.dvcignore import IgnoreRules
 
     path = root / rel
     if path.is_symlink() or not (path.is_file() or path.is_dir()) or rel in ("", "."):
         return False
-    if Path(f"{path}.dvc").exists() or any(t not in COPY_TYPES for t in cache.types):
+    if Path(f"{path}.dvc").exists() or not native_types(cache.types):
         return False
     if _autostage(root):  # DVC would also `git add` what it wrote: leave that to DVC
         return False

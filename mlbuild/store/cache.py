@@ -17,7 +17,7 @@ from mlbuild.files.temp import tmp_beside
 from mlbuild.store.boundary import ensure_inside
 from mlbuild.store.completememo import CompleteMemo, now
 from mlbuild.store.hashing import Hasher, md5_file
-from mlbuild.store.onepass import SMALL, Read
+from mlbuild.store.onepass import SMALL, ObjectWriter, Read
 
 FICLONE = 0x40049409  # Linux ioctl that makes a copy-on-write clone (reflink)
 INGEST_MIN = SMALL + 1  # files this big are copied while being hashed (one read)
@@ -64,7 +64,10 @@ def _place(src: Path, dst: Path, kind: str) -> None:
     if kind == "reflink":
         _reflink(src, dst)
     elif kind == "hardlink":
-        os.link(src, dst)
+        if src.stat().st_size:
+            os.link(src, dst)
+        else:  # as DVC: empty files share one object, and an inode's links are limited
+            dst.touch(exist_ok=False)
     elif kind == "symlink":
         os.symlink(src, dst)
     elif kind == "copy":
@@ -88,6 +91,12 @@ class Cache:
         self.verifier: Callable[[Path], str] = md5_file
         self._memo = CompleteMemo(state_dir(root) / "complete.json", self.files,
                                   writable=not read_only)
+
+    def writer(self) -> ObjectWriter:
+        """A writer of new objects; it links workspace files in when cache.type says so."""
+        from mlbuild.store.linkcommit import link_types  # only a commit needs it
+
+        return ObjectWriter(self.files, link=link_types(self.types))
 
     def object_path(self, md5: str) -> Path:
         """Where an object with this hash lives."""

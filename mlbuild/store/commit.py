@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from mlbuild.dvcfmt.hashinfo import HashInfo
 from mlbuild.store.hashing import Hasher, tree_manifest
+from mlbuild.store.linkcommit import Linked, commit_linked, recheck
 from mlbuild.store.onepass import ObjectWriter, Read, commit_small
 
 if TYPE_CHECKING:
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 # ones are not: measured on ext4, threads creating objects side by side were slower than one
 # (the kernel's directory locks and the GIL), so they go one after another.
 THREADS = min(4, os.cpu_count() or 1)
+RELINKS = 3  # commits by link tried before copying (files kept being written meanwhile)
 Item = tuple[str, str, str]  # (manifest relpath, full path, stat-cache key)
 
 
@@ -40,11 +42,16 @@ def walk(top: Path, hasher: Hasher) -> list[Item]:
 
 
 def commit_one(hasher: Hasher, writer: ObjectWriter, full: str, key: str,
-               shown: str) -> Read | None:
-    """Hash and store one small file; remember its hash when it did not change while read.
-    None when it is too big to hold in memory (see commit_big)."""
+               shown: str, linked: list[Linked] | None = None) -> Read | None:
+    """Hash and store one small file (or link any file, see linkcommit, when the writer
+    links and *linked* collects the links); remember its hash when it did not change while
+    read. None when it must be streamed (see commit_big)."""
     get = hasher.cache.get
-    read = commit_small(full, shown, lambda skey: get(key, skey), writer.has, writer)
+    if writer.link and linked is not None:
+        read = commit_linked(full, shown, lambda skey: get(key, skey), writer.has, writer,
+                             linked)
+    else:
+        read = commit_small(full, shown, lambda skey: get(key, skey), writer.has, writer)
     if read is not None and read.key is not None:
         hasher.cache.put(key, read.key, read.md5)
     return read
@@ -61,7 +68,27 @@ def commit_big(cache: Cache, hasher: Hasher, full: str, key: str) -> Read:
 def store_file(cache: Cache, path: Path, hasher: Hasher) -> HashInfo:
     """Hash and commit one file."""
     key = hasher.key(path)
-    read = (commit_one(hasher, ObjectWriter(cache.files), str(path), key, key)
+    for _ in range(RELINKS):
+        linked: list[Linked] = []
+        writer = cache.writer()
+        writer.single = True
+        read = (commit_one(hasher, writer, str(path), key, key, linked)
+                or commit_big(cache, hasher, str(path), key))
+        if not recheck(linked):
+            return HashInfo(md5=read.md5, size=read.size, isexec=read.isexec)
+    return _copied(cache, path, hasher)
+
+
+def _copied(cache: Cache, path: Path, hasher: Hasher) -> HashInfo:
+    """Commit by copies after the links kept being written to (see RELINKS)."""
+    writer = cache.writer()
+    writer.link = False
+    if path.is_dir():
+        info = _store_tree(cache, path, hasher, writer, None)
+        assert info is not None  # only a linking commit gives up
+        return info
+    key = hasher.key(path)
+    read = (commit_one(hasher, writer, str(path), key, key)
             or commit_big(cache, hasher, str(path), key))
     return HashInfo(md5=read.md5, size=read.size, isexec=read.isexec)
 
@@ -77,17 +104,34 @@ def _in_threads(items: list[Item], work: Callable[[Item], Read]) -> list[Read]:
 
 
 def store_tree(cache: Cache, top: Path, hasher: Hasher) -> HashInfo:
-    """Hash and commit a directory: every file, then its .dir manifest, written once."""
+    """Hash and commit a directory: every file, then its .dir manifest, written once.
+
+    With linking, the manifest is written only once no linked file was written after its
+    link (the objects of those that were are gone again): otherwise all is committed anew,
+    unchanged files answered from the stat cache, the rewritten ones copied as now fresh.
+    """
+    for _ in range(RELINKS):
+        linked: list[Linked] = []
+        info = _store_tree(cache, top, hasher, cache.writer(), linked)
+        if info is not None:
+            return info
+    return _copied(cache, top, hasher)
+
+
+def _store_tree(cache: Cache, top: Path, hasher: Hasher, writer: ObjectWriter,
+                linked: list[Linked] | None) -> HashInfo | None:
     items = walk(top, hasher)
-    writer = ObjectWriter(cache.files)
     shown = hasher.key(top)
-    reads = [commit_one(hasher, writer, full, key, f"{shown}/{rel}") for rel, full, key in items]
+    reads = [commit_one(hasher, writer, full, key, f"{shown}/{rel}", linked)
+             for rel, full, key in items]
     big = [i for i, read in enumerate(reads) if read is None]
     done = _in_threads([items[i] for i in big],
                        lambda item: commit_big(cache, hasher, item[1], item[2]))
     for i, read in zip(big, done, strict=True):
         reads[i] = read
     final = [read for read in reads if read is not None]
+    if linked and recheck(linked):
+        return None
     body, md5 = tree_manifest([(rel, read.md5) for (rel, _, _), read in
                                zip(items, final, strict=True)])
     cache.add_bytes(body, md5)

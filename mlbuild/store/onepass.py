@@ -62,12 +62,25 @@ class ObjectWriter:
     """Writes objects into one cache's files/md5 folder, making each prefix folder once."""
 
     files: Path
+    link: bool = False  # commit by hard link (cache.type hardlink; see linkcommit)
+    single: bool = False  # the file is an output itself, not in a directory (its x bit kept)
     unnamed: bool = bool(getattr(os, "O_TMPFILE", 0))  # try O_TMPFILE until it fails once
     _made: set[str] = field(default_factory=set)
 
     def has(self, md5: str) -> bool:
         """True when the object is in the cache."""
         return os.path.isfile(os.path.join(self.files, md5[:2], md5[2:]))  # noqa: PTH113, PTH118
+
+    def obj_path(self, md5: str) -> str:
+        """Where the object of *md5* lives, as a string."""
+        return os.path.join(self.files, md5[:2], md5[2:])  # noqa: PTH118
+
+    def folder(self, obj: str) -> None:
+        """Make the prefix folder of the object path *obj* (once per writer)."""
+        folder, prefix = os.path.split(obj)[0], os.path.basename(os.path.dirname(obj))  # noqa: PTH119, PTH120
+        if prefix not in self._made:
+            os.makedirs(folder, exist_ok=True)  # noqa: PTH103
+            self._made.add(prefix)
 
     def write(self, md5: str, data: bytes) -> None:
         """Store *data* (whose md5 is *md5*) unless the object is already there."""
@@ -105,7 +118,7 @@ class ObjectWriter:
         try:
             _write_all(fd, data)
             try:
-                os.link(f"/proc/self/fd/{fd}", obj, src_dir_fd=_root_fd(),
+                os.link(f"/proc/self/fd/{fd}", obj, src_dir_fd=root_fd(),
                         follow_symlinks=True)
             except FileExistsError:
                 pass  # stored meanwhile by another writer: the same content
@@ -129,7 +142,7 @@ def _write_all(fd: int, data: bytes) -> None:
 _ROOT_FD: list[int] = []
 
 
-def _root_fd() -> int:
+def root_fd() -> int:
     """A directory descriptor (any will do: the link source is an absolute path), so that
     os.link calls linkat, which can follow /proc/self/fd/N to the unnamed file."""
     if not _ROOT_FD:
@@ -166,15 +179,8 @@ def commit_small(path: str, shown: str, known: Known, has: Callable[[str], bool]
     """Hash and store one file in a single open; None when it is bigger than SMALL (the
     caller streams it). *known* answers the stat cache for its stat key; *shown* names the
     file in an error."""
+    fd, before = open_checked(path, shown)
     try:
-        fd = os.open(path, _OPEN_FLAGS)  # O_NONBLOCK: a FIFO is refused, not waited on
-    except OSError:
-        refuse_special(path, Path(path).stat().st_mode, shown)  # a socket cannot be opened
-        raise
-    try:
-        before = os.fstat(fd)
-        if not stat.S_ISREG(before.st_mode):
-            refuse_special(path, before.st_mode, shown)
         key, isexec = stat_key(before), bool(before.st_mode & stat.S_IXUSR)
         md5 = known(key)
         if md5 is not None and has(md5):  # unchanged and committed: nothing to read
@@ -188,3 +194,21 @@ def commit_small(path: str, shown: str, known: Known, has: Callable[[str], bool]
         return Read(md5, len(data), key if same else None, isexec)
     finally:
         os.close(fd)
+
+
+def open_checked(path: str, shown: str) -> tuple[int, os.stat_result]:
+    """Open a file to commit and fstat it; anything but a regular file is refused (named by
+    *shown*) before it is read."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)  # O_NONBLOCK: a FIFO is refused, not waited on
+    except OSError:
+        refuse_special(path, Path(path).stat().st_mode, shown)  # a socket cannot be opened
+        raise
+    try:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            refuse_special(path, before.st_mode, shown)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, before

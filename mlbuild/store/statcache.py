@@ -30,6 +30,11 @@ class StatCache:
             return str(entry[-1])
         return None
 
+    def table(self) -> dict[str, list[object]]:
+        """The entries themselves, path -> [inode, mtime, ctime, size, md5], for a loop that
+        matches many files inline (read only: put() writes)."""
+        return self._data
+
     def get_stat(self, relpath: str, st: os.stat_result) -> str | None:
         """get() for a stat result, without building its key (a loop over 100,000 files)."""
         entry = self._data.get(relpath)
