@@ -48,4 +48,6 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 "$VENV/bin/ruff" check mlbuild tests stages scripts bench
 "$VENV/bin/mypy"
-PATH="$PWD/$VENV/bin:$PATH" "$VENV/bin/python" -m pytest -n 2 -q "$@"
+# loadgroup: a module marked xdist_group (an expensive module fixture) runs on one worker only;
+# with plain load scheduling both workers built the lineage history, for instance.
+PATH="$PWD/$VENV/bin:$PATH" "$VENV/bin/python" -m pytest -n 2 --dist loadgroup -q "$@"

@@ -237,6 +237,16 @@ def _start_cold_build(config: pytest.Config) -> None:
     _BACKGROUND[-1].start()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Byte-compile mlbuild's own modules once, in the controller: with PYTHONDONTWRITEBYTECODE
+    set (as on CI machines), every `mlbuild` subprocess of the suite would otherwise compile
+    them again (installed packages are compiled at install; this editable checkout is not)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        import compileall
+
+        compileall.compile_dir(REPO / "mlbuild", quiet=1)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests that need the example's cold build (about 20 s, once per run) go after the
     others, and the first worker starts that build now, so that it overlaps those others

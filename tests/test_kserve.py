@@ -20,6 +20,9 @@ from ruamel.yaml import YAML
 
 from tests.conftest import REPO, Project, _env, copy_tree
 
+# one worker builds this module's shared fixture once (scripts/test.sh: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("kserve")
+
 SCHEMA = json.loads((REPO / "tests/kserve/inferenceservice.json").read_text())
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")

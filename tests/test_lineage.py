@@ -21,6 +21,9 @@ from tests.servekit import raw_rows
 from tests.test_ct import GATE, _add_shifted_training_rows
 from tests.test_monitor import shifted
 
+# one worker builds this module's shared fixture once (scripts/test.sh: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("lineage")
+
 START = int(datetime(2026, 3, 2, tzinfo=UTC).timestamp())
 HOUR = 3600
 

@@ -17,6 +17,9 @@ from tests import browser
 from tests.conftest import Project
 from tests.servekit import Server, raw_rows, registered_example
 
+# one worker builds this module's shared fixture once (scripts/test.sh: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("monitor")
+
 BRIGHTER = 5  # a scanner that reads every inked pixel 5 levels darker: most features drift
 
 

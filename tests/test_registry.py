@@ -15,6 +15,9 @@ import pytest
 from tests.conftest import BIN, Project, _env, copy_tree
 from tests.errcheck import error_line
 
+# one worker builds this module's shared fixture once (scripts/test.sh: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("registry")
+
 GTO = str(Path(BIN) / "gto")
 
 

@@ -17,6 +17,9 @@ from tests.conftest import Project
 from tests.errcheck import error_line
 from tests.servekit import Server, raw_rows, registered_example
 
+# one worker builds this module's shared fixture once (scripts/test.sh: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("serve")
+
 N_FEATURES = 64
 PIXELS = [f"pixel{i}" for i in range(N_FEATURES)]
 INFER = "/v2/models/model/infer"

@@ -21,6 +21,9 @@ from tests.conftest import Project
 from tests.errcheck import error_line
 from tests.servekit import HOST, Server, free_port, registered_example
 
+# one worker builds this module's shared fixture once (scripts/test.sh: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("ui")
+
 PAGES = ("/", "/runs", "/experiments", "/registry", "/drift")
 
 
