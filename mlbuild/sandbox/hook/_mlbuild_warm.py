@@ -34,6 +34,7 @@ MAX_REQUEST = 1 << 22
 # Files a package reads from the working directory when it is imported: a child whose
 # directory holds one (unlike the warm interpreter's) would not see it.
 READ_AT_IMPORT = {"matplotlib": ("matplotlibrc",)}
+FORK_SAFE_THREADS = frozenset((b"jemalloc_bg_thd",))
 # What a package may not do while imported ahead, outside the stage's audit hook: it is then
 # not imported ahead, and the stage imports it under its own hook, which judges it.
 UNSEEN_AT_IMPORT = frozenset((
@@ -144,7 +145,7 @@ class Server:
             return "another user"
         if req.get("key") != self.key:
             return "another environment"
-        if len(os.listdir("/proc/self/task")) > 1:  # a fork would leave those threads behind
+        if _threads() > 1:  # a fork would leave those threads behind
             return "a package started a thread when imported"
         pgid = req.get("pgid")
         if pgid is not None and _session(pgid) != os.getsid(0):
@@ -190,6 +191,17 @@ class Server:
                 except OSError:
                     pass
                 conn.close()
+
+
+def _threads() -> int:
+    """This process's threads, less those known to survive a fork: jemalloc's background
+    thread (pyarrow's allocator, started when pandas is imported) is re-created in a child."""
+    count = 0
+    for task in os.listdir("/proc/self/task"):
+        name = _read(f"/proc/self/task/{task}/comm")
+        if name is None or name.strip() not in FORK_SAFE_THREADS:
+            count += 1
+    return count
 
 
 def _read(path: str) -> bytes | None:
