@@ -118,15 +118,28 @@ BUILD_WRITTEN = (LOCK_FILE, DVC_FILE, PARAMS_FILE, ENV_FILE,
                  ".gitignore")
 
 
+# --no-optional-locks: the check may run beside stages, and must not take git's index lock
+# from a stage (or a person) running git meanwhile
+_DIRTY = ("--no-optional-locks", "status", "--porcelain", "--untracked-files=no", "--", ".",
+          *(f":(exclude,glob)**/{name}" for name in BUILD_WRITTEN))
+
+
 def is_dirty(root: Path) -> bool | None:
     """True when tracked sources have uncommitted changes (files the build itself writes
     left out); None when git cannot tell."""
-    excludes = [f":(exclude,glob)**/{name}" for name in BUILD_WRITTEN]
-    try:
-        out = git(root, "status", "--porcelain", "--untracked-files=no", "--", ".", *excludes)
-    except GitError:
-        return None
-    return bool(out.strip())
+    return dirty_later(root)()
+
+
+def dirty_later(root: Path) -> Callable[[], bool | None]:
+    """is_dirty(), started now; the returned function waits for the answer."""
+    result = git_later(root, *_DIRTY)
+
+    def answer() -> bool | None:
+        try:
+            return bool(result().strip())
+        except GitError:
+            return None
+    return answer
 
 
 def read_objects(root: Path, specs: list[str]) -> dict[str, bytes | None]:

@@ -5,7 +5,9 @@ May import: api and everything below it.
 """
 from __future__ import annotations
 
+import atexit
 import gc
+import os
 import signal
 import sys
 import threading
@@ -115,10 +117,33 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(signum, _on_signal)
     try:
         _dispatch(args, verbose)
+    except SystemExit as done:
+        if argv is None:  # the console script, not a caller in this process
+            _leave(done.code)
+        raise
     finally:
         # the interpreter's last garbage collection walks every object of every imported
         # library (50-100 ms after a build); frozen objects are left to the OS to reclaim
         gc.freeze()
+
+
+def _leave(code: object) -> None:
+    """End the process now when the interpreter's teardown has nothing left to do: it would
+    free every object of every imported library, one by one (30-45 ms after a build). Only
+    when no other thread is alive; exit handlers run and the standard streams are flushed
+    first, as at a normal exit."""
+    if threading.active_count() > 1 or not isinstance(code, int | None):
+        return
+    gc.freeze()
+    atexit._run_exitfuncs()
+    failed = False
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: let the interpreter report it
+            failed = True
+    if not failed:
+        os._exit(code or 0)
 
 
 def _dispatch(args: list[str], verbose: bool) -> None:

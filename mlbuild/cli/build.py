@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from mlbuild.cli.plain import is_terminal, print_line
+from mlbuild.cli.plain import summary as plain_summary
 from mlbuild.errors import EXIT_FAILED
 from mlbuild.events import QUIET, Event, Kind, StageResult
 
@@ -27,6 +29,8 @@ class _Display:
 
     def __init__(self) -> None:
         self.live: Any = None
+        # not a terminal (CI, a pipe): plain lines, and rich (about 60-100 ms) never loaded
+        self.plain = not is_terminal(sys.stdout)
         self.total = 0
         self.finished = 0  # stages done before the display started (up to date ones)
         self._lock = threading.Lock()  # stage threads report too, while rich may be loading
@@ -35,6 +39,10 @@ class _Display:
         with self._lock:
             if event.kind == Kind.PLAN:
                 self.total = event.total
+            if self.plain:
+                if event.kind == Kind.DONE:
+                    print_line(event)
+                return
             if self.live is None:
                 if event.kind == Kind.PLAN:
                     return
@@ -54,6 +62,9 @@ class _Display:
             self.live.__exit__(None, None, None)
 
     def summary(self, results: dict[str, StageResult], elapsed: float) -> None:
+        if self.plain:
+            sys.stdout.write(plain_summary(results, elapsed))
+            return
         if self.live is None and all(r.outcome in QUIET for r in results.values()):
             typer.echo(f"mlbuild: pipeline is up to date ({len(results)} stage(s)), nothing "
                        f"to do ({elapsed:.2f}s)")

@@ -11,6 +11,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from mlbuild.cli.plain import label, summary_rows
 from mlbuild.events import (
     FAILED,
     FROZEN,
@@ -29,17 +30,6 @@ STYLES: dict[str, str] = {
     RAN: "green", RESTORED: "cyan", UP_TO_DATE: "dim", FAILED: "bold red",
     SKIPPED: "yellow", FROZEN: "blue", WOULD_RUN: "magenta",
 }
-LABELS: dict[str, str] = {
-    RAN: "built", RESTORED: "restored", UP_TO_DATE: "up to date",
-    FAILED: "FAILED", SKIPPED: "skipped", FROZEN: "frozen", WOULD_RUN: "would run",
-}
-
-
-def label(outcome: str, message: str = "") -> str:
-    """How an outcome reads; a restored stage says how it was restored."""
-    if outcome == RESTORED and message:
-        return message
-    return LABELS.get(outcome, outcome)
 
 
 class LiveReporter:
@@ -136,10 +126,7 @@ def summary_table(results: dict[str, StageResult], elapsed: float) -> Table:
     table.add_column("result")
     table.add_column("time", justify="right")
     table.add_column("why")
-    for res in results.values():
-        why = "; ".join(res.reasons[:3]) if res.reasons else res.message.split("\n")[0]
-        table.add_row(res.stage, Text(label(res.outcome, res.message),
-                                      style=STYLES.get(res.outcome, "")),
-                      f"{res.seconds:.1f}s" if res.outcome in (RAN, RESTORED, FAILED) else "",
-                      why)
+    for (stage, result, secs, why), res in zip(summary_rows(results), results.values(),
+                                               strict=True):
+        table.add_row(stage, Text(result, style=STYLES.get(res.outcome, "")), secs, why)
     return table

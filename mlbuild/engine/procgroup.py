@@ -70,15 +70,22 @@ class ProcessTable:
                         self._record.write_text(f"{self._watcher.pid}\n")
             return self._watcher.pid if self._watcher.poll() is None else None
 
+    def goodbye(self) -> None:
+        """Tell the watcher no stage runs any more; it exits on its own (close() waits)."""
+        watcher = self._watcher
+        if watcher is None or watcher.stdin is None or watcher.stdin.closed:
+            return
+        with suppress(OSError):
+            watcher.stdin.write(GOODBYE)
+            watcher.stdin.close()
+
     def close(self) -> None:
-        """Say goodbye to the watcher (no stage runs any more) and let it exit."""
+        """Say goodbye to the watcher (if not yet said) and wait for it to exit: it holds
+        the project lock's descriptor too."""
+        self.goodbye()
         watcher, self._watcher = self._watcher, None
         if watcher is None:
             return
-        with suppress(OSError):
-            assert watcher.stdin is not None
-            watcher.stdin.write(GOODBYE)
-            watcher.stdin.close()
         with suppress(subprocess.TimeoutExpired):
             watcher.wait(timeout=KILL_GRACE)
         if self._record is not None:

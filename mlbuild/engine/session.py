@@ -178,12 +178,14 @@ def _build(root: Path, request: RunRequest, emit: Emit, lock_fd: int | None,
             _record_outputs(ws, results, recorder)
         return BuildResult(results, order)
     finally:
-        if procs is not None:
-            procs.close()
+        if procs is not None:  # the watcher exits while dvc.lock and the state are written
+            procs.goodbye()
         if warm is not None:
             warm.close()
         ws.lock.flush()
         ws.save_state()
+        if procs is not None:
+            procs.close()
 
 
 def warm_pool(root: Path, graph: Graph, order: list[str], sandbox: Sandbox) -> WarmPool | None:

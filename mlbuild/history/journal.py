@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any
 
 from mlbuild.events import QUIET, Event, Kind
 from mlbuild.files.layout import state_dir
-from mlbuild.gitrepo import head_revision
+from mlbuild.gitrepo import dirty_later, head_revision
 
 JOURNAL = "journal.jsonl"
 INDEX = "history.sqlite"
@@ -125,9 +125,14 @@ class Recorder:
             args=list(args), revision=head_revision(root), dirty=None, user=_user(),
             host=os.uname().nodename, started=started)
         self._stages: dict[str, StageRecord] = {}
+        self._dirty: Callable[[], bool | None] | None = None
 
     def __call__(self, event: Event) -> None:
-        if event.kind == Kind.DONE:
+        if event.kind == Kind.START and self._dirty is None:
+            # the sources as the first stage starts: what the build is made from; git works
+            # while the stages run instead of after them
+            self._dirty = dirty_later(self.root)
+        elif event.kind == Kind.DONE:
             self._stages[event.stage] = StageRecord(
                 event.stage, event.outcome, round(event.seconds, 3), list(event.reasons),
                 event.message)
@@ -146,6 +151,8 @@ class Recorder:
         self.record.ended = time.time()
         self.record.status = status
         self.record.stages = list(self._stages.values())
+        if self._dirty is not None:
+            self.record.dirty = self._dirty()
         if self.record.dirty is None and any(s.outcome not in QUIET
                                              for s in self.record.stages):
             from mlbuild.gitrepo import is_dirty
