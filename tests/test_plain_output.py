@@ -1,0 +1,85 @@
+"""Output that is not a terminal (a CI log, a pipe): plain lines and a plain summary, rich
+never loaded; FORCE_COLOR asks for rich's table anyway. The process leaves without the
+interpreter's teardown, and nothing it printed or recorded is lost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import _env
+from tests.scenario import new_project
+
+FILES = {
+    "seed.txt": "seed\n",
+    "dvc.yaml": """\
+stages:
+  first:
+    cmd: cp seed.txt first.txt
+    deps: [seed.txt]
+    outs: [first.txt]
+  second:
+    cmd: echo "a long reason to print, well past eighty columns of output in a CI log" > second.txt
+    outs: [second.txt]
+""",
+}
+BOX = set("┏┃━┡│└")
+
+
+def _run(path: Path, *args: str, env: dict[str, str] | None = None,
+         ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-X", "importtime", "-m", "mlbuild", *args],
+                          cwd=path, env=_env({"COLUMNS": "80", **(env or {})}),
+                          capture_output=True, text=True, timeout=300)
+
+
+def _imported(stderr: str) -> set[str]:
+    return {line.split("|")[-1].strip() for line in stderr.splitlines()
+            if line.startswith("import time:")}
+
+
+def test_plain_lines_and_summary_without_rich(tmp_path: Path) -> None:
+    proj = new_project(tmp_path / "p", FILES)
+    proc = _run(proj.path, "run", "-j", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["built", "first", *lines[0].split()[2:]]
+    assert "built second" in lines[1]
+    assert lines[2].startswith("mlbuild: 2 stage(s) in")
+    assert [line.split()[:2] for line in lines[3:]] == [
+        ["stage", "result"], ["first", "built"], ["second", "built"]]
+    assert not BOX & set(proc.stdout)
+    assert "rich" not in {name.split(".")[0] for name in _imported(proc.stderr)}
+    # the run is in the history, written before the process left
+    log = json.loads(proj.run("log", "-n", "1", "--json").stdout)
+    assert log[0]["status"] == "ok" and len(log[0]["stages"]) == 2
+
+
+def test_a_partial_rebuild_counts_the_others(tmp_path: Path) -> None:
+    proj = new_project(tmp_path / "p", FILES)
+    assert proj.run("run").returncode == 0
+    proj.write("seed.txt", "changed\n")
+    proc = _run(proj.path, "run")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "mlbuild: 1 stage(s) in" in proc.stdout
+    assert proc.stdout.rstrip().endswith("1 other stage(s) up to date")
+    assert "dependency 'seed.txt' modified" in proc.stdout
+
+
+def test_force_color_gets_richs_table(tmp_path: Path) -> None:
+    proj = new_project(tmp_path / "p", FILES)
+    proc = _run(proj.path, "run", env={"FORCE_COLOR": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert set(proc.stdout) >= BOX
+    assert "rich.console" in _imported(proc.stderr)
+
+
+def test_a_failed_stage_still_reports_on_stderr_with_exit_1(tmp_path: Path) -> None:
+    files = {**FILES, "dvc.yaml": FILES["dvc.yaml"].replace("cp seed.txt", "cp missing.txt")}
+    proj = new_project(tmp_path / "p", files)
+    proc = proj.run("run", "-j", "1")
+    assert proc.returncode == 1
+    assert "FAILED first" in proc.stdout
+    assert proc.stderr.startswith("mlbuild: error: stage 'first' failed")
