@@ -184,29 +184,29 @@ def test_fsck_reports_and_repair_removes_a_corrupted_object(example_built: Proje
 
 @pytest.mark.parametrize("keep_mtime", [False, True], ids=["written", "mtime-preserved"])
 def test_run_cache_restore_never_checks_out_a_corrupted_object(
-        example_built: Project, keep_mtime: bool) -> None:
-    original = lock_md5(example_built, "train", MODEL)
-    assert outcomes(example_built, "model=logreg")["train"] == "ran"
-    assert outcomes(example_built)["train"] == "restored"  # the verifier has seen the object
-    assert outcomes(example_built, "model=logreg")["train"] == "restored"
-    logreg = md5(example_built.path / MODEL)
-    lock_before = example_built.read("dvc.lock")
-    corrupt(obj(example_built, original), keep_mtime)
+        built_example: Path, example_logreg: Project, keep_mtime: bool) -> None:
+    # a copy of the built example built again with model=logreg (train ran there)
+    original = lock_md5(Project(built_example), "train", MODEL)
+    assert outcomes(example_logreg)["train"] == "restored"  # the verifier has seen the object
+    assert outcomes(example_logreg, "model=logreg")["train"] == "restored"
+    logreg = md5(example_logreg.path / MODEL)
+    lock_before = example_logreg.read("dvc.lock")
+    corrupt(obj(example_logreg, original), keep_mtime)
 
-    proc = example_built.run("run", "--json")  # back to lightgbm: the run-cache has it
+    proc = example_logreg.run("run", "--json")  # back to lightgbm: the run-cache has it
     assert proc.returncode == 1, proc.stdout
     report = {s["stage"]: s for s in json.loads(proc.stdout)["stages"]}
     assert report["train"]["outcome"] == "failed"
     assert original in report["train"]["message"]
-    assert str(obj(example_built, original)) in report["train"]["message"]
+    assert str(obj(example_logreg, original)) in report["train"]["message"]
     assert report["evaluate"]["outcome"] != "ran"
-    assert md5(example_built.path / MODEL) == logreg  # not replaced by the corrupt bytes
-    assert example_built.read("dvc.lock") == lock_before
+    assert md5(example_logreg.path / MODEL) == logreg  # not replaced by the corrupt bytes
+    assert example_logreg.read("dvc.lock") == lock_before
 
-    assert example_built.run("data", "fsck", "--repair").returncode == 0
-    assert outcomes(example_built)["train"] == "ran"  # rebuilt, since the object is gone
-    assert md5(example_built.path / MODEL) == original
-    assert example_built.run_json("data", "fsck")["corrupt"] == []
+    assert example_logreg.run("data", "fsck", "--repair").returncode == 0
+    assert outcomes(example_logreg)["train"] == "ran"  # rebuilt, since the object is gone
+    assert md5(example_logreg.path / MODEL) == original
+    assert example_logreg.run_json("data", "fsck")["corrupt"] == []
 
 
 def test_tracked_data_restore_never_checks_out_a_corrupted_object(
