@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import Project, copy_tree
+from tests.conftest import Project, copy_tree, locked, shared_dir
 
 OUTPUTS = ("data/prepared/train.csv", "data/prepared/valid.csv", "models/model.pkl",
            "metrics.json", "plots/confusion_matrix.png")
@@ -314,9 +314,34 @@ def change_learning_rate(proj: Project) -> str:
     return old
 
 
+@pytest.fixture(scope="session")
+def relearned_built(built_example: Path, tmp_path_factory: pytest.TempPathFactory
+                    ) -> tuple[Path, str]:
+    """The built example committed, then rebuilt with a new learning rate (not committed),
+    once per test run for every worker: (its directory, the old model's hash, now
+    referenced by the commit only). Do not modify it; copy it with `relearned`."""
+    root = shared_dir(tmp_path_factory) / "example-relearned"
+    root.mkdir(exist_ok=True)
+    with locked(root.with_suffix(".lock")):
+        if not (root / "old-model").exists():
+            shutil.rmtree(root / "example", ignore_errors=True)  # an attempt that failed
+            copy_tree(built_example, root / "example")
+            proj = Project(root / "example")
+            commit_all(proj)
+            (root / "old-model").write_text(change_learning_rate(proj))
+    return root / "example", (root / "old-model").read_text()
+
+
+@pytest.fixture
+def relearned(relearned_built: tuple[Path, str], tmp_path: Path) -> tuple[Project, str]:
+    """A private copy of relearned_built: (the project, the old model's hash)."""
+    copy_tree(relearned_built[0], tmp_path / "example")
+    return Project(tmp_path / "example"), relearned_built[1]
+
+
 def test_gc_dry_run_reports_and_force_removes_only_unreferenced(
-        example_built: Project) -> None:
-    old = change_learning_rate(example_built)
+        relearned: tuple[Project, str]) -> None:
+    example_built, old = relearned  # rebuilt with a new learning rate: the old model unused
     before = cache_files(example_built)
     report = example_built.run_json("gc")
     assert str(obj(example_built, old)) in report["paths"]  # type: ignore[operator]
@@ -343,9 +368,8 @@ def test_gc_refuses_when_a_needed_manifest_is_unreadable(example_built: Project)
     assert cache_files(example_built) == before  # its files were not taken for garbage
 
 
-def test_gc_all_commits_keeps_what_history_needs(example_built: Project) -> None:
-    commit_all(example_built)
-    old = change_learning_rate(example_built)
+def test_gc_all_commits_keeps_what_history_needs(relearned: tuple[Project, str]) -> None:
+    example_built, old = relearned  # committed, then rebuilt with a new learning rate
     commit_all(example_built)
     report = example_built.run_json("gc", "--all-commits", "--force")
     assert str(obj(example_built, old)) not in report["paths"]  # type: ignore[operator]
