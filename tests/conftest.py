@@ -305,6 +305,49 @@ def example_built(built_example: Path, tmp_path: Path) -> Project:
     return Project(dest)
 
 
+def recorded_outcomes(proc: dict[str, Any]) -> dict[str, str]:
+    """stage -> outcome from a recorded `run --json` ({"returncode", "stdout", "stderr"})."""
+    assert proc["returncode"] == 0, proc["stderr"] + proc["stdout"]
+    return {s["stage"]: s["outcome"] for s in json.loads(proc["stdout"])["stages"]}
+
+
+def _logreg_build(root: Path, built: Path) -> None:
+    """Copy the built example to root/example and build it again with model=logreg,
+    recording that `run --json` in root/run.json; the caller holds root's lock."""
+    record = root / "run.json"
+    if record.exists():
+        return
+    dest = root / "example"
+    shutil.rmtree(dest, ignore_errors=True)  # left by an attempt that was interrupted
+    copy_tree(built, dest)
+    proc = Project(dest).run("run", "model=logreg", "--json")
+    record.write_text(json.dumps({"returncode": proc.returncode, "stdout": proc.stdout,
+                                  "stderr": proc.stderr}))
+
+
+@pytest.fixture(scope="session")
+def logreg_built(built_example: Path, tmp_path_factory: pytest.TempPathFactory
+                 ) -> tuple[Path, dict[str, Any]]:
+    """The built example built again with `mlbuild run model=logreg`: the logistic model in
+    the workspace, both models in the cache and the run-cache. Done once per test run and
+    shared by the xdist workers: (its directory, {"returncode", "stdout", "stderr"} of that
+    `run --json`). Do not modify the directory; copy it with example_logreg."""
+    root = shared_dir(tmp_path_factory) / "example-logreg"
+    root.mkdir(exist_ok=True)
+    with locked(root.with_suffix(".lock")):
+        _logreg_build(root, built_example)
+    return root / "example", json.loads((root / "run.json").read_text())
+
+
+@pytest.fixture
+def example_logreg(logreg_built: tuple[Path, dict[str, Any]], tmp_path: Path) -> Project:
+    """A private copy of logreg_built's project (asserting that its build succeeded)."""
+    assert recorded_outcomes(logreg_built[1])["train"] == "ran"
+    dest = tmp_path / "example"
+    copy_tree(logreg_built[0], dest)
+    return Project(dest)
+
+
 @pytest.fixture(scope="session")
 def chain_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """errcheck's hand-written CHAIN pipeline, built and committed once per worker (the bad

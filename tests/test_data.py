@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import Project, copy_tree
+from tests.conftest import Project, copy_tree, locked, shared_dir
 
 OUTPUTS = ("data/prepared/train.csv", "data/prepared/valid.csv", "models/model.pkl",
            "metrics.json", "plots/confusion_matrix.png")
@@ -184,29 +184,29 @@ def test_fsck_reports_and_repair_removes_a_corrupted_object(example_built: Proje
 
 @pytest.mark.parametrize("keep_mtime", [False, True], ids=["written", "mtime-preserved"])
 def test_run_cache_restore_never_checks_out_a_corrupted_object(
-        example_built: Project, keep_mtime: bool) -> None:
-    original = lock_md5(example_built, "train", MODEL)
-    assert outcomes(example_built, "model=logreg")["train"] == "ran"
-    assert outcomes(example_built)["train"] == "restored"  # the verifier has seen the object
-    assert outcomes(example_built, "model=logreg")["train"] == "restored"
-    logreg = md5(example_built.path / MODEL)
-    lock_before = example_built.read("dvc.lock")
-    corrupt(obj(example_built, original), keep_mtime)
+        built_example: Path, example_logreg: Project, keep_mtime: bool) -> None:
+    # a copy of the built example built again with model=logreg (train ran there)
+    original = lock_md5(Project(built_example), "train", MODEL)
+    assert outcomes(example_logreg)["train"] == "restored"  # the verifier has seen the object
+    assert outcomes(example_logreg, "model=logreg")["train"] == "restored"
+    logreg = md5(example_logreg.path / MODEL)
+    lock_before = example_logreg.read("dvc.lock")
+    corrupt(obj(example_logreg, original), keep_mtime)
 
-    proc = example_built.run("run", "--json")  # back to lightgbm: the run-cache has it
+    proc = example_logreg.run("run", "--json")  # back to lightgbm: the run-cache has it
     assert proc.returncode == 1, proc.stdout
     report = {s["stage"]: s for s in json.loads(proc.stdout)["stages"]}
     assert report["train"]["outcome"] == "failed"
     assert original in report["train"]["message"]
-    assert str(obj(example_built, original)) in report["train"]["message"]
+    assert str(obj(example_logreg, original)) in report["train"]["message"]
     assert report["evaluate"]["outcome"] != "ran"
-    assert md5(example_built.path / MODEL) == logreg  # not replaced by the corrupt bytes
-    assert example_built.read("dvc.lock") == lock_before
+    assert md5(example_logreg.path / MODEL) == logreg  # not replaced by the corrupt bytes
+    assert example_logreg.read("dvc.lock") == lock_before
 
-    assert example_built.run("data", "fsck", "--repair").returncode == 0
-    assert outcomes(example_built)["train"] == "ran"  # rebuilt, since the object is gone
-    assert md5(example_built.path / MODEL) == original
-    assert example_built.run_json("data", "fsck")["corrupt"] == []
+    assert example_logreg.run("data", "fsck", "--repair").returncode == 0
+    assert outcomes(example_logreg)["train"] == "ran"  # rebuilt, since the object is gone
+    assert md5(example_logreg.path / MODEL) == original
+    assert example_logreg.run_json("data", "fsck")["corrupt"] == []
 
 
 def test_tracked_data_restore_never_checks_out_a_corrupted_object(
@@ -314,9 +314,34 @@ def change_learning_rate(proj: Project) -> str:
     return old
 
 
+@pytest.fixture(scope="session")
+def relearned_built(built_example: Path, tmp_path_factory: pytest.TempPathFactory
+                    ) -> tuple[Path, str]:
+    """The built example committed, then rebuilt with a new learning rate (not committed),
+    once per test run for every worker: (its directory, the old model's hash, now
+    referenced by the commit only). Do not modify it; copy it with `relearned`."""
+    root = shared_dir(tmp_path_factory) / "example-relearned"
+    root.mkdir(exist_ok=True)
+    with locked(root.with_suffix(".lock")):
+        if not (root / "old-model").exists():
+            shutil.rmtree(root / "example", ignore_errors=True)  # an attempt that failed
+            copy_tree(built_example, root / "example")
+            proj = Project(root / "example")
+            commit_all(proj)
+            (root / "old-model").write_text(change_learning_rate(proj))
+    return root / "example", (root / "old-model").read_text()
+
+
+@pytest.fixture
+def relearned(relearned_built: tuple[Path, str], tmp_path: Path) -> tuple[Project, str]:
+    """A private copy of relearned_built: (the project, the old model's hash)."""
+    copy_tree(relearned_built[0], tmp_path / "example")
+    return Project(tmp_path / "example"), relearned_built[1]
+
+
 def test_gc_dry_run_reports_and_force_removes_only_unreferenced(
-        example_built: Project) -> None:
-    old = change_learning_rate(example_built)
+        relearned: tuple[Project, str]) -> None:
+    example_built, old = relearned  # rebuilt with a new learning rate: the old model unused
     before = cache_files(example_built)
     report = example_built.run_json("gc")
     assert str(obj(example_built, old)) in report["paths"]  # type: ignore[operator]
@@ -343,9 +368,8 @@ def test_gc_refuses_when_a_needed_manifest_is_unreadable(example_built: Project)
     assert cache_files(example_built) == before  # its files were not taken for garbage
 
 
-def test_gc_all_commits_keeps_what_history_needs(example_built: Project) -> None:
-    commit_all(example_built)
-    old = change_learning_rate(example_built)
+def test_gc_all_commits_keeps_what_history_needs(relearned: tuple[Project, str]) -> None:
+    example_built, old = relearned  # committed, then rebuilt with a new learning rate
     commit_all(example_built)
     report = example_built.run_json("gc", "--all-commits", "--force")
     assert str(obj(example_built, old)) not in report["paths"]  # type: ignore[operator]

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Project
+from tests.conftest import Project, recorded_outcomes
 
 
 def _md5(proj: Project, rel: str) -> str:
@@ -55,15 +55,17 @@ def test_helper_module_edit_rebuilds_only_importers(example_built: Project) -> N
         "prepare": "up-to-date", "train": "ran", "evaluate": "ran"}
 
 
-def test_revert_is_restored_from_run_cache(example_built: Project) -> None:
-    original = _md5(example_built, "models/model.pkl")
-    report = example_built.run_json("run", "model=logreg")
-    assert example_built.outcomes(report)["train"] == "ran"
-    assert _md5(example_built, "models/model.pkl") != original
-    report = example_built.run_json("run")  # back to configs/ defaults
-    assert example_built.outcomes(report) == {
+def test_revert_is_restored_from_run_cache(built_example: Path,
+                                           logreg_built: tuple[Path, dict[str, Any]],
+                                           example_logreg: Project) -> None:
+    original = _md5(Project(built_example), "models/model.pkl")
+    # `mlbuild run model=logreg` in a copy of the built example (once per test run)
+    assert recorded_outcomes(logreg_built[1])["train"] == "ran"
+    assert _md5(example_logreg, "models/model.pkl") != original
+    report = example_logreg.run_json("run")  # back to configs/ defaults
+    assert example_logreg.outcomes(report) == {
         "prepare": "up-to-date", "train": "restored", "evaluate": "restored"}
-    assert _md5(example_built, "models/model.pkl") == original
+    assert _md5(example_logreg, "models/model.pkl") == original
 
 
 def test_rebuild_is_byte_identical(example_built: Project) -> None:

@@ -14,7 +14,10 @@ import yaml
 from tests.conftest import Project
 from tests.errcheck import error_line
 from tests.scenario import new_project
-from tests.test_experiments import FILES, _project
+from tests.test_experiments import FILES, by_dvc, by_dvc_built, lr_sweep, lr_sweep_built
+
+# session-wide projects with experiments, shared with test_experiments
+__all__ = ["by_dvc", "by_dvc_built", "lr_sweep", "lr_sweep_built"]
 
 
 def _commit(proj: Project, message: str) -> None:
@@ -165,10 +168,8 @@ def test_a_build_with_other_overrides_is_in_the_way_but_its_results_are_not_lost
 
 
 def test_apply_of_an_experiment_made_by_dvc_writes_its_params_into_configs(
-        tmp_path: Path) -> None:
-    proj = _project(tmp_path)
-    made = proj.dvc("exp", "run", "-S", "model.lr=0.5", "-n", "by-dvc")
-    assert made.returncode == 0, made.stderr + made.stdout
+        by_dvc: Project) -> None:
+    proj = by_dvc  # after `dvc exp run -S model.lr=0.5 -n by-dvc`
     proj.git("reset", "-q", "--hard")  # DVC built it in the workspace; start from HEAD
     assert proj.dvc("checkout", "-f").returncode == 0
     applied = proj.run("exp", "apply", "by-dvc")
@@ -212,9 +213,8 @@ def test_a_key_of_one_group_choice_is_swept_only_where_it_exists(tmp_path: Path)
         assert fast == (not any(o.startswith("algo.depth=") for o in trial["overrides"]))
 
 
-def test_exp_show_table_and_its_memo(tmp_path: Path) -> None:
-    proj = _project(tmp_path)
-    assert proj.run("exp", "run", "model.lr=0.1,0.3", "--name", "lr").returncode == 0
+def test_exp_show_table_and_its_memo(lr_sweep: Project) -> None:
+    proj = lr_sweep  # after `mlbuild exp run model.lr=0.1,0.3 --name lr`
     first = proj.run("exp", "show", "--json")
     assert first.returncode == 0, first.stderr
     memo = proj.path / ".dvc" / "tmp" / "mlbuild" / "exp-show.json"

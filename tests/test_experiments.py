@@ -3,15 +3,21 @@ experiments that real DVC reads (and the other way round)."""
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from tests.conftest import Project, _env
+import pytest
+
+from tests.conftest import Project, _env, locked, shared_dir
 from tests.errcheck import error_line
 from tests.scenario import new_project
 
@@ -65,15 +71,72 @@ FILES = {
 }
 
 
-def _project(tmp_path: Path) -> Project:
-    proj = new_project(tmp_path / "proj", FILES)
+@functools.cache
+def _template() -> Path:
+    """FILES with data/raw.txt tracked, compiled and committed, once per test process (each
+    test copies it: the dvc add and compile cost more than a CPU-second)."""
+    scratch = Path(tempfile.mkdtemp(prefix="mlbuild-exp-template-"))
+    atexit.register(shutil.rmtree, scratch, True)
+    proj = new_project(scratch / "proj", FILES)
     proj.write("data/raw.txt", "1 2 3\n")
     assert proj.dvc("add", "-q", "data/raw.txt").returncode == 0
     proc = proj.run("compile")  # params.yaml and dvc.yaml, committed as a team would
     assert proc.returncode == 0, proc.stderr
     proj.git("add", "-A")
     proj.git("commit", "-qm", "pipeline")
-    return proj
+    return proj.path
+
+
+def _project(tmp_path: Path) -> Project:
+    """A private copy of the committed experiments project, at tmp_path/proj."""
+    shutil.copytree(_template(), tmp_path / "proj", symlinks=True)
+    return Project(tmp_path / "proj")
+
+
+def _shared_project(factory: pytest.TempPathFactory, name: str, made_by: str, *args: str
+                    ) -> Path:
+    """_project after one `mlbuild ARGS` (or `dvc ARGS`: *made_by*), done once per test run
+    and shared by the xdist workers; the tests that start from it copy it."""
+    root = shared_dir(factory) / f"exp-{name}"
+    with locked(root.with_suffix(".lock")):
+        if not (root / "done").exists():
+            shutil.rmtree(root, ignore_errors=True)  # an attempt that failed
+            root.mkdir()
+            proj = _project(root)
+            proc = proj.run(*args) if made_by == "mlbuild" else proj.dvc(*args)
+            assert proc.returncode == 0, proc.stderr + proc.stdout
+            (root / "done").touch()
+    return root / "proj"
+
+
+@pytest.fixture(scope="session")
+def lr_sweep_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """_project after `mlbuild exp run model.lr=0.1,0.3 --name lr` (lr-1 and lr-2); do not
+    modify it, copy it with lr_sweep."""
+    return _shared_project(tmp_path_factory, "lr-sweep", "mlbuild",
+                           "exp", "run", "model.lr=0.1,0.3", "--name", "lr")
+
+
+@pytest.fixture
+def lr_sweep(lr_sweep_built: Path, tmp_path: Path) -> Project:
+    """A private copy of lr_sweep_built."""
+    shutil.copytree(lr_sweep_built, tmp_path / "proj", symlinks=True)
+    return Project(tmp_path / "proj")
+
+
+@pytest.fixture(scope="session")
+def by_dvc_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """_project after real DVC's `dvc exp run -S model.lr=0.5 -n by-dvc` (which builds in
+    the workspace too); do not modify it, copy it with by_dvc."""
+    return _shared_project(tmp_path_factory, "by-dvc", "dvc",
+                           "exp", "run", "-S", "model.lr=0.5", "-n", "by-dvc")
+
+
+@pytest.fixture
+def by_dvc(by_dvc_built: Path, tmp_path: Path) -> Project:
+    """A private copy of by_dvc_built."""
+    shutil.copytree(by_dvc_built, tmp_path / "proj", symlinks=True)
+    return Project(tmp_path / "proj")
 
 
 def _private_tmp(tmp_path: Path) -> dict[str, str]:
@@ -119,9 +182,8 @@ def test_a_sweep_builds_every_variant_runs_prepare_once_and_leaves_the_workspace
     assert len(objects) == 10, objects
 
 
-def test_exp_show_table_sorted_with_the_baseline_first(tmp_path: Path) -> None:
-    proj = _project(tmp_path)
-    assert proj.run("exp", "run", "model.lr=0.1,0.3", "--name", "lr").returncode == 0
+def test_exp_show_table_sorted_with_the_baseline_first(lr_sweep: Project) -> None:
+    proj = lr_sweep  # after `mlbuild exp run model.lr=0.1,0.3 --name lr`
     proc = proj.run("exp", "show", "--sort-by", "score", "--json")
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
@@ -163,10 +225,8 @@ def test_real_dvc_sees_mlbuild_experiments_and_applies_one(tmp_path: Path) -> No
     assert status.returncode == 0 and json.loads(status.stdout) == {}, status.stdout
 
 
-def test_mlbuild_shows_experiments_made_by_dvc(tmp_path: Path) -> None:
-    proj = _project(tmp_path)
-    proc = proj.dvc("exp", "run", "-S", "model.lr=0.5", "-n", "by-dvc")
-    assert proc.returncode == 0, proc.stderr + proc.stdout
+def test_mlbuild_shows_experiments_made_by_dvc(by_dvc: Project) -> None:
+    proj = by_dvc  # after `dvc exp run -S model.lr=0.5 -n by-dvc`
     rows = json.loads(proj.run("exp", "show", "--json").stdout)
     by_dvc = next(r for r in rows if r["name"] == "by-dvc")
     assert by_dvc["params"]["model.lr"] == 0.5 and by_dvc["metrics"]["score"] == 6.0

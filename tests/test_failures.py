@@ -120,11 +120,11 @@ def assert_lock_consistent(proj: Project) -> None:
 
 def test_second_run_waits_for_the_first(chain: Project, tmp_path: Path) -> None:
     first = start_slow_run(chain, tmp_path / "started")
-    start = time.monotonic()
     second = chain.run("run", "-j", "1", "--json")
-    assert time.monotonic() - start > SLOW / 2, "the second run did not wait"
     assert first.wait() == 0, first.stderr.read() if first.stderr else ""
     assert second.returncode == 0, second.stderr
+    # it waited: the first run's train stage, stale when the second started, was built
+    # by the first and found up to date by the second, which ran nothing itself
     assert set(chain.outcomes(json.loads(second.stdout)).values()) == {"up-to-date"}
     assert chain.read("model.txt").endswith("slow\n")
     assert_lock_consistent(chain)
@@ -133,11 +133,9 @@ def test_second_run_waits_for_the_first(chain: Project, tmp_path: Path) -> None:
 def test_no_wait_fails_at_once_while_another_run_holds_the_project(
         chain: Project, tmp_path: Path) -> None:
     first = start_slow_run(chain, tmp_path / "started")
-    start = time.monotonic()
     proc = chain.run("run", "--no-wait")
-    assert time.monotonic() - start < SLOW
     error_line(proc, 2, "another mlbuild run is in progress", "--no-wait")
-    assert first.poll() is None
+    assert first.poll() is None  # it did not wait: the first run is still going
     assert first.wait() == 0
     assert_lock_consistent(chain)
 
@@ -146,21 +144,20 @@ def test_no_wait_fails_at_once_while_another_run_holds_the_project(
 
 
 def interrupt_slow_stage(chain: Project, tmp_path: Path, signum: int, cmd: str) -> tuple[
-        subprocess.Popen[str], int, float]:
-    """Start a build whose train stage runs *cmd* (which writes its pid to {pid}); once
-    the stage is running, send *signum* to mlbuild. Returns the process, the stage's pid
-    and the seconds mlbuild took to exit."""
+        subprocess.Popen[str], int]:
+    """Start a build whose train stage runs *cmd* (which writes its pid to {pid} and then
+    sleeps far longer than any wait here); once the stage is running, send *signum* to
+    mlbuild and wait for it to exit. Returns the process and the stage's pid."""
     pidfile = tmp_path / "stage.pid"
     set_train(chain, cmd.format(pid=pidfile))
     proc = chain.popen("run", "-j", "1")
     pid = int(wait_for(pidfile))
-    sent = time.monotonic()
     proc.send_signal(signum)
-    try:
-        proc.wait(timeout=15)
+    try:  # a generous bound on the wait only: a hung mlbuild fails the test, not the suite
+        proc.wait(timeout=120)
     finally:
         proc.kill()  # a no-op unless mlbuild hung
-    return proc, pid, time.monotonic() - sent
+    return proc, pid
 
 
 def assert_interrupted(proc: subprocess.Popen[str], code: int) -> None:
@@ -173,33 +170,31 @@ def assert_interrupted(proc: subprocess.Popen[str], code: int) -> None:
 
 def test_ctrl_c_stops_the_stage_and_restores_its_output(chain: Project, tmp_path: Path) -> None:
     before = snapshot(chain, *CHAIN_OUTS)
-    proc, pid, seconds = interrupt_slow_stage(
-        chain, tmp_path, signal.SIGINT, "echo partial > model.txt; echo $$ > {pid}; exec sleep 30")
-    assert seconds < 10
+    proc, pid = interrupt_slow_stage(
+        chain, tmp_path, signal.SIGINT, "echo partial > model.txt; echo $$ > {pid}; exec sleep 600")
     assert_interrupted(proc, 130)
-    assert gone(pid), "the stage's process outlived mlbuild"
+    assert gone(pid), "the stage's process outlived mlbuild"  # it would sleep for 10 minutes
     assert snapshot(chain, *CHAIN_OUTS) == before
     assert not any((chain.path / ".dvc" / "tmp" / "mlbuild" / "backup").glob("*"))
 
 
 def test_ctrl_c_kills_a_stage_that_ignores_sigterm(chain: Project, tmp_path: Path) -> None:
     before = snapshot(chain, *CHAIN_OUTS)
-    proc, pid, seconds = interrupt_slow_stage(
+    proc, pid = interrupt_slow_stage(
         chain, tmp_path, signal.SIGINT,
-        "trap '' TERM; echo partial > model.txt; echo $$ > {pid}; exec sleep 30")
-    assert seconds < 10
-    assert_interrupted(proc, 130)
-    assert gone(pid)
+        "trap '' TERM; echo partial > model.txt; echo $$ > {pid}; exec sleep 600")
+    assert_interrupted(proc, 130)  # mlbuild ended although the stage ignores SIGTERM:
+    assert gone(pid), "the stage's process outlived mlbuild"  # it was killed
     assert snapshot(chain, *CHAIN_OUTS) == before
 
 
 def test_sigterm_is_handled_like_ctrl_c(chain: Project, tmp_path: Path) -> None:
     before = snapshot(chain, *CHAIN_OUTS)
-    proc, pid, seconds = interrupt_slow_stage(
-        chain, tmp_path, signal.SIGTERM, "echo partial > model.txt; echo $$ > {pid}; exec sleep 30")
-    assert seconds < 10
+    proc, pid = interrupt_slow_stage(
+        chain, tmp_path, signal.SIGTERM,
+        "echo partial > model.txt; echo $$ > {pid}; exec sleep 600")
     assert_interrupted(proc, 128 + signal.SIGTERM)
-    assert gone(pid)
+    assert gone(pid), "the stage's process outlived mlbuild"
     assert snapshot(chain, *CHAIN_OUTS) == before
 
 
