@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import socket
 import subprocess
 import time
@@ -13,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Project, copy_tree
+from tests.conftest import Project, copy_tree, locked
 
 HOST = "127.0.0.1"
 
@@ -26,9 +27,8 @@ def free_port() -> int:
         return port
 
 
-def registered_example(built: Path, dest: Path) -> Project:
-    """A copy of the built example, committed, pushed to its DVC remote, model v0.0.1
-    registered."""
+def _register(built: Path, dest: Path) -> None:
+    """*dest*: a copy of the built example, committed, pushed, model v0.0.1 registered."""
     copy_tree(built, dest)
     proj = Project(dest)
     proj.git("add", "-A")
@@ -36,7 +36,21 @@ def registered_example(built: Path, dest: Path) -> Project:
     for args in (("push",), ("model", "register", "model")):
         proc = proj.run(*args)
         assert proc.returncode == 0, proc.stderr
-    return proj
+
+
+def registered_example(built: Path, dest: Path) -> Project:
+    """A copy of the built example, committed, pushed to its DVC remote (inside it), model
+    v0.0.1 registered: a private copy of one registered once per test run beside *built*
+    (the build's shared directory), as the build itself is done once and copied."""
+    template = built.parent / "registered"
+    done = built.parent / "registered.done"  # written last: a half-made template is redone
+    with locked(built.parent / "registered.lock"):
+        if not done.exists():
+            shutil.rmtree(template, ignore_errors=True)
+            _register(built, template)
+            done.touch()
+    copy_tree(template, dest)
+    return Project(dest)
 
 
 class Server:

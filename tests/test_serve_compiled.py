@@ -37,18 +37,18 @@ import pandas as pd
 rng = np.random.default_rng(7)
 frame = pd.DataFrame(rng.normal(size=(400, 5)), columns=[f"f{i}" for i in range(5)])
 target = frame["f0"] + frame["f1"] * 2 - frame["f2"] + rng.normal(scale=0.1, size=400)
-kind = sys.argv[1]
-if kind == "binary":
-    model = lightgbm.LGBMClassifier(n_estimators=30, verbose=-1)
-    model.fit(frame, np.where(target > 0, "yes", "no"))
-elif kind == "multiclass":
-    model = lightgbm.LGBMClassifier(n_estimators=30, verbose=-1)
-    model.fit(frame, np.digitize(target, [-1.0, 0.0, 1.0]))
-else:
-    model = lightgbm.LGBMRegressor(n_estimators=30, verbose=-1,
-                                   linear_tree=kind == "linear")
-    model.fit(frame, target)
-pickle.dump(model, open(f"models/{kind}.pkl", "wb"))
+for kind in sys.argv[1:]:
+    if kind == "binary":
+        model = lightgbm.LGBMClassifier(n_estimators=30, verbose=-1)
+        model.fit(frame, np.where(target > 0, "yes", "no"))
+    elif kind == "multiclass":
+        model = lightgbm.LGBMClassifier(n_estimators=30, verbose=-1)
+        model.fit(frame, np.digitize(target, [-1.0, 0.0, 1.0]))
+    else:
+        model = lightgbm.LGBMRegressor(n_estimators=30, verbose=-1,
+                                       linear_tree=kind == "linear")
+        model.fit(frame, target)
+    pickle.dump(model, open(f"models/{kind}.pkl", "wb"))
 '''
 SCHEMA = '''
 import pandera.pandas as pa
@@ -139,9 +139,9 @@ def _lightgbm_models(proj: Project, kinds: list[str]) -> pd.DataFrame:
     proj.write("schemas.py", SCHEMA)
     yaml = YAML()
     settings = yaml.load(proj.path / "mlbuild.yaml")
+    # one process trains every kind: each more would pay LightGBM's and pandas' imports again
+    subprocess.run([sys.executable, "-c", TRAIN, *kinds], cwd=proj.path, env=_env(), check=True)
     for kind in kinds:
-        subprocess.run([sys.executable, "-c", TRAIN, kind], cwd=proj.path, env=_env(),
-                       check=True)
         settings.setdefault("serving", {})[kind] = {"input": "schemas:features"}
     yaml.dump(settings, proj.path / "mlbuild.yaml")
     rng = np.random.default_rng(11)

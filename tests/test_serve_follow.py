@@ -27,7 +27,13 @@ def _until(check: Any, what: str) -> None:
 
 
 class Traffic:
-    """Single-row requests in a loop on a thread: (status, model_version) of each."""
+    """Single-row requests in a loop on a thread, GAP seconds apart: (status, model_version)
+    of each."""
+
+    # Back to back, the loop and the server answering it took a whole core for the minute of
+    # rebuilding and registering that this test waits through; 100 requests a second still
+    # put dozens of requests on each side of every switch.
+    GAP = 0.01
 
     def __init__(self, server: Server, row: list[int], columns: list[str]) -> None:
         self.seen: list[tuple[int, Any]] = []
@@ -41,6 +47,7 @@ class Traffic:
                 except OSError as exc:  # a refused or dropped connection: a failed request
                     status, answer = -1, {"model_version": repr(exc)}
                 self.seen.append((status, answer.get("model_version")))
+                self._stop.wait(self.GAP)
 
         self._thread = threading.Thread(target=run)
         self._thread.start()

@@ -42,15 +42,15 @@ class Checked:
     current: Any
 
 
-def _current(root: Path, request: Request, loaded: Any) -> Sample:
+def _current(root: Path, request: Request, source: Any) -> Sample:
     if request.current is not None:
         return Sample(read_table(request.current, "current data"), str(request.current))
-    if loaded is None:
+    if source is None:
         raise UsageError("name the model whose prediction log to read, or give --current FILE")
     from mlbuild.monitor.served import read
     from mlbuild.serve.predlog import default_dir
 
-    name = loaded.source.name
+    name = source.name
     folder = request.log_dir or default_dir(root, name)
     since = time.time() - request.since if request.since else None
     served = read(folder, since, name)
@@ -58,9 +58,9 @@ def _current(root: Path, request: Request, loaded: Any) -> Sample:
     if len(frame):
         frame = frame[frame["_role"] != "shadow"]  # a shadow scores a copy of a request
         if request.only_version:
-            frame = frame[frame["_version"] == loaded.source.version]
+            frame = frame[frame["_version"] == source.version]
     window = f" in the last {request.since:g} s" if request.since else ""
-    window += f" answered by {loaded.source.version}" if request.only_version else ""
+    window += f" answered by {source.version}" if request.only_version else ""
     if not len(frame):
         raise UsageError(f"no served rows of model '{name}'{window} in {folder} "
                          f"({served.files} log file(s)); serve it with 'mlbuild serve' first")
@@ -118,19 +118,26 @@ def _prediction_drift(loaded: Any, reference: Any, current: Any, names: list[str
                         ColumnRule(), "categorical" if classifier else "numerical")
 
 
+def _reference(root: Path, request: Request, source: Any) -> Sample:
+    if request.reference is not None:
+        return Sample(read_table(request.reference, "reference data"), str(request.reference))
+    if source is not None and source.commit:
+        return lineage_reference(root, source.name, source.commit,
+                                 config.reference_path(root, source.name))
+    raise UsageError("no reference: give --reference FILE, or name a registered model "
+                     "version whose training data lineage can find")
+
+
 def check(root: Path, request: Request) -> Checked:
     """Run one check (UsageError for input it cannot compare)."""
-    loaded = _load(root, request.model) if request.model else None
-    if request.reference is not None:
-        reference = Sample(read_table(request.reference, "reference data"),
-                           str(request.reference))
-    elif loaded is not None and loaded.source.commit:
-        reference = lineage_reference(root, loaded.source.name, loaded.source.commit,
-                                      config.reference_path(root, loaded.source.name))
-    else:
-        raise UsageError("no reference: give --reference FILE, or name a registered model "
-                         "version whose training data lineage can find")
-    current = _current(root, request, loaded)
+    from mlbuild.serve.source import resolve
+
+    source = resolve(root, request.model) if request.model else None
+    reference = _reference(root, request, source)
+    current = _current(root, request, source)
+    # unpickled only now: a mistake in the data is reported without paying for the model's
+    # imports (scikit-learn alone takes seconds)
+    loaded = _load(root, source) if source is not None else None
     names = _features(reference.frame, current.frame, loaded)
     settings = config.settings(root, loaded.source.name) if loaded else DriftSettings()
     data = dataset_drift(reference.frame[names], current.frame[names], settings)
@@ -173,8 +180,7 @@ def _performance(root: Path, request: Request, loaded: Any, current: Any) -> Any
     return performance(current, labels, registered)
 
 
-def _load(root: Path, ref: str) -> Any:
+def _load(root: Path, source: Any) -> Any:
     from mlbuild.serve.service import load_version
-    from mlbuild.serve.source import resolve
 
-    return load_version(root, resolve(root, ref))
+    return load_version(root, source)
