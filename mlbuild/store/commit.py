@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlbuild.dvcfmt.hashinfo import HashInfo
+from mlbuild.store.dirmemo import NEVER, Memo
 from mlbuild.store.hashing import Hasher, tree_manifest
 from mlbuild.store.linkcommit import Linked, commit_linked, recheck
 from mlbuild.store.onepass import ObjectWriter, Read, commit_small
@@ -132,7 +133,11 @@ def _store_tree(cache: Cache, top: Path, hasher: Hasher, writer: ObjectWriter,
     final = [read for read in reads if read is not None]
     if linked and recheck(linked):
         return None
-    body, md5 = tree_manifest([(rel, read.md5) for (rel, _, _), read in
-                               zip(items, final, strict=True)])
+    names, md5s = [rel for rel, _, _ in items], [read.md5 for read in final]
+    body, md5 = tree_manifest(list(zip(names, md5s, strict=True)))
     cache.add_bytes(body, md5)
+    # the next status of this directory answers from here (a stat that moved while its file
+    # was read is NEVER: that file is read again)
+    hasher.memo.save(hasher.key(top), Memo(names, [read.key or NEVER for read in final], md5s,
+                                           md5, md5))
     return HashInfo(md5=md5, size=sum(r.size for r in final), nfiles=len(final))
