@@ -8,13 +8,25 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import threading
 from pathlib import Path
 
+from mlbuild.store.commit import SPLIT
 from mlbuild.store.dirmemo import NEVER
 from mlbuild.store.dirscan import _hash
 from tests.conftest import Project
 from tests.scenario import UP_TO_DATE, assert_dvc_up_to_date, load_yaml
-from tests.test_perf_paths import _data_project, _tree_project, lock_out
+from tests.test_perf_paths import (
+    MAKE_TREE,
+    _assert_cache_intact,
+    _data_project,
+    _dvc_dir_hash,
+    _files,
+    _tree_project,
+    _wait_and_rewrite,
+    lock_out,
+)
 
 MEMOS = Path(".dvc") / "tmp" / "mlbuild" / "dirs"
 
@@ -129,3 +141,47 @@ def test_a_file_that_changes_while_it_is_hashed_is_not_remembered(tmp_path: Path
     path.write_bytes(b"two!")  # changed after the stat the scan took: the md5 read is not
     # the content of that stat, so the memo must not pair them
     assert _hash(str(tmp_path), "f.bin", before) == (hashlib.md5(b"two!").hexdigest(), NEVER)
+
+
+def _wide_project(tmp_path: Path) -> Project:
+    """A stage making a directory of more than commit.SPLIT files (committed on two threads
+    when the cache copies): MAKE_TREE with more files."""
+    proj = _tree_project(tmp_path)
+    files = 2 * SPLIT
+    proj.write("make.py", MAKE_TREE.replace("range(300)", f"range({files})"))
+    return proj
+
+
+def test_many_files_committed_on_two_threads_are_what_dvc_commits(tmp_path: Path) -> None:
+    proj = _wide_project(tmp_path)
+    built = proj.run("run")
+    assert built.returncode == 0, built.stderr + built.stdout
+    assert len(_files(proj.path / "many")) > 2 * SPLIT
+    assert lock_out(proj) == {"path": "many", "hash": "md5", **_dvc_dir_hash(proj, "many")}
+    _assert_cache_intact(proj)
+    assert_dvc_up_to_date(proj)
+    expected = _files(proj.path / "many")
+    shutil.rmtree(proj.path / "many")
+    restored = proj.dvc("checkout", "many")
+    assert restored.returncode == 0, restored.stderr
+    assert _files(proj.path / "many") == expected
+
+
+def test_many_files_changing_while_committed_on_two_threads_keep_the_cache_whole(
+        tmp_path: Path) -> None:
+    proj = _wide_project(tmp_path)
+    stop = threading.Event()
+    watcher = threading.Thread(target=_wait_and_rewrite, args=(proj.path / "many", stop))
+    watcher.start()
+    try:
+        built = proj.run("run")
+    finally:
+        stop.set()
+        watcher.join()
+    assert built.returncode == 0, built.stderr + built.stdout
+    _assert_cache_intact(proj)
+    shutil.rmtree(proj.path / "many")
+    restored = proj.dvc("checkout", "many")
+    assert restored.returncode == 0, restored.stderr
+    assert proj.dvc("status").stdout.strip().startswith(UP_TO_DATE)
+    assert proj.run_json("status")["up_to_date"] is True
