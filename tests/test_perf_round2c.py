@@ -12,8 +12,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from mlbuild.store.commit import SPLIT
-from mlbuild.store.dirmemo import NEVER
+from mlbuild.store.dirmemo import NEVER, DirMemo
 from mlbuild.store.dirscan import _hash
 from tests.conftest import Project
 from tests.scenario import UP_TO_DATE, assert_dvc_up_to_date, load_yaml
@@ -143,21 +142,27 @@ def test_a_file_that_changes_while_it_is_hashed_is_not_remembered(tmp_path: Path
     assert _hash(str(tmp_path), "f.bin", before) == (hashlib.md5(b"two!").hexdigest(), NEVER)
 
 
+WIDE = 2000  # files: enough for a memo, and to catch an order or batching mistake
+
+
 def _wide_project(tmp_path: Path) -> Project:
-    """A stage making a directory of more than commit.SPLIT files (committed on two threads
-    when the cache copies): MAKE_TREE with more files."""
+    """A stage making a directory of many files (MAKE_TREE with more of them)."""
     proj = _tree_project(tmp_path)
-    files = 2 * SPLIT
+    files = WIDE
     proj.write("make.py", MAKE_TREE.replace("range(300)", f"range({files})"))
     return proj
 
 
-def test_many_files_committed_on_two_threads_are_what_dvc_commits(tmp_path: Path) -> None:
+def test_many_files_committed_are_what_dvc_commits_and_their_memo_agrees(tmp_path: Path) -> None:
     proj = _wide_project(tmp_path)
     built = proj.run("run")
     assert built.returncode == 0, built.stderr + built.stdout
-    assert len(_files(proj.path / "many")) > 2 * SPLIT
+    assert len(_files(proj.path / "many")) > WIDE
     assert lock_out(proj) == {"path": "many", "hash": "md5", **_dvc_dir_hash(proj, "many")}
+    memo = DirMemo(proj.path / MEMOS).load("many")
+    assert memo is not None and memo.tree == lock_out(proj)["md5"]
+    assert sorted(memo.names) == sorted(_files(proj.path / "many"))
+    assert proj.run_json("status")["up_to_date"] is True
     _assert_cache_intact(proj)
     assert_dvc_up_to_date(proj)
     expected = _files(proj.path / "many")
@@ -167,7 +172,7 @@ def test_many_files_committed_on_two_threads_are_what_dvc_commits(tmp_path: Path
     assert _files(proj.path / "many") == expected
 
 
-def test_many_files_changing_while_committed_on_two_threads_keep_the_cache_whole(
+def test_many_files_changing_while_committed_keep_the_cache_and_memo_true(
         tmp_path: Path) -> None:
     proj = _wide_project(tmp_path)
     stop = threading.Event()

@@ -18,9 +18,11 @@ if TYPE_CHECKING:
     from mlbuild.store.cache import Cache
 
 # Big files are hashed on a few threads (hashlib releases the GIL on large blocks). Small
-# ones go on two threads once there are many (see _halves): their cost is the kernel's.
+# ones are not: measured on ext4, threads creating objects side by side were slower than one
+# (the kernel's directory locks and the GIL), so they go one after another. Measured again
+# in issue 17 round two c: two threads committing 10,000 files doubled the CPU time (ext4's
+# inode allocation spins on shared bitmaps) without a shorter wall clock in `bench` W4.
 THREADS = min(4, os.cpu_count() or 1)
-SPLIT = 1000  # directories with this many files commit their small files on two threads
 RELINKS = 3  # commits by link tried before copying (files kept being written meanwhile)
 Item = tuple[str, str, str]  # (manifest relpath, full path, stat-cache key)
 
@@ -104,26 +106,6 @@ def _in_threads(items: list[Item], work: Callable[[Item], Read]) -> list[Read]:
         return list(pool.map(work, items))
 
 
-def _halves(items: list[Item], work: Callable[[Item], Read | None], parallel: bool,
-            ) -> list[Read | None]:
-    """work() over many small files, on two threads when *parallel* and there are enough.
-
-    Why: creating 10,000 objects is mostly the kernel allocating inodes (on ext4, seconds
-    when many files were deleted shortly before), which runs without the GIL, so two
-    threads use both cores. Each object is still written whole under its own hash (an
-    unnamed file linked in, or a temporary name renamed), so the order does not matter.
-    Links (cache.type hardlink) stay on one thread: their final recheck counts on it."""
-    if not parallel or THREADS < 2 or len(items) < SPLIT:
-        return [work(item) for item in items]
-    from concurrent.futures import ThreadPoolExecutor
-
-    half = len(items) // 2
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        first = pool.submit(lambda: [work(item) for item in items[:half]])
-        rest = [work(item) for item in items[half:]]
-        return first.result() + rest
-
-
 def store_tree(cache: Cache, top: Path, hasher: Hasher) -> HashInfo:
     """Hash and commit a directory: every file, then its .dir manifest, written once.
 
@@ -143,9 +125,8 @@ def _store_tree(cache: Cache, top: Path, hasher: Hasher, writer: ObjectWriter,
                 linked: list[Linked] | None) -> HashInfo | None:
     items = walk(top, hasher)
     shown = hasher.key(top)
-    reads = _halves(items, lambda item: commit_one(hasher, writer, item[1], item[2],
-                                                   f"{shown}/{item[0]}", linked),
-                    parallel=not writer.link)
+    reads = [commit_one(hasher, writer, full, key, f"{shown}/{rel}", linked)
+             for rel, full, key in items]
     big = [i for i, read in enumerate(reads) if read is None]
     done = _in_threads([items[i] for i in big],
                        lambda item: commit_big(cache, hasher, item[1], item[2]))
