@@ -138,6 +138,7 @@ def _store_tree(cache: Cache, top: Path, hasher: Hasher, writer: ObjectWriter,
     names, md5s = [rel for rel, _, _ in items], [read.md5 for read in final]
     body, md5 = tree_manifest(list(zip(names, md5s, strict=True)))
     cache.add_bytes(body, md5)
+    del body, items  # 100,000 entries: not alive while the memo is written (peak memory)
     # the next status of this directory answers from here (a stat that moved while its file
     # was read is NEVER: that file is read again)
     hasher.memo.save(hasher.key(top), Memo(names, [read.key or NEVER for read in final], md5s,

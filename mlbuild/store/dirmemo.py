@@ -96,8 +96,9 @@ class DirMemo:
         from mlbuild.dvcfmt.yamlio import write_atomic
         from mlbuild.errors import DiskFullError
 
+        # marshal version 2: no table of every object written (tens of MB for 100,000 files)
         body = marshal.dumps((FORMAT, key, memo.names, memo.stats, memo.md5s, memo.tree,
-                              memo.origin, memo.diff))
+                              memo.origin, memo.diff), 2)
         with contextlib.suppress(OSError, DiskFullError):
             write_atomic(self._file(key), body, "a directory memo", durable=False)
             self._prune()
