@@ -199,6 +199,7 @@ def test_status_of_a_directory_whose_manifest_left_the_cache(tmp_path: Path) -> 
     proj = _added(tmp_path)
     md5 = str(load_yaml(proj.path / "raw" / "images.dvc")["outs"][0]["md5"])
     _objects(proj)[md5].unlink()
+    shutil.rmtree(proj.path / ".dvc" / "tmp" / "mlbuild" / "dirs")  # nor a directory memo
     assert [c["change"] for c in _data_changes(proj)] == ["not in cache"]
     (proj.path / "raw" / "images" / "img000.bin").write_bytes(b"changed")
     changes = _data_changes(proj)  # no manifest to name the files by: modified, unnamed

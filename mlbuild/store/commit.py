@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlbuild.dvcfmt.hashinfo import HashInfo
+from mlbuild.store.dirmemo import NEVER, Memo
 from mlbuild.store.hashing import Hasher, tree_manifest
 from mlbuild.store.linkcommit import Linked, commit_linked, recheck
 from mlbuild.store.onepass import ObjectWriter, Read, commit_small
@@ -18,7 +19,9 @@ if TYPE_CHECKING:
 
 # Big files are hashed on a few threads (hashlib releases the GIL on large blocks). Small
 # ones are not: measured on ext4, threads creating objects side by side were slower than one
-# (the kernel's directory locks and the GIL), so they go one after another.
+# (the kernel's directory locks and the GIL), so they go one after another. Measured again
+# in issue 17 round two c: two threads committing 10,000 files doubled the CPU time (ext4's
+# inode allocation spins on shared bitmaps) without a shorter wall clock in `bench` W4.
 THREADS = min(4, os.cpu_count() or 1)
 RELINKS = 3  # commits by link tried before copying (files kept being written meanwhile)
 Item = tuple[str, str, str]  # (manifest relpath, full path, stat-cache key)
@@ -132,7 +135,12 @@ def _store_tree(cache: Cache, top: Path, hasher: Hasher, writer: ObjectWriter,
     final = [read for read in reads if read is not None]
     if linked and recheck(linked):
         return None
-    body, md5 = tree_manifest([(rel, read.md5) for (rel, _, _), read in
-                               zip(items, final, strict=True)])
+    names, md5s = [rel for rel, _, _ in items], [read.md5 for read in final]
+    body, md5 = tree_manifest(list(zip(names, md5s, strict=True)))
     cache.add_bytes(body, md5)
+    del body, items  # 100,000 entries: not alive while the memo is written (peak memory)
+    # the next status of this directory answers from here (a stat that moved while its file
+    # was read is NEVER: that file is read again)
+    hasher.memo.save(hasher.key(top), Memo(names, [read.key or NEVER for read in final], md5s,
+                                           md5, md5))
     return HashInfo(md5=md5, size=sum(r.size for r in final), nfiles=len(final))

@@ -14,6 +14,7 @@ from mlbuild.dvcfmt.hashinfo import HashInfo
 from mlbuild.errors import IntegrityError
 from mlbuild.files.layout import stat_key
 from mlbuild.store.boundary import refuse_special
+from mlbuild.store.dirmemo import DirMemo
 from mlbuild.store.statcache import StatCache
 
 BLOCK = 8 * 1024 * 1024
@@ -111,6 +112,8 @@ class Hasher:
         self.cache = cache
         self._ignore: IgnoreRules | None = None
         self._prefix = str(root) + os.sep
+        # directories of many files are remembered whole, beside the stat cache (see dirmemo)
+        self.memo = DirMemo(cache.path.parent / "dirs")
 
     def key(self, path: Path) -> str:
         """The stat-cache key: the path relative to the root (string slicing on the hot path)."""
@@ -119,14 +122,15 @@ class Hasher:
             return text[len(self._prefix):]
         return os.path.relpath(path, self.root)
 
-    def _rules(self) -> IgnoreRules:
+    def rules(self) -> IgnoreRules:
+        """The project's .dvcignore rules (read once)."""
         if self._ignore is None:
             self._ignore = IgnoreRules(self.root)
         return self._ignore
 
     def skip(self, top: Path) -> Callable[[str, bool], bool]:
         """What DVC leaves out of a directory under *top* (.dvcignore, .git and the like)."""
-        rules, prefix = self._rules(), os.path.relpath(top, self.root).replace(os.sep, "/")
+        rules, prefix = self.rules(), os.path.relpath(top, self.root).replace(os.sep, "/")
         return lambda rel, is_dir: rules.ignored(f"{prefix}/{rel}", is_dir)
 
     def _stat(self, path: Path) -> os.stat_result:
@@ -163,58 +167,20 @@ class Hasher:
 
     def directory(self, path: Path) -> tuple[HashInfo, list[tuple[str, str]]]:
         """Hash a directory; also returns its (relpath, md5) entries."""
-        entries, size = self.scan(path)
-        md5 = tree_manifest(entries)[1]
-        return HashInfo(md5=md5, size=size, nfiles=len(entries)), entries
+        from mlbuild.store.dirscan import scan
+
+        found = scan(self, path, want_tree=True)
+        assert found.memo.tree is not None  # asked for
+        return (HashInfo(md5=found.memo.tree, size=found.size, nfiles=len(found.memo.names)),
+                found.entries)
 
     def scan(self, path: Path) -> tuple[list[tuple[str, str]], int]:
         """A directory's (relpath, md5) entries, in walk order, and their total size: its
         hash without the manifest (which a caller comparing entries need not build)."""
-        entries: list[tuple[str, str]] = []
-        size = 0
-        skip = self.skip(path)
-        plain = not self._rules().has_patterns  # then only '.git' files are left out
-        top = str(path)
-        base = self.key(path) + os.sep
-        for dirpath, dirnames, filenames in os.walk(top):  # strings, not Paths: 10k+ files
-            rel_dir = dirpath[len(top) + 1:]
-            prefix = rel_dir.replace(os.sep, "/") + "/" if rel_dir else ""
-            dirnames[:] = sorted(d for d in dirnames if not skip(prefix + d, True))
-            names = [n for n in filenames
-                     if not ((n == ".git") if plain else skip(prefix + n, False))]
-            key_dir = base + (rel_dir + os.sep if rel_dir else "")
-            size += self._folder(dirpath, names, prefix, key_dir, entries, path)
-        return entries, size
+        from mlbuild.store.dirscan import scan
 
-    def _folder(self, dirpath: str, names: list[str], prefix: str, key_dir: str,
-                entries: list[tuple[str, str]], top: Path) -> int:
-        """Hash the files *names* of one folder into *entries*; return their total size.
-
-        Each is stat-ed relative to the folder (the kernel resolves one name, not the whole
-        path) and matched against the stat cache inline: a status of 100,000 unchanged
-        files is this loop."""
-        known, put = self.cache.table(), self.cache.put
-        size = 0
-        fd = os.open(dirpath, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
-                     | getattr(os, "O_CLOEXEC", 0))
-        try:
-            for name in names:
-                st = os.stat(name, dir_fd=fd)
-                if not stat.S_ISREG(st.st_mode):  # a FIFO would block the hash forever
-                    refuse_special(top, st.st_mode, f"{self.key(top)}/{prefix}{name}")
-                entry = known.get(key_dir + name)
-                if (entry is not None and len(entry) == 5 and entry[0] == st.st_ino
-                        and entry[1] == st.st_mtime_ns and entry[2] == st.st_ctime_ns
-                        and entry[3] == st.st_size):
-                    md5 = str(entry[4])
-                else:
-                    md5 = md5_file(Path(dirpath, name))
-                    put(key_dir + name, stat_key(st), md5)
-                entries.append((prefix + name, md5))
-                size += st.st_size
-        finally:
-            os.close(fd)
-        return size
+        found = scan(self, path, want_tree=False)
+        return found.entries, found.size
 
     def path(self, relpath: str) -> HashInfo | None:
         """Hash a project-relative path; None when it does not exist."""

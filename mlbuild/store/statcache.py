@@ -17,11 +17,23 @@ class StatCache:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._loading = threading.Lock()
         self._dirty = False
-        try:
-            self._data: dict[str, list[object]] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            self._data = {}
+        self._table: dict[str, list[object]] | None = None  # read when first needed
+
+    @property
+    def _data(self) -> dict[str, list[object]]:
+        """The entries, read on first use: a status answered from directory memos never
+        needs them (the file holds an entry per file ever hashed, megabytes of JSON)."""
+        if self._table is None:
+            with self._loading:  # commit threads may ask at once: one load, one table
+                if self._table is None:
+                    try:
+                        loaded = json.loads(self.path.read_text())
+                    except (OSError, ValueError):
+                        loaded = {}
+                    self._table = loaded if isinstance(loaded, dict) else {}
+        return self._table
 
     def get(self, relpath: str, key: StatKey) -> str | None:
         """The cached md5 if the file still has the same stat identity."""

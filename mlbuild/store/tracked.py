@@ -172,8 +172,13 @@ def _change(out: TrackedOut, hasher: Hasher, cache: Cache) -> tuple[str, list[st
     equal manifest (its hash is a function of them), so the manifest is not rebuilt."""
     full = hasher.root / out.path
     if out.info.isdir and full.is_dir():
-        entries, _ = hasher.scan(full)
-        files = changed_files(cache, out.info.md5, entries)
+        from mlbuild.store.dirscan import scan
+
+        found = scan(hasher, full, want_tree=False)
+        files = found.memo.changed_since(out.info.md5)  # the memo may know the recorded state
+        entries = found.entries if files is None else []
+        if files is None:
+            files = changed_files(cache, out.info.md5, entries)
         if files is not None:
             return ("modified", [f"{out.path}/{rel}" for rel in files]) if files else None
         same = tree_manifest(entries)[1] == out.info.md5
