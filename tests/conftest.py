@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from tests.zygote import Zygote
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_FILES = ("configs", "stages", "data.dvc", "dvc-storage", "params.yaml", "dvc.yaml",
                  ".dvcignore", "mlbuild.yaml")
@@ -42,6 +44,33 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+# mlbuild's and DVC's commands run in processes forked from interpreters that have imported
+# their start-up modules (tests/zygote.py): the same code, a new process each, without the
+# interpreter's start-up each time. MLBUILD_TEST_FORK=0 starts a new interpreter every time.
+_FORK = os.environ.get("MLBUILD_TEST_FORK", "1") != "0"
+
+
+@functools.cache
+def _zygote(tool: str) -> Zygote:
+    commands = (f"mlbuild.cli.{p.stem}" for p in (REPO / "mlbuild" / "cli").glob("[a-z]*.py"))
+    modules = {"mlbuild": ("mlbuild.cli", "mlbuild.api", "yaml", *commands),
+               "dvc": ("dvc.cli", "dvc.cli.parser", "dvc.repo", "dvc.scm", "dvc.repo.plots",
+                       "dvc.lock", "ruamel.yaml", "dvc.repo.datasets", "dvc.config",
+                       "configobj", "dvc.dirs", "dvc.repo.index", "dvc.repo.stage",
+                       "dvc.rwlock", "dvc.utils.strictyaml", "dvc.daemon", "dvc.data_cloud",
+                       "dvc.cachemgr", "dvc_data.hashfile.db.local")}[tool]
+    return Zygote(tool, modules, _env())
+
+
+def _cli(tool: str, args: tuple[str, ...], cwd: Path, env: dict[str, str],
+         timeout: float) -> subprocess.CompletedProcess[str]:
+    """`python -m TOOL ARGS` in *cwd*, output captured as text."""
+    if _FORK and _zygote(tool).usable(env):
+        return _zygote(tool).run(list(args), cwd, env, timeout)
+    return subprocess.run([sys.executable, "-m", tool, *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
 class Project:
     """A temporary project directory with helpers to drive the real CLIs in it."""
 
@@ -51,8 +80,7 @@ class Project:
     def run(self, *args: str, env: dict[str, str] | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """`python -m mlbuild ARGS` in the project."""
-        return subprocess.run([sys.executable, "-m", "mlbuild", *args], cwd=self.path,
-                              env=_env(env), capture_output=True, text=True, timeout=timeout)
+        return _cli("mlbuild", args, self.path, _env(env), timeout)
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         """`python -m mlbuild ARGS` started in the background (stdout and stderr piped)."""
@@ -68,8 +96,7 @@ class Project:
 
     def dvc(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Real DVC's CLI in the project."""
-        return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=self.path, env=_env(),
-                              capture_output=True, text=True, timeout=300)
+        return _cli("dvc", args, self.path, _env(), 300)
 
     def git(self, *args: str) -> subprocess.CompletedProcess[str]:
         """git in the project."""
@@ -240,7 +267,14 @@ def _start_cold_build(config: pytest.Config) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Byte-compile mlbuild's own modules once, in the controller: with PYTHONDONTWRITEBYTECODE
     set (as on CI machines), every `mlbuild` subprocess of the suite would otherwise compile
-    them again (installed packages are compiled at install; this editable checkout is not)."""
+    them again (installed packages are compiled at install; this editable checkout is not).
+
+    A suite started in the background by a shell inherits SIGINT ignored, and so would every
+    mlbuild it starts (Python keeps an ignored SIGINT ignored): the Ctrl-C tests need it back."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         import compileall
 

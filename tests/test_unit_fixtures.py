@@ -1,11 +1,22 @@
 """The test fixtures themselves: subprocesses find this checkout's mlbuild however they are
-started, installed or not."""
+started, installed or not; a command forked from a zygote sees and ends as in a new
+interpreter."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from subprocess import CompletedProcess
 
-from tests.conftest import REPO, _env
+import pytest
+
+from mlbuild import __version__
+from tests.conftest import REPO, _cli, _env
+from tests.zygote import Zygote
 
 
 def test_extra_pythonpath_is_added_to_the_checkout_not_put_in_its_place() -> None:
@@ -17,3 +28,89 @@ def test_extra_pythonpath_is_added_to_the_checkout_not_put_in_its_place() -> Non
 
 def test_other_extras_still_override() -> None:
     assert _env({"COLUMNS": "80"})["COLUMNS"] == "80"
+
+
+PROBE = '''
+import atexit, json, os, signal, sys, threading, time
+what = sys.argv[1]
+atexit.register(lambda: print("atexit ran", flush=True))
+threading.Thread(target=lambda: (time.sleep(0.1), print("thread joined"))).start()
+print(json.dumps({"argv": sys.argv[1:], "argv0": os.path.basename(sys.argv[0]),
+                  "cwd": os.getcwd(), "path0": sys.path[0], "env": os.environ.get("PROBE"),
+                  "stdin": sys.stdin.read(), "main": __name__,
+                  "int": str(signal.getsignal(signal.SIGINT))}))
+sys.stdout.flush()
+if what == "code":
+    sys.exit(3)
+if what == "raise":
+    raise ValueError("boom")
+if what == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+if what == "ctrl-c":
+    raise KeyboardInterrupt
+if what == "sleep":
+    time.sleep(60)
+'''
+
+
+def _both(tmp_path: Path, what: str) -> tuple[CompletedProcess[str], CompletedProcess[str]]:
+    """The probe run forked from a zygote and by a new interpreter."""
+    (tmp_path / "probe.py").write_text(PROBE)
+    env = _env({"PROBE": "given"})
+    zygote = Zygote("probe", ("json", "threading"), _env())
+    try:
+        forked = zygote.run([what, "x y"], tmp_path, env, timeout=30)
+    finally:
+        zygote.close()
+    fresh = subprocess.run([sys.executable, "-m", "probe", what, "x y"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
+    return forked, fresh
+
+
+@pytest.mark.parametrize("what", ["ok", "code", "raise", "kill", "ctrl-c"])
+def test_a_forked_command_sees_and_ends_as_in_a_new_interpreter(tmp_path: Path,
+                                                                 what: str) -> None:
+    forked, fresh = _both(tmp_path, what)
+    assert forked.returncode == fresh.returncode
+    assert forked.returncode == {"ok": 0, "code": 3, "raise": 1, "kill": -9, "ctrl-c": -2}[what]
+    assert forked.stdout == fresh.stdout
+    seen = json.loads(forked.stdout.splitlines()[0])
+    assert seen == {"argv": [what, "x y"], "argv0": "probe.py", "cwd": str(tmp_path),
+                    "path0": str(tmp_path), "env": "given", "stdin": "", "main": "__main__",
+                    "int": str(signal.default_int_handler)}
+    if what != "kill":  # threads joined and exit handlers run, as at a normal exit
+        assert forked.stdout.splitlines()[1:] == ["thread joined", "atexit ran"]
+    if what in ("raise", "ctrl-c"):
+        assert forked.stderr.splitlines()[-1] == fresh.stderr.splitlines()[-1]
+        assert forked.stderr.startswith("Traceback")
+
+
+def test_a_forked_command_past_its_timeout_is_killed(tmp_path: Path) -> None:
+    (tmp_path / "probe.py").write_text(PROBE)
+    zygote = Zygote("probe", (), _env())
+    try:
+        with pytest.raises(subprocess.TimeoutExpired) as timed_out:
+            zygote.run(["sleep"], tmp_path, _env(), timeout=1)
+    finally:
+        zygote.close()
+    pid_line = str(timed_out.value.output)
+    assert json.loads(pid_line.splitlines()[0])["argv"] == ["sleep"]
+
+
+def test_interpreter_settings_and_locale_need_a_new_interpreter() -> None:
+    zygote = Zygote("probe", (), _env())
+    assert zygote.usable(_env({"COLUMNS": "80", "HOME": "/elsewhere"}))
+    assert not zygote.usable(_env({"PYTHONPATH": "/somewhere/site"}))
+    assert not zygote.usable(_env({"LC_ALL": "C"}))
+    assert not zygote.usable(_env({"PYTHONHASHSEED": "1"}))
+
+
+def test_mlbuild_through_the_zygote_answers_as_a_new_interpreter(tmp_path: Path) -> None:
+    forked = _cli("mlbuild", ("--version",), tmp_path, _env(), 60)
+    fresh = subprocess.run([sys.executable, "-m", "mlbuild", "--version"], cwd=tmp_path,
+                           env=_env(), capture_output=True, text=True, timeout=60)
+    assert (forked.returncode, forked.stdout) == (fresh.returncode, fresh.stdout) == (
+        0, f"mlbuild {__version__}\n")
+    bad = _cli("mlbuild", ("rnu",), tmp_path, _env(), 60)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("mlbuild: error: No such command 'rnu'")
