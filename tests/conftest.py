@@ -50,15 +50,21 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 _FORK = os.environ.get("MLBUILD_TEST_FORK", "1") != "0"
 
 
+_DVC_START = ("dvc.cli", "dvc.cli.parser", "dvc.repo", "dvc.scm", "dvc.repo.plots", "dvc.lock",
+              "ruamel.yaml", "dvc.repo.datasets", "dvc.config", "configobj", "dvc.dirs",
+              "dvc.repo.index", "dvc.repo.stage", "dvc.rwlock", "dvc.utils.strictyaml",
+              "dvc.daemon", "dvc.data_cloud", "dvc.cachemgr", "dvc_data.hashfile.db.local")
+
+
 @functools.cache
 def _zygote(tool: str) -> Zygote:
-    commands = (f"mlbuild.cli.{p.stem}" for p in (REPO / "mlbuild" / "cli").glob("[a-z]*.py"))
-    modules = {"mlbuild": ("mlbuild.cli", "mlbuild.api", "yaml", *commands),
-               "dvc": ("dvc.cli", "dvc.cli.parser", "dvc.repo", "dvc.scm", "dvc.repo.plots",
-                       "dvc.lock", "ruamel.yaml", "dvc.repo.datasets", "dvc.config",
-                       "configobj", "dvc.dirs", "dvc.repo.index", "dvc.repo.stage",
-                       "dvc.rwlock", "dvc.utils.strictyaml", "dvc.daemon", "dvc.data_cloud",
-                       "dvc.cachemgr", "dvc_data.hashfile.db.local")}[tool]
+    """mlbuild's zygote imports all of mlbuild (but the stages' sandbox hook), and DVC, Hydra
+    and PyYAML, which its commands import; DVC's, what `dvc status` imports."""
+    if tool == "dvc":
+        return Zygote(tool, _DVC_START, _env())
+    own = (".".join(p.relative_to(REPO).with_suffix("").parts)
+           for p in sorted((REPO / "mlbuild").rglob("[a-z]*.py")) if "hook" not in p.parts)
+    modules = ("yaml", "hydra", "omegaconf", *_DVC_START, *own)
     return Zygote(tool, modules, _env())
 
 

@@ -124,6 +124,9 @@ def serve(path: str, tool: str, modules: list[str]) -> None:
     for name in modules:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    if len(list(Path("/proc/self/task").iterdir())) > 1:  # an import started a thread
+        print("threads", flush=True)
+        return
     gc.collect()
     gc.freeze()  # the imported objects stay shared with every fork
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # monitors are reaped by the kernel
@@ -160,6 +163,7 @@ class Zygote:
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
         self._dir = ""
+        self._ready = False
 
     def _socket(self) -> str:
         with self._lock:
@@ -171,10 +175,9 @@ class Zygote:
                     env=self.env, cwd=self._dir, stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE, text=True)
                 assert self._proc.stdout is not None
-                if self._proc.stdout.readline().strip() != "ready":
-                    raise RuntimeError(f"the {self.tool} zygote did not start")
+                self._ready = self._proc.stdout.readline().strip() == "ready"
                 atexit.register(self.close)
-            return str(Path(self._dir, "s"))
+            return str(Path(self._dir, "s")) if self._ready else ""
 
     def close(self) -> None:
         """Stop the server (the commands it forked are not its children to wait for)."""
@@ -187,7 +190,10 @@ class Zygote:
             shutil.rmtree(self._dir, ignore_errors=True)
 
     def usable(self, env: dict[str, str]) -> bool:
-        """Whether a forked process can run under *env* as a new interpreter would."""
+        """Whether a forked process can run under *env* as a new interpreter would (and the
+        zygote could start: it refuses when an import started a thread)."""
+        if not self._socket():
+            return False
         keys = set(env) | set(self.env)
         return not any(k.startswith(NEEDS_NEW_INTERPRETER) and env.get(k) != self.env.get(k)
                        for k in keys)
