@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -46,8 +48,31 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 # mlbuild's and DVC's commands run in processes forked from interpreters that have imported
 # their start-up modules (tests/zygote.py): the same code, a new process each, without the
-# interpreter's start-up each time. MLBUILD_TEST_FORK=0 starts a new interpreter every time.
+# interpreter's start-up each time; and the builds of one test process share one warm-start
+# pool, as an experiment sweep's variants do. MLBUILD_TEST_FORK=0: a new interpreter for
+# every command, a pool for every build.
 _FORK = os.environ.get("MLBUILD_TEST_FORK", "1") != "0"
+WARM_SHARE = "MLBUILD_WARM_SHARE"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_warm_pool() -> Iterator[None]:
+    """One warm-start pool for every build this test process runs (each of its interpreters
+    imports a stage environment's packages once: pandas, scikit-learn and LightGBM for the
+    example), stopped at the end. tests/test_warm.py checks a build's own pool."""
+    if not _FORK or WARM_SHARE in os.environ:
+        yield
+        return
+    directory = Path(tempfile.mkdtemp(prefix="mlbuild-warm-", dir="/tmp"))
+    os.environ[WARM_SHARE] = f"{directory}:{os.getpid()}"
+    try:
+        yield
+    finally:
+        del os.environ[WARM_SHARE]
+        for pidfile in directory.glob("*.pid"):
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pidfile.read_text()), signal.SIGTERM)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 _DVC_START = ("dvc.cli", "dvc.cli.parser", "dvc.repo", "dvc.scm", "dvc.repo.plots", "dvc.lock",
@@ -277,8 +302,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
     A suite started in the background by a shell inherits SIGINT ignored, and so would every
     mlbuild it starts (Python keeps an ignored SIGINT ignored): the Ctrl-C tests need it back."""
-    import signal
-
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if not os.environ.get("PYTEST_XDIST_WORKER"):

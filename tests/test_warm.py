@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Project, _env
+import pytest
+
+from tests.conftest import WARM_SHARE, Project, _env
 from tests.scenario import lock, new_project
 
 PROBE = """
@@ -40,6 +42,12 @@ FILES = {
     "stages/script.yaml": "cmd: python tools/run.py a b\nouts: [script.json]\n",
 }
 COLD = {"MLBUILD_WARM": "0"}
+
+
+@pytest.fixture(autouse=True)
+def _own_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every build here starts and ends its own pool, as outside the suite."""
+    monkeypatch.delenv(WARM_SHARE, raising=False)
 
 
 def _project(tmp_path: Path, files: dict[str, str] | None = None) -> Project:
@@ -231,3 +239,34 @@ def test_a_package_that_uses_the_network_when_imported_fails_warm_as_cold(
         messages.append(json.loads(proc.stdout)["stages"][0]["message"])
     assert messages[0] == messages[1]
     assert "used the network (getaddrinfo localhost:9)" in messages[0]
+
+
+PICK = """
+import json, sys
+ahead = {name: name in sys.modules for name in ("numpy", "yaml")}
+import PACKAGE
+json.dump(ahead, open("ahead.json", "w"))
+"""
+
+
+def test_builds_sharing_a_pool_each_get_their_own_packages_imported_ahead(
+        tmp_path: Path) -> None:
+    """Two builds on one pool, as two variants of a sweep whose group choice picks another
+    package: each is forked from an interpreter that imported its own stage's package."""
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    share = {WARM_SHARE: f"{pool}:{os.getpid()}"}
+    seen = {}
+    try:
+        for package in ("numpy", "yaml"):
+            proj = new_project(tmp_path / package, {
+                "stages/__init__.py": "", "stages/pick.py": PICK.replace("PACKAGE", package),
+                "stages/pick.yaml": "cmd: python -m stages.pick\nouts: [ahead.json]\n"})
+            _build(proj, share)
+            seen[package] = _read(proj, "ahead.json")
+        assert len(list(pool.glob("*.sock"))) == 2
+    finally:
+        for pidfile in pool.glob("*.pid"):
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+    assert seen == {"numpy": {"numpy": True, "yaml": False},
+                    "yaml": {"numpy": False, "yaml": True}}

@@ -11,6 +11,8 @@ ahead), and so does every stage when MLBUILD_WARM=0.
 
 One pool per build, shut down when the build ends; an experiment sweep shares one pool with
 all its variants (MLBUILD_WARM_SHARE names it), so each package is imported once per sweep.
+A pool holds one warm interpreter per stage environment and list of modules to import
+ahead: variants whose group choices pick different packages get one each.
 """
 
 from __future__ import annotations
@@ -65,10 +67,11 @@ def program(cmd: str) -> list[str] | None:
     return None
 
 
-def environment_key(env: dict[str, str]) -> str:
-    """The identity of the environment a warm interpreter must have been started with."""
+def environment_key(env: dict[str, str], modules: list[str]) -> str:
+    """The identity of a warm interpreter: the environment it must have been started with
+    and the modules it imports ahead."""
     fixed = sorted((k, v) for k, v in env.items() if k not in PER_STAGE)
-    return hashlib.sha256(json.dumps(fixed).encode()).hexdigest()[:20]
+    return hashlib.sha256(json.dumps([fixed, modules]).encode()).hexdigest()[:20]
 
 
 def preload(root: Path, stages: Iterable[Stage]) -> list[str]:
@@ -166,7 +169,7 @@ class WarmPool:
         """Fork the command from the warm interpreter for *env*; None: start it cold."""
         if env.get("MLBUILD_HERMETIC") != "1":
             return None
-        key = environment_key(env)
+        key = environment_key(env, self.modules)
         path = self._server(key, env)
         if path is None:
             return None
@@ -192,7 +195,7 @@ class WarmPool:
     def prestart(self, env: dict[str, str]) -> None:
         """Start the warm interpreter for *env* now, so that it imports while the build
         plans and checks its inputs."""
-        self._server(environment_key(env), env)
+        self._server(environment_key(env, self.modules), env)
 
     def _server(self, key: str, env: dict[str, str]) -> Path | None:
         """The socket of the warm interpreter for *key*, started if need be."""
