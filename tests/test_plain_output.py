@@ -5,6 +5,7 @@ interpreter's teardown, and nothing it printed or recorded is lost."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,41 @@ def test_a_failed_stage_still_reports_on_stderr_with_exit_1(tmp_path: Path) -> N
     assert proc.returncode == 1
     assert "FAILED first" in proc.stdout
     assert proc.stderr.startswith("mlbuild: error: stage 'first' failed")
+
+
+def _stages(n: int) -> dict[str, str]:
+    lines = ["stages:"]
+    for i in range(n):
+        lines += [f"  s{i}:", f"    cmd: sleep 0.2 && echo {i} > o{i}.txt", f"    outs: [o{i}.txt]"]
+    return {"dvc.yaml": "\n".join(lines) + "\n"}
+
+
+def test_a_reader_that_goes_away_does_not_stop_the_build(tmp_path: Path) -> None:
+    """`mlbuild run | head -1`: the build goes on to the end without printing, says so on
+    stderr once, and exits with its own code; real DVC finds everything recorded."""
+    proj = new_project(tmp_path / "p", _stages(4))
+    proc = subprocess.Popen([sys.executable, "-m", "mlbuild", "run", "-j", "1"], cwd=proj.path,
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # the reader is gone, as `head -1` leaves
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert b"built s0" in first
+    assert err == "mlbuild: standard output was closed; the build goes on without printing to it\n"
+    assert all((proj.path / f"o{i}.txt").read_text() == f"{i}\n" for i in range(4))
+    dvc = proj.dvc("status")
+    assert dvc.returncode == 0 and "up to date" in dvc.stdout, dvc.stdout
+
+
+def test_a_closed_output_ends_a_report_quietly_with_exit_1(tmp_path: Path) -> None:
+    proj = new_project(tmp_path / "p", _stages(2))
+    assert proj.run("run").returncode == 0
+    for args in (["status"], ["run", "--json"], ["log"]):
+        read, write = os.pipe()
+        os.close(read)  # nobody will read: the first write meets a closed pipe
+        proc = subprocess.run([sys.executable, "-m", "mlbuild", *args], cwd=proj.path,
+                              env=_env(), stdout=write, stderr=subprocess.PIPE, text=True,
+                              timeout=120)
+        os.close(write)
+        assert (proc.returncode, proc.stderr) == (1, ""), args

@@ -19,7 +19,7 @@ import typer
 from click.exceptions import ClickException, NoArgsIsHelpError
 
 from mlbuild import __version__
-from mlbuild.errors import EXIT_INTERNAL, MlbuildError
+from mlbuild.errors import EXIT_FAILED, EXIT_INTERNAL, MlbuildError
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -140,10 +140,37 @@ def _leave(code: object) -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe: let the interpreter report it
+        except BrokenPipeError:
+            if stream is not sys.stdout:
+                failed = True
+                continue
+            _stdout_closed()
+            code = code or EXIT_FAILED  # as Click exits when it meets a closed pipe
+        except (OSError, ValueError):  # let the interpreter report it
             failed = True
     if not failed:
         os._exit(code or 0)
+
+
+def _internal(exc: Exception, verbose: bool) -> NoReturn:
+    if verbose:
+        traceback.print_exc()
+    sys.stderr.write(
+        f"mlbuild: internal error: {type(exc).__name__}: {exc} (rerun with --verbose)\n"
+    )
+    sys.exit(EXIT_INTERNAL)
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output's reader has gone (`mlbuild status | head -c0`): then the rest
+    of the output goes to /dev/null and the command exits 1, quietly, as Click's own handling
+    of a closed pipe does."""
+    from mlbuild.cli.plain import silence_stdout, stdout_closed
+
+    if not stdout_closed():
+        return False
+    silence_stdout()
+    return True
 
 
 def _dispatch(args: list[str], verbose: bool) -> None:
@@ -162,13 +189,12 @@ def _dispatch(args: list[str], verbose: bool) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         _interrupted()
+    except BrokenPipeError as exc:
+        if not _stdout_closed():
+            _internal(exc, verbose)
+        sys.exit(EXIT_FAILED)
     except Exception as exc:
-        if verbose:
-            traceback.print_exc()
-        sys.stderr.write(
-            f"mlbuild: internal error: {type(exc).__name__}: {exc} (rerun with --verbose)\n"
-        )
-        sys.exit(EXIT_INTERNAL)
+        _internal(exc, verbose)
     if code == 130:  # Typer turns a KeyboardInterrupt inside a command into exit code 130
         _interrupted()
     sys.exit(code if isinstance(code, int) else 0)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mlbuild.cli.plain import is_terminal, print_line
+from mlbuild.cli.plain import is_terminal, print_line, write_out
 from mlbuild.cli.plain import summary as plain_summary
 from mlbuild.errors import EXIT_FAILED
 from mlbuild.events import QUIET, Event, Kind, StageResult
@@ -63,7 +63,7 @@ class _Display:
 
     def summary(self, results: dict[str, StageResult], elapsed: float) -> None:
         if self.plain:
-            sys.stdout.write(plain_summary(results, elapsed))
+            write_out(plain_summary(results, elapsed))
             return
         if self.live is None and all(r.outcome in QUIET for r in results.values()):
             typer.echo(f"mlbuild: pipeline is up to date ({len(results)} stage(s)), nothing "

@@ -60,8 +60,39 @@ def print_line(event: Event) -> None:
     if event.outcome in QUIET and not event.warnings:
         return
     lines = [stage_line(event), *(f"  warning: {w}" for w in event.warnings)]
-    sys.stdout.write("".join(f"{line}\n" for line in lines))
-    sys.stdout.flush()
+    write_out("".join(f"{line}\n" for line in lines))
+
+
+def write_out(text: str) -> None:
+    """Write to standard output now. A reader that went away (`mlbuild run | head -1`) is no
+    reason to stop a build: the rest of the output goes to /dev/null, stderr says so once,
+    and the build goes on to its own exit code."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        silence_stdout()
+        sys.stderr.write("mlbuild: standard output was closed; the build goes on without "
+                         "printing to it\n")
+
+
+def silence_stdout() -> None:
+    """Point standard output at /dev/null (what is still buffered is dropped there)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone."""
+    import select
+
+    poll = select.poll()
+    try:
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+    except (OSError, ValueError):
+        return False
+    return any(events & select.POLLERR for _, events in poll.poll(0))
 
 
 def summary_rows(results: dict[str, StageResult]) -> list[tuple[str, str, str, str]]:
