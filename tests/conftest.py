@@ -324,11 +324,13 @@ def _group_suffix(item: pytest.Item) -> None:
         item._id = type(current).parse(f"{item.nodeid}@{'_'.join(names)}")
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected what will not run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Groups marked xdist_group hold (see _group_suffix). Tests that need the example's cold
     build (about 20 s, once per run) go after the others, and the first worker starts that
-    build now, so that it overlaps those others instead of holding a worker up. The order
-    stays the same in every worker, as xdist needs."""
+    build now, so that it overlaps those others instead of holding a worker up; a run whose
+    -k or -m leaves none of them does not start it. The order stays the same in every
+    worker, as xdist needs."""
     if getattr(config.option, "loadgroup", False):  # xdist sets it in its workers
         for item in items:
             _group_suffix(item)
