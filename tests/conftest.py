@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.zygote import Zygote
+from tests.zygote import UnavailableError, Zygote
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_FILES = ("configs", "stages", "data.dvc", "dvc-storage", "params.yaml", "dvc.yaml",
@@ -96,8 +96,9 @@ def _zygote(tool: str) -> Zygote:
 def _cli(tool: str, args: tuple[str, ...], cwd: Path, env: dict[str, str],
          timeout: float) -> subprocess.CompletedProcess[str]:
     """`python -m TOOL ARGS` in *cwd*, output captured as text."""
-    if _FORK and _zygote(tool).usable(env):
-        return _zygote(tool).run(list(args), cwd, env, timeout)
+    if _FORK and _zygote(tool).usable(env, cwd):
+        with contextlib.suppress(UnavailableError):
+            return _zygote(tool).run(list(args), cwd, env, timeout)
     return subprocess.run([sys.executable, "-m", tool, *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 

@@ -16,7 +16,7 @@ import pytest
 
 from mlbuild import __version__
 from tests.conftest import REPO, _cli, _env
-from tests.zygote import Zygote
+from tests.zygote import UnavailableError, Zygote
 
 
 def test_extra_pythonpath_is_added_to_the_checkout_not_put_in_its_place() -> None:
@@ -97,12 +97,49 @@ def test_a_forked_command_past_its_timeout_is_killed(tmp_path: Path) -> None:
     assert json.loads(pid_line.splitlines()[0])["argv"] == ["sleep"]
 
 
-def test_interpreter_settings_and_locale_need_a_new_interpreter() -> None:
+def test_what_a_fork_cannot_reproduce_gets_a_new_interpreter(tmp_path: Path) -> None:
+    """Interpreter settings, the locale, colour settings, a variable an import read, a
+    project module named like one imported ahead."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "reads.py").write_text("import os\nSEEN = os.environ.get('PROBE_AT_IMPORT')\n")
+    base = {"PYTHONPATH": str(lib)}
+    zygote = Zygote("probe", ("reads",), _env(base))
+    try:
+        assert zygote.usable(_env({**base, "MLBUILD_WARM": "0", "GIT_AUTHOR_NAME": "x"}),
+                             tmp_path)
+        for extra in ({"PYTHONPATH": "/somewhere/site"}, {"LC_ALL": "C"}, {"FORCE_COLOR": "1"},
+                      {"PYTHONHASHSEED": "1"}, {"PROBE_AT_IMPORT": "1"}, {"HOME": "/else"}):
+            assert not zygote.usable(_env({**base, **extra}), tmp_path), extra
+        (tmp_path / "json.py").write_text("")  # would shadow the json imported ahead
+        assert not zygote.usable(_env(base), tmp_path)
+    finally:
+        zygote.close()
+
+
+def test_a_project_module_named_like_one_imported_ahead_fails_as_for_a_user(
+        tmp_path: Path) -> None:
+    (tmp_path / "typer.py").write_text("raise SystemExit('project typer.py shadowed typer')\n")
+    forked = _cli("mlbuild", ("status",), tmp_path, _env(), 60)
+    fresh = subprocess.run([sys.executable, "-m", "mlbuild", "status"], cwd=tmp_path,
+                           env=_env(), capture_output=True, text=True, timeout=60)
+    assert (forked.returncode, forked.stderr) == (fresh.returncode, fresh.stderr) == (
+        1, "project typer.py shadowed typer\n")
+
+
+def test_a_zygote_that_is_gone_leaves_commands_to_new_interpreters(tmp_path: Path) -> None:
+    (tmp_path / "probe.py").write_text(PROBE)
     zygote = Zygote("probe", (), _env())
-    assert zygote.usable(_env({"COLUMNS": "80", "HOME": "/elsewhere"}))
-    assert not zygote.usable(_env({"PYTHONPATH": "/somewhere/site"}))
-    assert not zygote.usable(_env({"LC_ALL": "C"}))
-    assert not zygote.usable(_env({"PYTHONHASHSEED": "1"}))
+    assert zygote.usable(_env(), tmp_path)
+    assert zygote._proc is not None
+    zygote._proc.kill()
+    zygote._proc.wait()
+    try:
+        assert not zygote.usable(_env(), tmp_path)
+        with pytest.raises(UnavailableError):
+            zygote.run(["ok"], tmp_path, _env(), timeout=30)
+    finally:
+        zygote.close()
 
 
 def test_mlbuild_through_the_zygote_answers_as_a_new_interpreter(tmp_path: Path) -> None:

@@ -5,23 +5,28 @@ start-up modules forks one new process per command.
 Each command still runs in a process of its own, with its own working directory,
 environment, argv, standard streams (the caller's files, passed over a Unix socket) and exit
 status (read with waitpid, a signal's death included), through the tool's real `__main__`
-exactly as `python -m TOOL` runs it. What is shared is only what the interpreter and the
-imports did before the first command: about 0.1 CPU-second of mlbuild's start-up and 0.5 of
-DVC's, over a thousand times in the suite.
+exactly as `python -m TOOL` runs it, and it leaves through the interpreter's own exit
+(threads joined, `atexit` run, streams flushed, an uncaught exception shown by
+`sys.excepthook`). What is shared is only what the interpreter and the imports did before
+the first command: about 0.1 CPU-second of mlbuild's start-up and 0.5 of DVC's, over a
+thousand times in the suite.
 
 What a forked process cannot reproduce is left to `python -m` in a new interpreter (the
-client falls back to it by itself): a different PYTHONPATH or other interpreter settings,
-another locale, and any variable in the environment that differs at the zygote's start
-where a preloaded module reads it at import (see NEEDS_NEW_INTERPRETER). Every process of the
-suite shares the zygote's string-hash seed; the tests that check start-up itself (imports
-with -X importtime, signals, the console script) start their own interpreters.
+client falls back to it by itself): an environment that differs from the zygote's in a
+variable the interpreter or an import read (PYTHON*, the locale, and every variable a module
+looked up while the zygote imported it: FORCE_COLOR for Typer, for instance); a working
+directory holding a module named like one imported ahead (`typer.py` beside the project);
+a zygote that is gone. What stays different: every command forked from one zygote shares its
+string-hash seed, `/proc/PID/cmdline` is the zygote's, objects imported ahead are frozen for
+the garbage collector, and a submodule imported ahead is already an attribute of its package.
+The tests that check start-up itself (imports with -X importtime, signals, the console
+script) start their own interpreters.
 
 Run as `python zygote.py SOCKET TOOL MODULE...` by `Zygote` below.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import gc
 import importlib
@@ -35,97 +40,148 @@ import subprocess
 import sys
 import tempfile
 import threading
-import traceback
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-# start-up settings the interpreter fixes before any command (sys.path, sys.flags, the
-# streams' encoding): a command whose environment differs in these gets a new interpreter
-NEEDS_NEW_INTERPRETER = ("PYTHON", "LANG", "LC_", "LANGUAGE")
+# settings the interpreter fixes at start-up (sys.path, sys.flags, the streams' encoding)
+STARTUP_VARIABLES: tuple[str, ...] = ("PYTHON", "LANG", "LC_", "LANGUAGE")
+REQUEST_TIMEOUT = 10.0  # seconds a client gets to send its request, the zygote to answer
 
 
-def _recv_request(conn: socket.socket) -> tuple[dict[str, object], list[int]]:
+class UnavailableError(Exception):
+    """The zygote could not start the command: start a new interpreter instead."""
+
+
+def _recv_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
     """One request: a length-prefixed JSON body and the three standard streams' fds."""
+    conn.settimeout(REQUEST_TIMEOUT)
     head, fds, _flags, _addr = socket.recv_fds(conn, 4, 3)
-    (size,) = struct.unpack("!I", head)
-    body = b""
-    while len(body) < size:
-        chunk = conn.recv(size - len(body))
-        if not chunk:
-            raise EOFError
-        body += chunk
-    return json.loads(body), fds
+    try:
+        (size,) = struct.unpack("!I", head)
+        body = b""
+        while len(body) < size:
+            chunk = conn.recv(size - len(body))
+            if not chunk:
+                raise EOFError
+            body += chunk
+        request = json.loads(body)
+        if len(fds) != 3:
+            raise ValueError("three standard streams expected")
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    conn.settimeout(None)
+    return request, fds
 
 
-def _become(tool: str, request: dict[str, object], fds: list[int]) -> None:
+def _become(tool: str, request: dict[str, Any], fds: list[int],
+            filters: list[Any]) -> None:
     """In the forked child: take the caller's streams, directory, environment and argv, and
-    run the tool's `__main__` the way `python -m` does; never returns."""
+    run the tool's `__main__` the way `python -m` does. It returns or raises into the
+    interpreter's own exit (see `main`)."""
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
     cwd = str(request["cwd"])
     os.chdir(cwd)
     os.environ.clear()
-    os.environ.update(request["env"])  # type: ignore[call-overload]
+    os.environ.update(request["env"])
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    warnings.filters[:] = filters  # type: ignore[index]  # as before the imports (kfp's)
     sys.path[0] = cwd  # `python -m` puts the working directory first
-    sys.argv = [tool, *request["argv"]]  # type: ignore[misc]
-    code: object = 0
-    try:
-        import runpy
+    sys.argv = [tool, *request["argv"]]
+    sys.orig_argv = [sys.executable, "-m", tool, *request["argv"]]
+    import runpy
 
-        runpy.run_module(tool, run_name="__main__", alter_sys=True)
-    except SystemExit as done:
-        code = done.code
-    except KeyboardInterrupt:
-        traceback.print_exc()
-        _finish()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
-    except BaseException:  # as the interpreter does: a traceback and status 1
-        traceback.print_exc()
-        code = 1
-    if code is not None and not isinstance(code, int):
-        print(code, file=sys.stderr)
-        code = 1
-    _finish()
-    os._exit(code or 0)
+    runpy.run_module(tool, run_name="__main__", alter_sys=True)
 
 
-def _finish() -> None:
-    """What the interpreter does at exit before freeing objects: wait for non-daemon threads,
-    run the exit handlers, flush the streams."""
-    threading._shutdown()  # type: ignore[attr-defined]
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-
-
-def _answer(conn: socket.socket, tool: str, request: dict[str, object], fds: list[int]) -> None:
-    """In a forked monitor: fork the command, tell the caller its pid, then its status."""
+def _answer(conn: socket.socket, tool: str, request: dict[str, Any], fds: list[int],
+            filters: list[Any]) -> None:
+    """In a forked monitor: fork the command, tell the caller its pid, then its status. The
+    command is killed when the caller asks (a timeout) or goes away."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     pid = os.fork()
     if pid == 0:
         conn.close()
-        _become(tool, request, fds)
+        _become(tool, request, fds, filters)
+        raise SystemExit(0)  # the module ran to its end, as `python -m` ends then
     for fd in fds:
         os.close(fd)
-    conn.sendall(f"{pid}\n".encode())
+    with contextlib.suppress(OSError):
+        conn.sendall(f"{pid}\n".encode())
+    pidfd = os.pidfd_open(pid)
+    watching: list[Any] = [conn, pidfd]
+    while pidfd not in select.select(watching, [], [])[0]:
+        with contextlib.suppress(OSError):  # a byte (kill) or the end (the caller is gone)
+            conn.recv(1)
+        os.kill(pid, signal.SIGKILL)  # not reaped yet: still this command
+        watching = [pidfd]
     _, status = os.waitpid(pid, 0)
-    conn.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
+    with contextlib.suppress(OSError):
+        conn.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
     os._exit(0)
+
+
+# Modules that scan the whole environment when imported, and what they look for there:
+# tqdm its TQDM_* settings, fsspec its FSSPEC_* ones; wsgiref copies it for CGI handlers,
+# which nothing here uses. Another module's scan makes the zygote unusable.
+# (fsspec's config also finds ~ with HOME, as dulwich's does: read either way.)
+SCANS = {"tqdm/utils.py": "TQDM_", "fsspec/config.py": "FSSPEC_", "wsgiref/handlers.py": ""}
+STARTUP_VARIABLES += (*(prefix for prefix in SCANS.values() if prefix), "HOME")
+# the terminal and colour settings Typer's and rich's output follow: a new interpreter too
+STARTUP_VARIABLES += ("FORCE_COLOR", "NO_COLOR", "PY_COLORS", "TTY_", "GITHUB_ACTIONS",
+                      "TERMINAL_WIDTH", "_TYPER_", "COLUMNS", "LINES", "TERM", "COLORTERM")
+
+
+def _scanner(depth: int) -> str | None:
+    """The file of the code looking the environment up: a known scan's, or None."""
+    frame = sys._getframe(depth)
+    while frame.f_back is not None and frame.f_code.co_filename.startswith("<frozen "):
+        frame = frame.f_back  # os, posixpath, _collections_abc
+    name = frame.f_code.co_filename
+    return next((known for known in SCANS if name.endswith(known)), None)
+
+
+@contextlib.contextmanager
+def _recording(read: set[str]) -> Iterator[None]:
+    """Note every environment variable looked up meanwhile ("*": the whole environment
+    scanned by a module not in SCANS)."""
+    cls: Any = type(os.environ)
+    get, walk = cls.__getitem__, cls.__iter__
+
+    def getitem(self: Any, key: str) -> str:
+        if _scanner(2) is None:
+            read.add(key)
+        return str(get(self, key))
+
+    def iterate(self: Any) -> Iterator[str]:
+        if _scanner(2) is None:
+            read.add("*")
+        return iter(walk(self))
+
+    cls.__getitem__, cls.__iter__ = getitem, iterate
+    try:
+        yield
+    finally:
+        cls.__getitem__, cls.__iter__ = get, walk
 
 
 def serve(path: str, tool: str, modules: list[str]) -> None:
     """Import the modules, then fork a monitor per request until the caller goes."""
-    for name in modules:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
+    filters = list(warnings.filters)
+    read: set[str] = set()
+    with _recording(read):
+        for name in modules:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
     if len(list(Path("/proc/self/task").iterdir())) > 1:  # an import started a thread
-        print("threads", flush=True)
+        print(json.dumps({"refused": "an import started a thread"}), flush=True)
         return
     gc.collect()
     gc.freeze()  # the imported objects stay shared with every fork
@@ -133,7 +189,8 @@ def serve(path: str, tool: str, modules: list[str]) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
-    print("ready", flush=True)
+    names = sorted({name.partition(".")[0] for name in sys.modules})
+    print(json.dumps({"read": sorted(read), "modules": names}), flush=True)
     while True:
         # the caller's end of stdin closes when it exits, however it ends: so does this
         readable, _, _ = select.select([listener, sys.stdin], [], [])
@@ -149,7 +206,7 @@ def serve(path: str, tool: str, modules: list[str]) -> None:
         sys.stderr.flush()
         if os.fork() == 0:
             listener.close()
-            _answer(conn, tool, request, fds)
+            _answer(conn, tool, request, fds, filters)
         conn.close()
         for fd in fds:
             os.close(fd)
@@ -163,9 +220,13 @@ class Zygote:
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
         self._dir = ""
+        self._read: set[str] = set()
+        self._names: set[str] = set()
         self._ready = False
 
     def _socket(self) -> str:
+        """The listening socket's path, the zygote started if need be ("" if it refused or
+        is gone)."""
         with self._lock:
             if self._proc is None:
                 self._dir = tempfile.mkdtemp(prefix=f"zygote-{self.tool}-")
@@ -175,9 +236,16 @@ class Zygote:
                     env=self.env, cwd=self._dir, stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE, text=True)
                 assert self._proc.stdout is not None
-                self._ready = self._proc.stdout.readline().strip() == "ready"
+                with contextlib.suppress(ValueError):
+                    said = json.loads(self._proc.stdout.readline() or "{}")
+                    self._read, self._names = set(said["read"]), set(said["modules"])
+                    self._ready = True
+                import atexit
+
                 atexit.register(self.close)
-            return str(Path(self._dir, "s")) if self._ready else ""
+            if not self._ready or self._proc.poll() is not None:
+                return ""
+            return str(Path(self._dir, "s"))
 
     def close(self) -> None:
         """Stop the server (the commands it forked are not its children to wait for)."""
@@ -189,37 +257,54 @@ class Zygote:
 
             shutil.rmtree(self._dir, ignore_errors=True)
 
-    def usable(self, env: dict[str, str]) -> bool:
-        """Whether a forked process can run under *env* as a new interpreter would (and the
-        zygote could start: it refuses when an import started a thread)."""
-        if not self._socket():
+    def usable(self, env: dict[str, str], cwd: Path | None = None) -> bool:
+        """Whether a process forked here runs under *env* in *cwd* as it would in a new
+        interpreter (see the module's docstring)."""
+        if not self._socket() or "*" in self._read:
             return False
         keys = set(env) | set(self.env)
-        return not any(k.startswith(NEEDS_NEW_INTERPRETER) and env.get(k) != self.env.get(k)
-                       for k in keys)
+        if any((k.startswith(STARTUP_VARIABLES) or k in self._read) and
+               env.get(k) != self.env.get(k) for k in keys):
+            return False
+        return cwd is None or not (_shadows(cwd) & self._names)
 
     def run(self, argv: list[str], cwd: Path, env: dict[str, str],
             timeout: float) -> subprocess.CompletedProcess[str]:
-        """Like subprocess.run(python -m TOOL ARGV, capture_output=True, text=True)."""
+        """Like subprocess.run(python -m TOOL ARGV, capture_output=True, text=True);
+        UnavailableError when the zygote could not start the command."""
         cmd = [sys.executable, "-m", self.tool, *argv]
         body = json.dumps({"argv": argv, "cwd": str(cwd), "env": env}).encode()
         with open(os.devnull, "rb") as stdin, tempfile.TemporaryFile() as out, \
                 tempfile.TemporaryFile() as err, \
                 socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.connect(self._socket())
-            socket.send_fds(conn, [struct.pack("!I", len(body))],
-                            [stdin.fileno(), out.fileno(), err.fileno()])
-            conn.sendall(body)
+            try:
+                conn.settimeout(REQUEST_TIMEOUT)
+                conn.connect(self._socket())
+                socket.send_fds(conn, [struct.pack("!I", len(body))],
+                                [stdin.fileno(), out.fileno(), err.fileno()])
+                conn.sendall(body)
+                int(_line(conn))  # the command's pid: it has started
+            except (OSError, ValueError, EOFError) as exc:
+                raise UnavailableError(str(exc)) from exc
             conn.settimeout(timeout)
-            pid = int(_line(conn))
             try:
                 line = _line(conn)
             except TimeoutError:
-                os.kill(pid, signal.SIGKILL)
                 conn.settimeout(None)
-                _line(conn)  # its monitor saw it end
+                conn.sendall(b"k")  # its monitor kills it, before reaping it
+                _line(conn)
                 raise subprocess.TimeoutExpired(cmd, timeout, _read(out), _read(err)) from None
             return subprocess.CompletedProcess(cmd, int(line), _read(out), _read(err))
+
+
+def _shadows(cwd: Path) -> set[str]:
+    """Top-level module names the directory provides (`python -m` puts it first on the
+    path): NAME.py and NAME/__init__.py."""
+    try:
+        return {p.stem if p.suffix == ".py" else p.name for p in cwd.iterdir()
+                if p.suffix == ".py" or (p / "__init__.py").exists()}
+    except OSError:
+        return set()
 
 
 def _line(conn: socket.socket) -> bytes:
@@ -228,7 +313,7 @@ def _line(conn: socket.socket) -> bytes:
     while not data.endswith(b"\n"):
         chunk = conn.recv(1)
         if not chunk:
-            raise RuntimeError("a zygote's monitor ended without an answer")
+            raise EOFError("a zygote's monitor ended without an answer")
         data += chunk
     return data
 

@@ -72,14 +72,19 @@ def write_out(text: str) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         silence_stdout()
-        sys.stderr.write("mlbuild: standard output was closed; the build goes on without "
-                         "printing to it\n")
+        try:
+            sys.stderr.write("mlbuild: standard output was closed; the build goes on "
+                             "without printing to it\n")
+            sys.stderr.flush()
+        except BrokenPipeError:  # the same pipe (`2>&1 | head -1`): silent too
+            silence_stdout(sys.stderr)
 
 
-def silence_stdout() -> None:
-    """Point standard output at /dev/null (what is still buffered is dropped there)."""
+def silence_stdout(stream: IO[str] | None = None) -> None:
+    """Point standard output (or *stream*) at /dev/null (what is still buffered is dropped
+    there)."""
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, (stream or sys.stdout).fileno())
     os.close(devnull)
 
 

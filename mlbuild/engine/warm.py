@@ -71,7 +71,7 @@ def environment_key(env: dict[str, str], modules: list[str]) -> str:
     """The identity of a warm interpreter: the environment it must have been started with
     and the modules it imports ahead."""
     fixed = sorted((k, v) for k, v in env.items() if k not in PER_STAGE)
-    return hashlib.sha256(json.dumps([fixed, modules]).encode()).hexdigest()[:20]
+    return hashlib.sha256(json.dumps([fixed, sorted(modules)]).encode()).hexdigest()[:20]
 
 
 def preload(root: Path, stages: Iterable[Stage]) -> list[str]:
