@@ -47,7 +47,7 @@ from typing import IO, Any
 
 # settings the interpreter fixes at start-up (sys.path, sys.flags, the streams' encoding)
 STARTUP_VARIABLES: tuple[str, ...] = ("PYTHON", "LANG", "LC_", "LANGUAGE")
-REQUEST_TIMEOUT = 10.0  # seconds a client gets to send its request, the zygote to answer
+REQUEST_TIMEOUT = 60.0  # seconds a client gets to send its request, the zygote to answer
 
 
 class UnavailableError(Exception):
@@ -271,21 +271,21 @@ class Zygote:
     def run(self, argv: list[str], cwd: Path, env: dict[str, str],
             timeout: float) -> subprocess.CompletedProcess[str]:
         """Like subprocess.run(python -m TOOL ARGV, capture_output=True, text=True);
-        UnavailableError when the zygote could not start the command."""
+        UnavailableError when the zygote cannot be reached (nothing was started)."""
         cmd = [sys.executable, "-m", self.tool, *argv]
         body = json.dumps({"argv": argv, "cwd": str(cwd), "env": env}).encode()
         with open(os.devnull, "rb") as stdin, tempfile.TemporaryFile() as out, \
                 tempfile.TemporaryFile() as err, \
                 socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(REQUEST_TIMEOUT)
             try:
-                conn.settimeout(REQUEST_TIMEOUT)
                 conn.connect(self._socket())
-                socket.send_fds(conn, [struct.pack("!I", len(body))],
-                                [stdin.fileno(), out.fileno(), err.fileno()])
-                conn.sendall(body)
-                int(_line(conn))  # the command's pid: it has started
-            except (OSError, ValueError, EOFError) as exc:
+            except OSError as exc:  # nothing was asked: a new interpreter may run it
                 raise UnavailableError(str(exc)) from exc
+            socket.send_fds(conn, [struct.pack("!I", len(body))],
+                            [stdin.fileno(), out.fileno(), err.fileno()])
+            conn.sendall(body)
+            int(_line(conn))  # its pid: it has started (once asked, never run it twice)
             conn.settimeout(timeout)
             try:
                 line = _line(conn)
