@@ -151,3 +151,20 @@ def test_mlbuild_through_the_zygote_answers_as_a_new_interpreter(tmp_path: Path)
     bad = _cli("mlbuild", ("rnu",), tmp_path, _env(), 60)
     assert bad.returncode == 2
     assert bad.stderr.startswith("mlbuild: error: No such command 'rnu'")
+
+
+def test_a_zygote_whose_imports_start_a_thread_refuses_and_commands_run_fresh(
+        tmp_path: Path) -> None:
+    """numpy's import starts a thread: a fork of such an interpreter is not safe."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "spins.py").write_text("import threading, time\n"
+                                  "threading.Thread(target=time.sleep, args=(60,), "
+                                  "daemon=True).start()\n")
+    zygote = Zygote("probe", ("spins",), _env({"PYTHONPATH": str(lib)}))
+    try:
+        assert not zygote.usable(_env({"PYTHONPATH": str(lib)}), tmp_path)
+        assert zygote._proc is not None
+        assert zygote._proc.wait(timeout=10) == 0  # it left at once
+    finally:
+        zygote.close()

@@ -113,19 +113,25 @@ def _answer(conn: socket.socket, tool: str, request: dict[str, Any], fds: list[i
         raise SystemExit(0)  # the module ran to its end, as `python -m` ends then
     for fd in fds:
         os.close(fd)
-    with contextlib.suppress(OSError):
-        conn.sendall(f"{pid}\n".encode())
-    pidfd = os.pidfd_open(pid)
-    watching: list[Any] = [conn, pidfd]
-    while pidfd not in select.select(watching, [], [])[0]:
-        with contextlib.suppress(OSError):  # a byte (kill) or the end (the caller is gone)
-            conn.recv(1)
-        os.kill(pid, signal.SIGKILL)  # not reaped yet: still this command
-        watching = [pidfd]
-    _, status = os.waitpid(pid, 0)
-    with contextlib.suppress(OSError):
-        conn.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
-    os._exit(0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the monitor outlives nothing it watches
+    try:
+        with contextlib.suppress(OSError):
+            conn.sendall(f"{pid}\n".encode())
+        pidfd = os.pidfd_open(pid)
+        watching: list[Any] = [conn, pidfd]
+        while pidfd not in select.select(watching, [], [])[0]:
+            with contextlib.suppress(OSError):  # a byte (kill) or the end (the caller is gone)
+                conn.recv(1)
+            os.kill(pid, signal.SIGKILL)  # not reaped yet: still this command
+            watching = [pidfd]
+        _, status = os.waitpid(pid, 0)
+        with contextlib.suppress(OSError):
+            conn.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
+    except BaseException:  # never the tool's exit handlers here, never an orphan command
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        os._exit(0)
 
 
 # Modules that scan the whole environment when imported, and what they look for there:
@@ -182,7 +188,7 @@ def serve(path: str, tool: str, modules: list[str]) -> None:
                 importlib.import_module(name)
     if len(list(Path("/proc/self/task").iterdir())) > 1:  # an import started a thread
         print(json.dumps({"refused": "an import started a thread"}), flush=True)
-        return
+        os._exit(0)
     gc.collect()
     gc.freeze()  # the imported objects stay shared with every fork
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # monitors are reaped by the kernel
@@ -235,14 +241,14 @@ class Zygote:
                     [sys.executable, __file__, path, self.tool, *self.modules],
                     env=self.env, cwd=self._dir, stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE, text=True)
-                assert self._proc.stdout is not None
-                with contextlib.suppress(ValueError):
-                    said = json.loads(self._proc.stdout.readline() or "{}")
-                    self._read, self._names = set(said["read"]), set(said["modules"])
-                    self._ready = True
                 import atexit
 
                 atexit.register(self.close)
+                assert self._proc.stdout is not None
+                with contextlib.suppress(ValueError, KeyError, TypeError):  # refused, or died
+                    said = json.loads(self._proc.stdout.readline() or "{}")
+                    self._read, self._names = set(said["read"]), set(said["modules"])
+                    self._ready = True
             if not self._ready or self._proc.poll() is not None:
                 return ""
             return str(Path(self._dir, "s"))
@@ -291,7 +297,8 @@ class Zygote:
                 line = _line(conn)
             except TimeoutError:
                 conn.settimeout(None)
-                conn.sendall(b"k")  # its monitor kills it, before reaping it
+                with contextlib.suppress(OSError):  # it may have ended meanwhile
+                    conn.sendall(b"k")  # its monitor kills it, before reaping it
                 _line(conn)
                 raise subprocess.TimeoutExpired(cmd, timeout, _read(out), _read(err)) from None
             return subprocess.CompletedProcess(cmd, int(line), _read(out), _read(err))
