@@ -39,6 +39,9 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env.pop("DVC_STAGE", None)
     env["DVC_NO_ANALYTICS"] = "1"
     env["COLUMNS"] = "200"
+    # every command in its own interpreter: no resident server outlives a test (a stage or a
+    # Kubeflow task calling the `mlbuild` script would start one); test_resident.py's own
+    env["MLBUILD_SERVER"] = "0"
     extra = dict(extra or {})
     if "PYTHONPATH" in extra:  # added to, never replacing, the path to this checkout
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), extra.pop("PYTHONPATH")])
@@ -305,6 +308,7 @@ def pytest_configure(config: pytest.Config) -> None:
     mlbuild it starts (Python keeps an ignored SIGINT ignored): the Ctrl-C tests need it back."""
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.environ["MLBUILD_SERVER"] = "0"  # as in _env(), for what starts processes by itself
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         import compileall
 

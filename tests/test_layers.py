@@ -27,6 +27,7 @@ LAYERS = {
     "lineage": 14,  # answers questions about all of the above: lineage, impact, audit, KPIs
     "ui": 15,  # the read-only dashboard over every layer
     "cli": 16,
+    "launch": 17,  # the console script and the resident server that forks commands
 }
 ENTRY = {"__init__", "__main__"}  # the package root: stage helpers and `python -m mlbuild`
 

@@ -37,6 +37,8 @@ def describe(pid: int) -> tuple[str, str]:
                 for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
     except OSError:
         return "", ""
+    if len(argv) == 1:  # a process title (a command the resident server forked)
+        argv = argv[0].split()
     for idx, arg in enumerate(argv):
         parts = arg.split("/")
         name = parts[-2] if parts[-1] == "__main__.py" and len(parts) > 1 else parts[-1]

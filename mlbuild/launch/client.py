@@ -1,0 +1,247 @@
+"""The `mlbuild` console script: hand the command to the resident server, or run it here.
+
+Start-up matters here more than anywhere: this module imports only what the interpreter has
+loaded already and the standard library's C modules (`_socket` and `_signal` rather than
+`socket` and `signal`, which import `enum`: 10 ms). The command runs here, exactly as before,
+when MLBUILD_SERVER=0, when it may ask for credentials on the terminal (push, pull, fetch: a
+forked command has no controlling terminal), when a standard stream is closed, or when no
+server answers; in the last case a server is started for the next command.
+"""
+
+from __future__ import annotations
+
+import _signal
+import _socket
+import marshal
+import os
+import select
+import stat
+import sys
+import zlib
+
+SWITCH = "MLBUILD_SERVER"  # 0, off, no or false: every command in its own interpreter
+OFF = ("0", "off", "no", "false")
+LOCAL_ONLY = ("push", "pull", "fetch")  # they may prompt on /dev/tty (git, ssh, remotes)
+# the interpreter reads these at start-up (sys.path, flags, the streams' encoding): part of
+# the server's identity, as the interpreter, sys.path and mlbuild's own files are
+STARTUP = ("PYTHON", "LANG", "LC_", "LANGUAGE")
+FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT,
+             _signal.SIGTSTP, _signal.SIGCONT, _signal.SIGWINCH, _signal.SIGUSR1,
+             _signal.SIGUSR2, _signal.SIGALRM)
+SI_KERNEL = 0x80  # si_code of a signal the terminal sent (Ctrl-C, Ctrl-\, Ctrl-Z)
+POLL = 0.05  # seconds between looks at pending signals while the command runs
+SPAWN_GRACE = 60.0  # seconds a started server gets to listen before another is started
+BOOT = "import sys; del sys.path[0]; from mlbuild.launch.server import main; main()"
+EXIT_INTERNAL = 3  # mlbuild.errors.EXIT_INTERNAL, not imported: start-up
+
+
+def main() -> None:
+    """Console-script entry point."""
+    code = _through_server(sys.argv[1:]) if _wanted(sys.argv[1:]) else None
+    if code is None:
+        from mlbuild.cli import main as run_here
+
+        run_here()
+        return
+    _exit_as(code)
+
+
+def _wanted(args: list[str]) -> bool:
+    if os.environ.get(SWITCH, "1").strip().lower() in OFF or sys.platform != "linux":
+        return False
+    words = [a for a in args[:3] if not a.startswith("-")][:2]
+    return not any(word in LOCAL_ONLY for word in words)
+
+
+def runtime_dir() -> str | None:
+    """The directory of this user's servers ($XDG_RUNTIME_DIR/mlbuild, else
+    /tmp/mlbuild-UID): None unless it is a directory only this user can enter."""
+    base = os.environ.get("XDG_RUNTIME_DIR", "")
+    path = os.path.join(base, "mlbuild") if os.path.isabs(base) else f"/tmp/mlbuild-{os.getuid()}"
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    mine = info.st_uid == os.getuid() and not info.st_mode & 0o077
+    return path if stat.S_ISDIR(info.st_mode) and mine else None
+
+
+def fingerprint(path_tail: list[str]) -> bytes:
+    """What a server must share with its client: the interpreter, sys.path after the script's
+    own directory (and each entry's mtime: installing a package changes site-packages'), the
+    start-up variables, and every source file of mlbuild (an edited checkout)."""
+    parts = [sys.executable, sys.version, str(os.getuid()), *path_tail]
+    parts += sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith(STARTUP))
+    for entry in path_tail:
+        try:
+            parts.append(str(os.stat(entry).st_mtime_ns))
+        except OSError:
+            parts.append("-")
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    parts += _sources(package)
+    return "\0".join(parts).encode(errors="surrogateescape")
+
+
+def _sources(folder: str, found: list[str] | None = None) -> list[str]:
+    found = [] if found is None else found
+    with os.scandir(folder) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if entry.is_dir(follow_symlinks=False) and entry.name != "__pycache__":
+                _sources(entry.path, found)
+            elif entry.name.endswith(".py"):
+                info = entry.stat()
+                found.append(f"{entry.path}:{info.st_mtime_ns}:{info.st_size}")
+    return found
+
+
+def key_of(print_: bytes) -> str:
+    """The socket's name for a fingerprint (the server compares the whole fingerprint)."""
+    return f"{zlib.crc32(print_):08x}{zlib.adler32(print_):08x}"
+
+
+def _through_server(args: list[str]) -> int | None:
+    """The command's exit status (negative: the signal that killed it), or None when it has
+    to run here."""
+    directory = runtime_dir()
+    if directory is None:
+        return None
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            return None
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return None
+    print_ = fingerprint(sys.path[1:])
+    key = key_of(print_)
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED)  # until the command has them
+    conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        conn.connect(f"{directory}/{key}.sock")
+    except OSError:
+        conn.close()
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)
+        _start_server(directory, key)
+        return None
+    umask = os.umask(0o022)
+    os.umask(umask)
+    body = marshal.dumps({
+        "fingerprint": print_, "argv": sys.argv, "orig_argv": sys.orig_argv,
+        "path": sys.path, "cwd": cwd, "env": dict(os.environ), "umask": umask,
+        "sigint_ignored": _signal.getsignal(_signal.SIGINT) == _signal.SIG_IGN})
+    fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
+    try:
+        conn.sendmsg([len(body).to_bytes(4, "big")],
+                     [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        conn.sendall(body)
+        answer = _line(conn)
+    except OSError:
+        answer = b""
+    if not answer.startswith(b"pid "):  # refused (see the server), or it went away
+        conn.close()
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)
+        return None
+    return _follow(conn, int(answer.split()[1]))
+
+
+def _follow(conn: _socket.socket, pid: int) -> int:
+    """Forward signals to the running command until its exit status arrives."""
+    while not select.select([conn], [], [], POLL)[0]:
+        while (info := _signal.sigtimedwait(FORWARDED, 0)) is not None:
+            _forward(pid, info.si_signo, info.si_code)
+    try:
+        answer = _line(conn)
+    except OSError:
+        answer = b""
+    if not answer.startswith(b"exit "):
+        os.write(2, b"mlbuild: internal error: the resident server stopped before the command "
+                    b"ended (MLBUILD_SERVER=0 runs commands without it)\n")
+        return EXIT_INTERNAL
+    return int(answer.split()[1])
+
+
+def _forward(pid: int, signum: int, code: int) -> None:
+    """Pass a signal on: the terminal's to the command's process group (as the terminal
+    would have sent it to the whole foreground group), anyone else's to the command."""
+    try:
+        if signum == _signal.SIGTSTP:  # Ctrl-Z: stop the command, then stop here
+            os.killpg(pid, _signal.SIGSTOP)
+            os.kill(os.getpid(), _signal.SIGSTOP)
+        elif signum == _signal.SIGCONT:
+            os.killpg(pid, _signal.SIGCONT)
+        elif code == SI_KERNEL:
+            os.killpg(pid, signum)
+        else:
+            os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _line(conn: _socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(64)
+        if not chunk:
+            return b""
+        data += chunk
+    return data
+
+
+def _exit_as(code: int) -> None:
+    """Leave with the command's status; a command a signal killed kills this process the same
+    way, so the shell sees the same."""
+    if code < 0:
+        signum = -code
+        if signum not in (_signal.SIGKILL, _signal.SIGSTOP):  # the only ones never caught
+            _signal.signal(signum, _signal.SIG_DFL)
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, [signum])
+        os.kill(os.getpid(), signum)
+        code = 128 + signum
+    os._exit(code)
+
+
+def _start_server(directory: str, key: str) -> None:
+    """Start a server for the next command, detached (its own session, reparented to init):
+    one at a time per fingerprint, never where one refused to serve."""
+    base = f"{directory}/{key}"
+    if os.path.exists(f"{base}.refused"):
+        return
+    marker = f"{base}.spawned"
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        try:
+            import time
+
+            if time.time() - os.stat(marker).st_mtime < SPAWN_GRACE:
+                return
+            os.utime(marker)
+        except OSError:
+            return
+    except OSError:
+        return
+    try:
+        child = os.fork()
+    except OSError:
+        return
+    if child:
+        os.waitpid(child, 0)
+        return
+    try:  # the first child: a new session, then the server as its child, then gone
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.chdir("/")
+        if os.fork() == 0:
+            os.execv(sys.executable, [sys.executable, "-c", BOOT, directory, key])
+    finally:
+        os._exit(0)

@@ -1,0 +1,303 @@
+"""The resident server: imports mlbuild once, then forks one process per command.
+
+Started detached by a client that found none (`client._start_server`), as
+`python -c BOOT DIRECTORY KEY`. It takes DIRECTORY/KEY.lock (one server per fingerprint),
+imports mlbuild's modules (see `ahead`), Hydra and PyYAML, noting the environment variables
+the imports looked up, then listens on DIRECTORY/KEY.sock. It refuses to serve (and says why
+in KEY.refused) when an import started a thread (a fork keeps only the forking thread) or
+scanned the whole environment.
+
+Each connection gets a forked monitor. It reads the request (argv, working directory,
+environment, umask and the client's three standard streams), refuses when the client's
+fingerprint differs (mlbuild, an installed package or the interpreter changed: the server
+then exits) or a variable an import read has another value there, and otherwise forks the
+command: a new session (no controlling terminal; the client forwards the terminal's
+signals), the client's streams, directory, environment, umask, argv and sys.path, new
+`sys.std*` objects as the interpreter makes them (line-buffered on a terminal), a process
+title of `mlbuild ARGS`, then `mlbuild.cli.main` and the interpreter's own exit. The monitor
+tells the client the command's pid and, once it is reaped, its exit status; it kills the
+command if the client goes away first (kill -9 of the client stops the build as it would
+stop mlbuild itself). The server exits after MLBUILD_SERVER_IDLE seconds (default 1,800)
+without a command, or once its fingerprint is stale: it looks every 30 s, and whenever a new
+server starts beside it (SIGUSR1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gc
+import importlib
+import io
+import marshal
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlbuild.launch import client
+from mlbuild.launch.envreads import SCANNED, differing, recording
+
+IDLE = 1800.0  # seconds without a command before the server exits (MLBUILD_SERVER_IDLE)
+CHECK = 30.0  # seconds between looks at whether the fingerprint went stale
+REQUEST_TIMEOUT = 10.0  # seconds a client gets to send its request
+# modules that import a whole framework at the top, for one command each: the HTTP server
+# (FastAPI, pydantic) and the Kubeflow local run (kfp, protobuf, Google's auth)
+HEAVY = ("app.py", "kfplocal.py")
+
+
+def ahead() -> list[str]:
+    """The modules a server imports before its first command: mlbuild's own and what they
+    import at the top (but HEAVY), Hydra and PyYAML. Not DVC's (0.5 s, imported by the commands that
+    drive it): its colorama would reset the terminal's colours at every command's exit."""
+    package = Path(client.__file__).resolve().parents[1]
+    own = [".".join(p.relative_to(package.parent).with_suffix("").parts)
+           for p in sorted(package.rglob("[a-z]*.py")) if "hook" not in p.parts
+           and p.name not in HEAVY]
+    return ["yaml", "hydra", "omegaconf", *own, "setproctitle"]
+
+
+@dataclass
+class Command:
+    """One request, in the process that becomes the command."""
+
+    request: dict[str, Any]
+    fds: list[int]
+    filters: list[Any]
+
+
+class _Server:
+    def __init__(self, directory: str, key: str, lock: int) -> None:
+        self.base = f"{directory}/{key}"
+        self.lock = lock  # flock'd: closed in every fork, so it ends with the server
+        self.env = dict(os.environ)
+        self.read: set[str] = set()
+        self.path = list(sys.path)  # before an import adds to it
+        self.print_ = client.fingerprint(self.path)
+        self.filters: list[Any] = []
+
+    def prepare(self) -> str | None:
+        """Import ahead; why it cannot serve, or None."""
+        self.filters = list(warnings.filters)
+        with recording(self.read):
+            for name in ahead():
+                with contextlib.suppress(Exception):
+                    importlib.import_module(name)
+        if "*" in self.read:
+            return "an import read the whole environment"
+        if len(list(Path("/proc/self/task").iterdir())) > 1:
+            return "an import started a thread"
+        return None
+
+    def refusal(self, request: dict[str, Any]) -> str | None:
+        """Why this request has to run in a new interpreter, or None."""
+        if request.get("fingerprint") != self.print_:
+            os.kill(os.getppid(), signal.SIGTERM)  # stale: the next client starts a new one
+            return "stale"
+        changed = differing(self.read, (*SCANNED, "HOME"), self.env, request["env"])
+        return f"environment: {', '.join(changed)}" if changed else None
+
+    def serve(self) -> Command:
+        """Listen until idle or stale; returns only in a forked command."""
+        gc.collect()
+        gc.freeze()  # what the imports made stays shared with every fork
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # monitors are reaped by the kernel
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        temporary = Path(f"{self.base}.{os.getpid()}.sock")
+        temporary.unlink(missing_ok=True)
+        listener.bind(str(temporary))
+        listener.listen(64)
+        temporary.rename(f"{self.base}.sock")  # clients see a listening socket or none
+        Path(f"{self.base}.pid").write_text(f"{os.getpid()}\n")
+        signal.signal(signal.SIGUSR1, self.recheck)
+        _nudge_others(self.base)
+        idle = float(os.environ.get("MLBUILD_SERVER_IDLE", IDLE))
+        last = time.monotonic()
+        while True:
+            if not select.select([listener], [], [], min(CHECK, idle))[0]:
+                if time.monotonic() - last >= idle:
+                    self.close()
+                self.recheck()
+                continue
+            conn, _ = listener.accept()
+            last = time.monotonic()
+            if os.fork() == 0:
+                listener.close()
+                os.close(self.lock)
+                return self.watch(conn)
+            conn.close()
+
+    def recheck(self, *_signal: object) -> None:
+        """Exit if mlbuild, a package or the interpreter changed since the imports (also on
+        SIGUSR1: a new server started, maybe for the changed files)."""
+        if client.fingerprint(self.path) != self.print_:
+            self.close()
+
+    def close(self) -> None:
+        """Stop listening and exit (the commands running go on; they are not children)."""
+        for suffix in (".sock", ".pid"):
+            with contextlib.suppress(OSError):
+                Path(self.base + suffix).unlink()
+        os._exit(0)
+
+    def watch(self, conn: socket.socket) -> Command:
+        """The monitor of one connection; returns only in the forked command."""
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        try:
+            request, fds = _receive(conn)
+            reason = self.refusal(request)
+            if reason is not None:
+                conn.sendall(f"refused {reason}\n".encode())
+                os._exit(0)
+            pid = os.fork()
+        except BaseException:
+            os._exit(0)
+        if pid == 0:
+            conn.close()
+            return Command(request, fds, self.filters)
+        try:
+            for fd in fds:
+                os.close(fd)
+            _follow(conn, pid)
+        finally:
+            os._exit(0)
+
+
+def _nudge_others(mine: str) -> None:
+    """Ask the other servers of this directory to look whether they went stale."""
+    for pidfile in Path(mine).parent.glob("*.pid"):
+        if str(pidfile) != f"{mine}.pid":
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pidfile.read_text()), signal.SIGUSR1)
+
+
+def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    """The request: a length-prefixed marshalled dict, the client's fds 0, 1 and 2, from a
+    process of this user."""
+    conn.settimeout(REQUEST_TIMEOUT)
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    if struct.unpack("3i", creds)[1] != os.getuid():
+        raise PermissionError("another user's client")
+    head, fds, _flags, _addr = socket.recv_fds(conn, 4, 3)
+    try:
+        size = int.from_bytes(head, "big")
+        body = b""
+        while len(body) < size:
+            chunk = conn.recv(size - len(body))
+            if not chunk:
+                raise EOFError
+            body += chunk
+        request = marshal.loads(body)
+        if len(fds) != 3 or not isinstance(request, dict):
+            raise ValueError("a malformed request")
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    conn.settimeout(None)
+    return request, fds
+
+
+def _follow(conn: socket.socket, pid: int) -> None:
+    """Tell the client the command's pid, then its exit status; kill it if the client goes."""
+    try:
+        conn.sendall(f"pid {pid}\n".encode())
+        pidfd = os.pidfd_open(pid)
+        watching: list[Any] = [conn, pidfd]
+        while pidfd not in select.select(watching, [], [])[0]:
+            with contextlib.suppress(OSError):
+                if conn.recv(1):
+                    continue
+            os.kill(pid, signal.SIGKILL)  # the client is gone; not reaped yet: this command
+            watching = [pidfd]
+        _, status = os.waitpid(pid, 0)
+        with contextlib.suppress(OSError):
+            conn.sendall(f"exit {os.waitstatus_to_exitcode(status)}\n".encode())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def become(command: Command) -> None:
+    """In the forked command: take on the client's process state and run mlbuild's CLI the
+    way the console script does."""
+    request = command.request
+    os.setsid()
+    import setproctitle  # first: it finds the title's room in the original environment block
+
+    setproctitle.setproctitle(" ".join(["mlbuild", *request["argv"][1:]]))
+    for target, fd in enumerate(command.fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.umask(request["umask"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN if request["sigint_ignored"]
+                  else signal.default_int_handler)
+    warnings.filters[:] = command.filters  # type: ignore[index]
+    sys.argv = list(request["argv"])
+    sys.orig_argv = list(request["orig_argv"])
+    sys.path[:] = request["path"]
+    _new_streams()
+    rich = sys.modules.get("rich")
+    if rich is not None:
+        rich._console = None  # type: ignore[attr-defined]  # made for the server's streams
+    from mlbuild.cli import main as run
+
+    run()
+
+
+def _new_streams() -> None:
+    """sys.stdin, stdout and stderr for fds 0-2 as the interpreter makes them at start-up:
+    the same encoding and error handlers, line buffering on a terminal (stderr always)."""
+    streams = []
+    for fd, old in enumerate((sys.__stdin__, sys.__stdout__, sys.__stderr__)):
+        assert old is not None
+        unbuffered = old.write_through
+        mode = "rb" if fd == 0 else "wb"
+        buffer = open(fd, mode, 0 if unbuffered and fd else -1, closefd=False)  # noqa: SIM115
+        raw = buffer if unbuffered and fd else buffer.raw  # type: ignore[attr-defined]
+        line = not unbuffered and (fd == 2 or raw.isatty())
+        stream = io.TextIOWrapper(buffer, encoding=old.encoding, errors=old.errors,
+                                  newline="\n", line_buffering=line, write_through=unbuffered)
+        stream.mode = mode[0]  # type: ignore[misc]
+        streams.append(stream)
+    sys.stdin, sys.stdout, sys.stderr = streams
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams  # type: ignore[misc]
+
+
+def main() -> None:
+    """`python -c BOOT DIRECTORY KEY` (see the module's docstring)."""
+    directory, key = sys.argv[1], sys.argv[2]
+    base = f"{directory}/{key}"
+    lock = os.open(f"{base}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held for the server's lifetime
+    except OSError:
+        return  # another server of this fingerprint runs
+    server = _Server(directory, key, lock)
+    try:
+        reason = server.prepare()
+    except Exception as exc:  # said in KEY.refused, never retried
+        reason = f"{type(exc).__name__}: {exc}"
+    finally:
+        Path(f"{base}.spawned").unlink(missing_ok=True)
+    if reason is not None:
+        Path(f"{base}.refused").write_text(f"{reason}\n")
+        return
+    import setproctitle
+
+    setproctitle.setproctitle(f"mlbuild-server {key} (MLBUILD_SERVER=0: commands without it)")
+    become(server.serve())

@@ -1,0 +1,301 @@
+"""The `mlbuild` console script and its resident server (mlbuild/launch): a command runs in a
+process forked from a server that imported mlbuild already, and behaves as it does in a new
+interpreter: output, exit codes, Ctrl-C on a terminal, kill -9 of the client, a command
+killed by a signal, a stale or refused server, and where no server is used at all."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlbuild.dvcfmt.repolock import describe
+from tests.conftest import WARM_SHARE, Project, _env
+
+pytestmark = pytest.mark.xdist_group("resident")  # one worker: one server per fingerprint
+
+SCRIPT = str(Path(sys.executable).with_name("mlbuild"))  # the console script, as installed
+# a stage that writes the chain of processes above it: (pid, command line) up to init
+PROBE = """\
+import json, os
+
+def parent(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+chain, pid = [], os.getpid()
+while pid > 1:
+    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+        chain.append([pid, cmdline.read().replace(b"\\0", b" ").decode().strip()])
+    pid = parent(pid)
+with open("probe.txt", "w") as out:
+    json.dump(chain, out)
+"""
+DVC_YAML = """\
+stages:
+  probe:
+    cmd: python probe.py
+    deps: [probe.py]
+    outs: [probe.txt]
+  slow:
+    cmd: python -c "import time; time.sleep(60)" && echo done > slow.txt
+    outs: [slow.txt]
+"""
+
+
+@pytest.fixture
+def resident(project: Project, tmp_path: Path) -> Iterator[tuple[Project, dict[str, str]]]:
+    """A project and an environment with the server switched on, its sockets under a runtime
+    directory of the test's own; every server started there is stopped at the end."""
+    run = tmp_path / "xdg"
+    run.mkdir(mode=0o700)
+    env = _env({"XDG_RUNTIME_DIR": str(run)})
+    del env["MLBUILD_SERVER"]
+    env.pop(WARM_SHARE, None)  # each build its own warm-start pool, in its own session
+    project.write("probe.py", PROBE)
+    project.write("dvc.yaml", DVC_YAML)
+    project.git("add", "-A")
+    project.git("commit", "-qm", "probe")
+    try:
+        yield project, env
+    finally:
+        for pidfile in (run / "mlbuild").glob("*.pid"):
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pidfile.read_text()), signal.SIGTERM)
+
+
+def mlbuild(proj: Project, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The console script, as a user's shell runs it."""
+    return subprocess.run([SCRIPT, *args], cwd=proj.path, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def server_pid(env: dict[str, str], timeout: float = 60) -> int:
+    """The pid of the (one) server listening under the runtime directory, once it listens."""
+    folder = Path(env["XDG_RUNTIME_DIR"], "mlbuild")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        socks = list(folder.glob("*.sock"))
+        pids = list(folder.glob("*.pid"))
+        if socks and pids:
+            return int(pids[0].read_text())
+        refused = list(folder.glob("*.refused"))
+        assert not refused, refused[0].read_text()
+        time.sleep(0.1)
+    raise AssertionError(f"no server listening in {folder}: {list(folder.iterdir())}")
+
+
+def chain(proj: Project) -> list[tuple[int, str]]:
+    """The probe stage's processes above it."""
+    return [(pid, line) for pid, line in json.loads(proj.read("probe.txt"))]
+
+
+def forked_by(proj: Project, server: int) -> bool:
+    """Whether the probe ran under a command titled `mlbuild run ...` that the server's
+    monitor forked (command -> monitor -> server)."""
+    found = chain(proj)
+    pids = [pid for pid, _ in found]
+    for index, (_pid, line) in enumerate(found):
+        if line.startswith("mlbuild run") and pids[index + 2:index + 3] == [server]:
+            return True
+    return False
+
+
+def test_a_command_is_forked_from_the_server_and_answers_as_without_it(
+        resident: tuple[Project, dict[str, str]]) -> None:
+    proj, env = resident
+    first = mlbuild(proj, env, "status")  # no server yet: runs in the client, starts one
+    assert first.returncode == 0, first.stderr
+    server = server_pid(env)
+    built = mlbuild(proj, env, "run", "probe")
+    assert built.returncode == 0, built.stderr
+    assert forked_by(proj, server), chain(proj)
+    assert "built probe" in built.stdout
+    off = {**env, "MLBUILD_SERVER": "0"}
+    for args in (["status", "--json"], ["stauts"], ["run", "nosuch"], ["--version"], ["dag"],
+                 ["log", "--json", "-n", "1"]):
+        served, here = mlbuild(proj, env, *args), mlbuild(proj, off, *args)
+        assert (served.returncode, served.stdout, served.stderr) == \
+            (here.returncode, here.stdout, here.stderr), args
+    assert "No such command 'stauts'" in mlbuild(proj, env, "stauts").stderr
+    # the real DVC agrees with what the forked command recorded
+    assert "probe" not in subprocess.run(["dvc", "status", "probe"], cwd=proj.path, env=off,
+                                         capture_output=True, text=True).stdout
+
+
+def test_ctrl_c_on_a_terminal_stops_the_build_as_without_the_server(
+        resident: tuple[Project, dict[str, str]]) -> None:
+    proj, env = resident
+    mlbuild(proj, env, "status")
+    server_pid(env)
+    results = {}
+    for mode in ("served", "here"):
+        run_env = {**env, "TERM": "xterm-256color"}
+        if mode == "here":
+            run_env["MLBUILD_SERVER"] = "0"
+        results[mode] = _interrupt_in_terminal(proj, run_env)
+    for code, text in results.values():
+        assert code == 130, text
+        assert "interrupted by SIGINT; running stages were stopped" in text
+        assert "slow" in text  # the live display drew the running stage on the terminal
+    assert not (proj.path / "slow.txt").exists() and not _stage_processes()
+    assert "slow" not in proj.read("dvc.lock") if (proj.path / "dvc.lock").exists() else True
+
+
+def _interrupt_in_terminal(proj: Project, env: dict[str, str]) -> tuple[int, str]:
+    """`mlbuild run slow` on a pseudo-terminal that is its controlling terminal; Ctrl-C
+    typed once the stage runs."""
+    leader, follower = pty.openpty()
+    # util-linux's setsid -c: a session of its own with the terminal as its controlling one
+    proc = subprocess.Popen(["setsid", "-c", SCRIPT, "run", "slow"], cwd=proj.path, env=env,
+                            stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    out = b""
+    typed = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not typed and _stage_processes():
+            time.sleep(0.3)
+            os.write(leader, b"\x03")
+            typed = True
+        if select.select([leader], [], [], 0.1)[0]:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(leader)
+    return proc.wait(timeout=30), out.decode(errors="replace")
+
+
+def _stage_processes() -> list[int]:
+    """pids of the slow stage's command, wherever it runs."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and b"time.sleep(60)" in (entry / "cmdline").read_bytes() \
+                    and b"-c" in (entry / "cmdline").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+    return found
+
+
+def _wait(predicate: object, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _command_of(stage: int) -> int:
+    """The mlbuild command a stage runs under: the nearest ancestor titled `mlbuild ...`."""
+    pid = stage
+    while pid > 1:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+        if title.startswith(b"mlbuild run"):
+            return pid
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    raise AssertionError(f"no forked command above stage {stage}")
+
+
+def test_kill_9_of_the_client_stops_the_command_and_its_stages(
+        resident: tuple[Project, dict[str, str]]) -> None:
+    proj, env = resident
+    mlbuild(proj, env, "status")
+    server_pid(env)
+    client = subprocess.Popen([SCRIPT, "run", "slow"], cwd=proj.path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert _wait(_stage_processes), "the slow stage never started"
+    command = _command_of(_stage_processes()[0])
+    # the project lock names the forked command as mlbuild's, not as the server's python
+    assert describe(command) == ("mlbuild", "mlbuild run slow")
+    client.kill()
+    client.wait()
+    assert _wait(lambda: not _stage_processes() and not Path(f"/proc/{command}").exists())
+    status = mlbuild(proj, {**env, "MLBUILD_SERVER": "0"}, "status", "--json")
+    stale = {s["stage"] for s in json.loads(status.stdout)["stages"] if s["stale"]}
+    assert "slow" in stale and not (proj.path / "slow.txt").exists()
+
+
+def test_a_command_killed_by_a_signal_kills_its_client_alike(
+        resident: tuple[Project, dict[str, str]]) -> None:
+    proj, env = resident
+    mlbuild(proj, env, "status")
+    server_pid(env)
+    client = subprocess.Popen([SCRIPT, "run", "slow"], cwd=proj.path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert _wait(_stage_processes), "the slow stage never started"
+    os.kill(_command_of(_stage_processes()[0]), signal.SIGKILL)
+    assert client.wait(timeout=30) == -signal.SIGKILL
+    terminated = subprocess.Popen([SCRIPT, "run", "slow"], cwd=proj.path, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert _wait(_stage_processes), "the slow stage never started"
+    terminated.terminate()  # the client's SIGTERM reaches the command: mlbuild's own exit
+    _, err = terminated.communicate(timeout=30)
+    assert terminated.returncode == 128 + signal.SIGTERM and "interrupted by SIGTERM" in err
+
+
+def test_what_the_server_cannot_reproduce_runs_in_the_client(
+        resident: tuple[Project, dict[str, str]]) -> None:
+    proj, env = resident
+    mlbuild(proj, env, "status")
+    server = server_pid(env)
+    source = Path(__file__).resolve().parents[1] / "mlbuild" / "launch" / "envreads.py"
+    # HOME with another value (libraries find their settings there): run here
+    home = proj.path.parent / "home"
+    home.mkdir()
+    assert mlbuild(proj, {**env, "HOME": str(home)}, "run", "probe").returncode == 0
+    assert not forked_by(proj, server) and any(SCRIPT in line for _, line in chain(proj))
+    # mlbuild's source changed under the server: run here, and the stale server goes
+    (proj.path / "probe.txt").unlink()
+    before = source.stat()
+    try:
+        os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+        assert mlbuild(proj, env, "run", "probe").returncode == 0
+        assert not forked_by(proj, server)
+        # it started the next server, for the changed source, and that one sent the old away
+        assert _wait(lambda: not Path(f"/proc/{server}").exists())
+        assert server_pid(env) != server
+    finally:
+        os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_no_server_for_remotes_when_switched_off_or_in_an_open_directory(
+        resident: tuple[Project, dict[str, str]], tmp_path: Path) -> None:
+    proj, env = resident
+    folder = Path(env["XDG_RUNTIME_DIR"], "mlbuild")
+    off = {**env, "MLBUILD_SERVER": "0"}
+    for args in (["push"], ["pull"], ["exp", "push", "origin"]):  # may prompt on /dev/tty
+        served, here = mlbuild(proj, env, *args), mlbuild(proj, off, *args)
+        assert served.returncode == here.returncode != 0, args  # no remote configured
+        assert served.stderr.splitlines()[-1].startswith("mlbuild: error: "), args
+    assert mlbuild(proj, off, "status").returncode == 0
+    assert not folder.exists() or not any(folder.iterdir())
+    folder.mkdir(mode=0o755, exist_ok=True)
+    folder.chmod(0o755)  # another user could plant a socket there: never used
+    assert mlbuild(proj, env, "status").returncode == 0
+    assert not any(folder.iterdir())
+
+
+def test_an_idle_server_exits_and_removes_its_socket(
+        resident: tuple[Project, dict[str, str]]) -> None:
+    proj, env = resident
+    mlbuild(proj, {**env, "MLBUILD_SERVER_IDLE": "1"}, "status")
+    server = server_pid(env)
+    assert _wait(lambda: not Path(f"/proc/{server}").exists(), timeout=60)
+    assert not list(Path(env["XDG_RUNTIME_DIR"], "mlbuild").glob("*.sock"))
