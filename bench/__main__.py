@@ -14,7 +14,7 @@ from types import FrameType
 from bench import machine
 from bench.context import Ctx, Sizes
 from bench.measure import BenchError, Runner
-from bench.projects import Tools, bench_env, remove_tree, snapshot_mlbuild
+from bench.projects import Tools, bench_env, remove_tree, snapshot_mlbuild, stop_servers
 from bench.report import Report, fmt, from_json, markdown, table, write
 from bench.workloads import WORKLOADS
 
@@ -98,6 +98,12 @@ def run_workloads(args: argparse.Namespace, scratch: Path) -> Report:
               w6_dvc_reps=args.w6_dvc_reps, log=lambda msg: print(msg, flush=True))
     mode = "quick" if args.quick else "full"
     report = Report(mode=mode, reps=args.reps, facts=machine.facts(tools, scratch, env))
+    report.facts["mlbuild's resident server"] = (
+        "off (MLBUILD_SERVER=0): every mlbuild command starts a new interpreter"
+        if env.get("MLBUILD_SERVER", "1").strip().lower() in ("0", "off", "no", "false") else
+        "on (the default): after the first command, each runs in a process forked from a "
+        "server that imported mlbuild already; the CPU and peak-RSS columns then count the "
+        "client only (the command is not its child); MLBUILD_SERVER=0 gives both")
     report.facts["mlbuild code under test"] = (
         "the installed package, live (--live)" if snapshot is None else
         f"a snapshot of mlbuild/ taken at the start (sources md5 {digest})")
@@ -149,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
     finally:
+        stop_servers(scratch)
         if args.keep:
             print(f"bench: scratch kept in {scratch}")
         else:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import stat
 import sys
 from collections.abc import Mapping
@@ -61,7 +63,7 @@ def snapshot_mlbuild(tools: Tools, scratch: Path) -> tuple[Tools, Path, str]:
     script = scratch / "bin" / "mlbuild"
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text(
-        f"#!{sys.executable}\nimport sys\nfrom mlbuild.cli import main\n"
+        f"#!{sys.executable}\nimport sys\nfrom mlbuild.launch.client import main\n"
         "if __name__ == '__main__':\n    sys.exit(main())\n", encoding="utf-8")
     script.chmod(0o755)
     return Tools(mlbuild=str(script), dvc=tools.dvc), snap, digest.hexdigest()[:12]
@@ -81,10 +83,21 @@ def bench_env(scratch: Path, snapshot: Path | None = None) -> dict[str, str]:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["DVC_NO_ANALYTICS"] = "1"
     env["DVC_SITE_CACHE_DIR"] = str(scratch / "dvc-site-cache")
+    # mlbuild's resident server (MLBUILD_SERVER=0: none) keeps its socket in the scratch
+    # directory and is stopped at the end (stop_servers)
+    env["XDG_RUNTIME_DIR"] = str(scratch / "run")
+    (scratch / "run").mkdir(mode=0o700, exist_ok=True)
     env.update(GIT_IDENTITY)
     for var in ("DVC_STAGE", "DVC_ROOT"):
         env.pop(var, None)
     return env
+
+
+def stop_servers(scratch: Path) -> None:
+    """Stop the mlbuild servers the run started."""
+    for pidfile in (scratch / "run" / "mlbuild").glob("*.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
 
 
 def init_repo(runner: Runner, tools: Tools, path: Path, files: Mapping[str, str]) -> None:

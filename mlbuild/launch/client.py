@@ -90,6 +90,9 @@ def fingerprint(path_tail: list[str]) -> bytes:
 
 def _sources(folder: str, found: list[str] | None = None) -> list[str]:
     found = [] if found is None else found
+    if not os.path.isdir(folder):  # removed: a stale server's package
+        found.append(f"{folder}:-")
+        return found
     with os.scandir(folder) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
             if entry.is_dir(follow_symlinks=False) and entry.name != "__pycache__":
