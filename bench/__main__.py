@@ -92,18 +92,20 @@ def run_workloads(args: argparse.Namespace, scratch: Path) -> Report:
     if not args.live:
         tools, snapshot, digest = snapshot_mlbuild(tools, scratch)
     env = bench_env(scratch, snapshot)
-    runner = Runner(env, timeout=args.timeout, verbose=args.verbose)
+    served = env.get("MLBUILD_SERVER", "1").strip().lower() not in ("0", "off", "no", "false")
+    runner = Runner(env, timeout=args.timeout, verbose=args.verbose,
+                    machine_wide=(tools.mlbuild,) if served else ())
     sizes = Sizes.quick() if args.quick else Sizes()
     ctx = Ctx(runner=runner, tools=tools, scratch=scratch, reps=args.reps, sizes=sizes,
               w6_dvc_reps=args.w6_dvc_reps, log=lambda msg: print(msg, flush=True))
     mode = "quick" if args.quick else "full"
     report = Report(mode=mode, reps=args.reps, facts=machine.facts(tools, scratch, env))
     report.facts["mlbuild's resident server"] = (
-        "off (MLBUILD_SERVER=0): every mlbuild command starts a new interpreter"
-        if env.get("MLBUILD_SERVER", "1").strip().lower() in ("0", "off", "no", "false") else
         "on (the default): after the first command, each runs in a process forked from a "
-        "server that imported mlbuild already; the CPU and peak-RSS columns then count the "
-        "client only (the command is not its child); MLBUILD_SERVER=0 gives both")
+        "server that imported mlbuild already. mlbuild's CPU column is then the whole "
+        "machine's busy time over the command (/proc/stat; the command is not the client's "
+        "child), and its peak RSS the client's only" if served else
+        "off (MLBUILD_SERVER=0): every mlbuild command starts a new interpreter")
     report.facts["mlbuild code under test"] = (
         "the installed package, live (--live)" if snapshot is None else
         f"a snapshot of mlbuild/ taken at the start (sources md5 {digest})")

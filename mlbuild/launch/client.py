@@ -75,9 +75,11 @@ def runtime_dir() -> str | None:
 def fingerprint(path_tail: list[str]) -> bytes:
     """What a server must share with its client: the interpreter, sys.path after the script's
     own directory (and each entry's mtime: installing a package changes site-packages'), the
-    start-up variables, and every source file of mlbuild (an edited checkout)."""
+    start-up variables, the process's limits and placement, and every source file of mlbuild
+    (an edited checkout)."""
     parts = [sys.executable, sys.version, str(os.getuid()), *path_tail]
     parts += sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith(STARTUP))
+    parts += _process()
     for entry in path_tail:
         try:
             parts.append(str(os.stat(entry).st_mtime_ns))
@@ -86,6 +88,20 @@ def fingerprint(path_tail: list[str]) -> bytes:
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     parts += _sources(package)
     return "\0".join(parts).encode(errors="surrogateescape")
+
+
+def _process() -> list[str]:
+    """What a forked command would take from the server rather than from its client: resource
+    limits (`ulimit`), the control group (`systemd-run`, a container), the nice value and the
+    CPU affinity (`nice`, `taskset`), the OOM score adjustment."""
+    facts = [str(os.getpriority(os.PRIO_PROCESS, 0)), str(sorted(os.sched_getaffinity(0)))]
+    for name in ("limits", "cgroup", "oom_score_adj"):
+        try:
+            with open(f"/proc/self/{name}", "rb") as fobj:
+                facts.append(fobj.read().decode(errors="replace"))
+        except OSError:
+            facts.append("-")
+    return facts
 
 
 def _sources(folder: str, found: list[str] | None = None) -> list[str]:

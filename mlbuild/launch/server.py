@@ -82,6 +82,7 @@ class _Server:
         self.path = list(sys.path)  # before an import adds to it
         self.print_ = client.fingerprint(self.path)
         self.filters: list[Any] = []
+        self.pid = os.getpid()
 
     def prepare(self) -> str | None:
         """Import ahead; why it cannot serve, or None."""
@@ -99,7 +100,8 @@ class _Server:
     def refusal(self, request: dict[str, Any]) -> str | None:
         """Why this request has to run in a new interpreter, or None."""
         if request.get("fingerprint") != self.print_:
-            os.kill(os.getppid(), signal.SIGTERM)  # stale: the next client starts a new one
+            if os.getppid() == self.pid:  # stale: the next client starts a new one
+                os.kill(self.pid, signal.SIGTERM)
             return "stale"
         changed = differing(self.read, (*SCANNED, "HOME"), self.env, request["env"])
         return f"environment: {', '.join(changed)}" if changed else None
@@ -242,6 +244,7 @@ def become(command: Command) -> None:
     os.umask(request["umask"])
     os.environ.clear()
     os.environ.update(request["env"])
+    time.tzset()  # the C library's time zone, from TZ, as at an interpreter's start
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1):
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN if request["sigint_ignored"]
