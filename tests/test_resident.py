@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from mlbuild.dvcfmt.repolock import describe
+from mlbuild.launch.server import running
 from tests.conftest import WARM_SHARE, Project, _env
 
 pytestmark = pytest.mark.xdist_group("resident")  # one worker: one server per fingerprint
@@ -38,8 +39,9 @@ while pid > 1:
     with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
         chain.append([pid, cmdline.read().replace(b"\\0", b" ").decode().strip()])
     pid = parent(pid)
+umask = os.umask(0)
 with open("probe.txt", "w") as out:
-    json.dump(chain, out)
+    json.dump({"chain": chain, "umask": umask}, out)
 """
 DVC_YAML = """\
 stages:
@@ -69,9 +71,9 @@ def resident(project: Project, tmp_path: Path) -> Iterator[tuple[Project, dict[s
     try:
         yield project, env
     finally:
-        for pidfile in (run / "mlbuild").glob("*.pid"):
-            with contextlib.suppress(OSError, ValueError):
-                os.kill(int(pidfile.read_text()), signal.SIGTERM)
+        for pid in running(run / "mlbuild").values():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
 
 
 def mlbuild(proj: Project, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -85,10 +87,9 @@ def server_pid(env: dict[str, str], timeout: float = 60) -> int:
     folder = Path(env["XDG_RUNTIME_DIR"], "mlbuild")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        socks = list(folder.glob("*.sock"))
-        pids = list(folder.glob("*.pid"))
-        if socks and pids:
-            return int(pids[0].read_text())
+        servers = running(folder)
+        if len(servers) == 1 and list(folder.glob("*.sock")):
+            return next(iter(servers.values()))
         refused = list(folder.glob("*.refused"))
         assert not refused, refused[0].read_text()
         time.sleep(0.1)
@@ -97,7 +98,15 @@ def server_pid(env: dict[str, str], timeout: float = 60) -> int:
 
 def chain(proj: Project) -> list[tuple[int, str]]:
     """The probe stage's processes above it."""
-    return [(pid, line) for pid, line in json.loads(proj.read("probe.txt"))]
+    return [(pid, line) for pid, line in json.loads(proj.read("probe.txt"))["chain"]]
+
+
+def alive(pid: int) -> bool:
+    """Whether *pid* runs (a zombie nobody reaped yet does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def forked_by(proj: Project, server: int) -> bool:
@@ -144,7 +153,8 @@ def test_ctrl_c_on_a_terminal_stops_the_build_as_without_the_server(
         if mode == "here":
             run_env["MLBUILD_SERVER"] = "0"
         results[mode] = _interrupt_in_terminal(proj, run_env)
-    for code, text in results.values():
+    assert results["served"][2] and not results["here"][2]  # forked from the server or not
+    for code, text, _forked in results.values():
         assert code == 130, text
         assert "interrupted by SIGINT; running stages were stopped" in text
         assert "slow" in text  # the live display drew the running stage on the terminal
@@ -152,19 +162,22 @@ def test_ctrl_c_on_a_terminal_stops_the_build_as_without_the_server(
     assert "slow" not in proj.read("dvc.lock") if (proj.path / "dvc.lock").exists() else True
 
 
-def _interrupt_in_terminal(proj: Project, env: dict[str, str]) -> tuple[int, str]:
+def _interrupt_in_terminal(proj: Project, env: dict[str, str]) -> tuple[int, str, bool]:
     """`mlbuild run slow` on a pseudo-terminal that is its controlling terminal; Ctrl-C
-    typed once the stage runs."""
+    typed once the stage runs. The exit code, the terminal's text, and whether the build
+    ran in a process the server forked."""
     leader, follower = pty.openpty()
     # util-linux's setsid -c: a session of its own with the terminal as its controlling one
     proc = subprocess.Popen(["setsid", "-c", SCRIPT, "run", "slow"], cwd=proj.path, env=env,
                             stdin=follower, stdout=follower, stderr=follower)
     os.close(follower)
     out = b""
-    typed = False
+    typed = forked = False
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if not typed and _stage_processes():
+            with contextlib.suppress(AssertionError):
+                forked = bool(_command_of(_stage_processes()[0]))
             time.sleep(0.3)
             os.write(leader, b"\x03")
             typed = True
@@ -179,7 +192,7 @@ def _interrupt_in_terminal(proj: Project, env: dict[str, str]) -> tuple[int, str
         elif proc.poll() is not None:
             break
     os.close(leader)
-    return proc.wait(timeout=30), out.decode(errors="replace")
+    return proc.wait(timeout=30), out.decode(errors="replace"), forked
 
 
 def _stage_processes() -> list[int]:
@@ -226,7 +239,7 @@ def test_kill_9_of_the_client_stops_the_command_and_its_stages(
     assert describe(command) == ("mlbuild", "mlbuild run slow")
     client.kill()
     client.wait()
-    assert _wait(lambda: not _stage_processes() and not Path(f"/proc/{command}").exists())
+    assert _wait(lambda: not _stage_processes() and not alive(command))
     status = mlbuild(proj, {**env, "MLBUILD_SERVER": "0"}, "status", "--json")
     stale = {s["stage"] for s in json.loads(status.stdout)["stages"] if s["stale"]}
     assert "slow" in stale and not (proj.path / "slow.txt").exists()
@@ -259,17 +272,16 @@ def test_what_the_server_cannot_reproduce_runs_in_the_client(
     # HOME with another value (libraries find their settings there): run here
     home = proj.path.parent / "home"
     home.mkdir()
-    assert mlbuild(proj, {**env, "HOME": str(home)}, "run", "probe").returncode == 0
+    assert mlbuild(proj, {**env, "HOME": str(home)}, "run", "--force", "probe").returncode == 0
     assert not forked_by(proj, server) and any(SCRIPT in line for _, line in chain(proj))
     # mlbuild's source changed under the server: run here, and the stale server goes
-    (proj.path / "probe.txt").unlink()
     before = source.stat()
     try:
         os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
-        assert mlbuild(proj, env, "run", "probe").returncode == 0
-        assert not forked_by(proj, server)
+        assert mlbuild(proj, env, "run", "--force", "probe").returncode == 0
+        assert not forked_by(proj, server) and any(SCRIPT in line for _, line in chain(proj))
         # it started the next server, for the changed source, and that one sent the old away
-        assert _wait(lambda: not Path(f"/proc/{server}").exists())
+        assert _wait(lambda: not alive(server))
         assert server_pid(env) != server
     finally:
         os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
@@ -295,7 +307,55 @@ def test_no_server_for_remotes_when_switched_off_or_in_an_open_directory(
 def test_an_idle_server_exits_and_removes_its_socket(
         resident: tuple[Project, dict[str, str]]) -> None:
     proj, env = resident
-    mlbuild(proj, {**env, "MLBUILD_SERVER_IDLE": "1"}, "status")
+    mlbuild(proj, {**env, "MLBUILD_SERVER_IDLE": "3"}, "status")
     server = server_pid(env)
-    assert _wait(lambda: not Path(f"/proc/{server}").exists(), timeout=60)
+    assert _wait(lambda: not alive(server), timeout=60)
     assert not list(Path(env["XDG_RUNTIME_DIR"], "mlbuild").glob("*.sock"))
+
+
+def test_quick_commands_through_the_server_keep_their_exit_codes(
+        resident: tuple[Project, dict[str, str]]) -> None:
+    """A command that ends before its client reads the pid: both answers arrive together."""
+    proj, env = resident
+    mlbuild(proj, env, "status")
+    server_pid(env)
+    for _ in range(15):
+        assert mlbuild(proj, env, "--version").returncode == 0
+        assert mlbuild(proj, env, "stauts").returncode == 2
+
+
+def test_a_client_with_another_umask_gets_a_server_of_its_own(
+        resident: tuple[Project, dict[str, str]]) -> None:
+    """The umask (read once by modules at import), like the limits, nice value, cgroup and
+    namespaces, is part of a server's fingerprint: never the first client's for everyone."""
+    proj, env = resident
+    mlbuild(proj, env, "status")
+    first = server_pid(env)
+    strict = ["sh", "-c", f"umask 027 && exec {SCRIPT} run --force probe"]
+    for _ in range(2):  # the first runs in the client and starts the 027 server
+        proc = subprocess.run(strict, cwd=proj.path, env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proj.read("probe.txt"))["umask"] == 0o027
+        _wait(lambda: len(running(Path(env["XDG_RUNTIME_DIR"], "mlbuild"))) == 2)
+    servers = set(running(Path(env["XDG_RUNTIME_DIR"], "mlbuild")).values())
+    assert first in servers and len(servers) == 2
+    assert any(forked_by(proj, pid) for pid in servers - {first}), chain(proj)
+
+
+def test_the_client_imports_only_what_the_interpreter_has_or_c_modules() -> None:
+    """Every command pays the client's imports: no typing, enum, socket.py, pathlib."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c",
+                           "import mlbuild.launch.client"], env=_env(), capture_output=True,
+                          text=True, check=True)
+    bare = subprocess.run([sys.executable, "-X", "importtime", "-c", "pass"], env=_env(),
+                          capture_output=True, text=True, check=True)
+
+    def names(text: str) -> set[str]:
+        return {line.rsplit("|", 1)[1].strip() for line in text.splitlines()
+                if line.startswith("import time:") and "|" in line} - {"package"}
+
+    added = names(proc.stderr) - names(bare.stderr)
+    allowed = {"mlbuild", "mlbuild.launch", "mlbuild.launch.client", "marshal", "select",
+               "zlib", "_socket", "_signal"}
+    assert added <= allowed, sorted(added - allowed)

@@ -21,14 +21,17 @@ import zlib
 
 SWITCH = "MLBUILD_SERVER"  # 0, off, no or false: every command in its own interpreter
 OFF = ("0", "off", "no", "false")
-LOCAL_ONLY = ("push", "pull", "fetch")  # they may prompt on /dev/tty (git, ssh, remotes)
+# commands and options that reach remotes: git, ssh and remotes may prompt on /dev/tty
+LOCAL_ONLY = ("push", "pull", "fetch", "--pull", "--remote", "-r", "--repo")
 # the interpreter reads these at start-up (sys.path, flags, the streams' encoding): part of
 # the server's identity, as the interpreter, sys.path and mlbuild's own files are
 STARTUP = ("PYTHON", "LANG", "LC_", "LANGUAGE")
 FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT,
              _signal.SIGTSTP, _signal.SIGCONT, _signal.SIGWINCH, _signal.SIGUSR1,
              _signal.SIGUSR2, _signal.SIGALRM)
+UNCATCHABLE = (_signal.SIGKILL, _signal.SIGSTOP)
 SI_KERNEL = 0x80  # si_code of a signal the terminal sent (Ctrl-C, Ctrl-\, Ctrl-Z)
+ANSWER_TIMEOUT = 30.0  # seconds a server gets to accept and start the command
 POLL = 0.05  # seconds between looks at pending signals while the command runs
 SPAWN_GRACE = 60.0  # seconds a started server gets to listen before another is started
 BOOT = "import sys; del sys.path[0]; from mlbuild.launch.server import main; main()"
@@ -49,15 +52,18 @@ def main() -> None:
 def _wanted(args: list[str]) -> bool:
     if os.environ.get(SWITCH, "1").strip().lower() in OFF or sys.platform != "linux":
         return False
-    words = [a for a in args[:3] if not a.startswith("-")][:2]
-    return not any(word in LOCAL_ONLY for word in words)
+    return not any(a.partition("=")[0] in LOCAL_ONLY for a in args)
 
 
 def runtime_dir() -> str | None:
     """The directory of this user's servers ($XDG_RUNTIME_DIR/mlbuild, else
     /tmp/mlbuild-UID): None unless it is a directory only this user can enter."""
     base = os.environ.get("XDG_RUNTIME_DIR", "")
-    path = os.path.join(base, "mlbuild") if os.path.isabs(base) else f"/tmp/mlbuild-{os.getuid()}"
+    try:
+        own_base = os.path.isabs(base) and os.stat(base).st_uid == os.getuid()
+    except OSError:
+        own_base = False
+    path = os.path.join(base, "mlbuild") if own_base else f"/tmp/mlbuild-{os.getuid()}"
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
@@ -74,17 +80,18 @@ def runtime_dir() -> str | None:
 
 def fingerprint(path_tail: list[str]) -> bytes:
     """What a server must share with its client: the interpreter, sys.path after the script's
-    own directory (and each entry's mtime: installing a package changes site-packages'), the
+    own directory (and site-packages' mtime: installing a package changes it), the
     start-up variables, the process's limits and placement, and every source file of mlbuild
     (an edited checkout)."""
     parts = [sys.executable, sys.version, str(os.getuid()), *path_tail]
     parts += sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith(STARTUP))
     parts += _process()
-    for entry in path_tail:
-        try:
-            parts.append(str(os.stat(entry).st_mtime_ns))
-        except OSError:
-            parts.append("-")
+    for entry in path_tail:  # a package installed or removed (not a project on the path)
+        if os.path.basename(entry) in ("site-packages", "dist-packages"):
+            try:
+                parts.append(str(os.stat(entry).st_mtime_ns))
+            except OSError:
+                parts.append("-")
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     parts += _sources(package)
     return "\0".join(parts).encode(errors="surrogateescape")
@@ -92,9 +99,18 @@ def fingerprint(path_tail: list[str]) -> bytes:
 
 def _process() -> list[str]:
     """What a forked command would take from the server rather than from its client: resource
-    limits (`ulimit`), the control group (`systemd-run`, a container), the nice value and the
-    CPU affinity (`nice`, `taskset`), the OOM score adjustment."""
-    facts = [str(os.getpriority(os.PRIO_PROCESS, 0)), str(sorted(os.sched_getaffinity(0)))]
+    limits (`ulimit`), the control group (`systemd-run`, a container), the namespaces, the nice
+    value and the CPU affinity (`nice`, `taskset`), the OOM score adjustment, the umask (read
+    once at import by some modules), the interpreter's flags and -W/-X options."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    facts = [str(os.getpriority(os.PRIO_PROCESS, 0)), str(sorted(os.sched_getaffinity(0))),
+             oct(umask), repr(sys.flags), repr(sys.warnoptions), repr(sys._xoptions)]
+    for space in ("mnt", "pid", "net", "ipc", "uts", "user", "cgroup"):
+        try:
+            facts.append(os.readlink(f"/proc/self/ns/{space}"))
+        except OSError:
+            facts.append("-")
     for name in ("limits", "cgroup", "oom_score_adj"):
         try:
             with open(f"/proc/self/{name}", "rb") as fobj:
@@ -127,91 +143,119 @@ def key_of(print_: bytes) -> str:
 def _through_server(args: list[str]) -> int | None:
     """The command's exit status (negative: the signal that killed it), or None when it has
     to run here."""
-    directory = runtime_dir()
-    if directory is None:
+    where = _where()
+    if where is None:
         return None
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-        except OSError:
-            return None
+    directory, cwd = where
+    print_ = fingerprint(sys.path[1:])
+    key = key_of(print_)
+    mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED)  # until the command has them
+    answers = _Answers()
     try:
+        answers.conn.settimeout(ANSWER_TIMEOUT)
+        answers.conn.connect(f"{directory}/{key}.sock")
+        creds = answers.conn.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
+        if int.from_bytes(creds[4:8], sys.byteorder) != os.getuid():
+            raise PermissionError("another user's server")
+    except OSError:
+        answers.conn.close()
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
+        _start_server(directory, key)
+        return None
+    body = marshal.dumps({
+        "fingerprint": print_, "argv": sys.argv, "orig_argv": sys.orig_argv,
+        "path": sys.path, "cwd": cwd, "env": dict(os.environ), "mask": sorted(mask),
+        "ignored": [n for n in range(1, _signal.NSIG) if n not in UNCATCHABLE
+                    and _signal.getsignal(n) == _signal.SIG_IGN]})
+    fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
+    try:
+        answers.conn.sendmsg([len(body).to_bytes(4, "big")],
+                             [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        answers.conn.sendall(body)
+        answer = answers.line()
+    except OSError:
+        answer = b""
+    if answer.startswith(b"refused "):  # nothing was started: it runs here
+        answers.conn.close()
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
+        return None
+    if not answer.startswith(b"pid "):  # once asked, never run twice: whether it started is
+        return _lost(b"before the command started")  # not known
+    answers.conn.settimeout(None)
+    return _follow(answers, int(answer.split()[1]))
+
+
+def _where() -> tuple[str, str] | None:
+    """The runtime directory and the working directory; None when there is none, or a
+    standard stream is closed (nothing to pass on)."""
+    directory = runtime_dir()
+    try:
+        for fd in (0, 1, 2):
+            os.fstat(fd)
         cwd = os.getcwd()
     except OSError:
         return None
-    print_ = fingerprint(sys.path[1:])
-    key = key_of(print_)
-    _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED)  # until the command has them
-    conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:
-        conn.connect(f"{directory}/{key}.sock")
-    except OSError:
-        conn.close()
-        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)
-        _start_server(directory, key)
-        return None
-    umask = os.umask(0o022)
-    os.umask(umask)
-    body = marshal.dumps({
-        "fingerprint": print_, "argv": sys.argv, "orig_argv": sys.orig_argv,
-        "path": sys.path, "cwd": cwd, "env": dict(os.environ), "umask": umask,
-        "sigint_ignored": _signal.getsignal(_signal.SIGINT) == _signal.SIG_IGN})
-    fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
-    try:
-        conn.sendmsg([len(body).to_bytes(4, "big")],
-                     [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
-        conn.sendall(body)
-        answer = _line(conn)
-    except OSError:
-        answer = b""
-    if not answer.startswith(b"pid "):  # refused (see the server), or it went away
-        conn.close()
-        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)
-        return None
-    return _follow(conn, int(answer.split()[1]))
+    return (directory, cwd) if directory is not None else None
 
 
-def _follow(conn: _socket.socket, pid: int) -> int:
+class _Answers:
+    """The server's newline-ended answers on one connection (`pid N`, `exit N`,
+    `refused WHY`); bytes read past one answer are kept for the next."""
+
+    def __init__(self) -> None:
+        self.conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        self.buffer = b""
+
+    def line(self) -> bytes:
+        while b"\n" not in self.buffer:
+            chunk = self.conn.recv(256)
+            if not chunk:
+                return b""
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line + b"\n"
+
+    def ready(self) -> bool:
+        return b"\n" in self.buffer or bool(select.select([self.conn], [], [], POLL)[0])
+
+
+def _follow(answers: _Answers, pid: int) -> int:
     """Forward signals to the running command until its exit status arrives."""
-    while not select.select([conn], [], [], POLL)[0]:
+    while not answers.ready():
         while (info := _signal.sigtimedwait(FORWARDED, 0)) is not None:
             _forward(pid, info.si_signo, info.si_code)
     try:
-        answer = _line(conn)
+        answer = answers.line()
     except OSError:
         answer = b""
     if not answer.startswith(b"exit "):
-        os.write(2, b"mlbuild: internal error: the resident server stopped before the command "
-                    b"ended (MLBUILD_SERVER=0 runs commands without it)\n")
-        return EXIT_INTERNAL
+        return _lost(b"before the command ended")
     return int(answer.split()[1])
+
+
+def _lost(when: bytes) -> int:
+    os.write(2, b"mlbuild: internal error: the resident server stopped " + when +
+             b" (MLBUILD_SERVER=0 runs commands without it)\n")
+    return EXIT_INTERNAL
 
 
 def _forward(pid: int, signum: int, code: int) -> None:
     """Pass a signal on: the terminal's to the command's process group (as the terminal
     would have sent it to the whole foreground group), anyone else's to the command."""
+    group = signum in (_signal.SIGTSTP, _signal.SIGCONT) or code == SI_KERNEL
+    send = _signal.SIGSTOP if signum == _signal.SIGTSTP else signum  # Ctrl-Z: stop it all
     try:
-        if signum == _signal.SIGTSTP:  # Ctrl-Z: stop the command, then stop here
-            os.killpg(pid, _signal.SIGSTOP)
-            os.kill(os.getpid(), _signal.SIGSTOP)
-        elif signum == _signal.SIGCONT:
-            os.killpg(pid, _signal.SIGCONT)
-        elif code == SI_KERNEL:
-            os.killpg(pid, signum)
+        if group:
+            try:
+                os.killpg(pid, send)
+            except ProcessLookupError:  # not its group's leader yet (setsid comes first)
+                os.kill(pid, send)
         else:
-            os.kill(pid, signum)
+            os.kill(pid, send)
     except ProcessLookupError:
         pass
-
-
-def _line(conn: _socket.socket) -> bytes:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = conn.recv(64)
-        if not chunk:
-            return b""
-        data += chunk
-    return data
+    if signum == _signal.SIGTSTP:  # then stop here, as the terminal stops its job
+        os.kill(os.getpid(), _signal.SIGSTOP)
 
 
 def _exit_as(code: int) -> None:
@@ -240,7 +284,7 @@ def _start_server(directory: str, key: str) -> None:
         try:
             import time
 
-            if time.time() - os.stat(marker).st_mtime < SPAWN_GRACE:
+            if time.time() - os.stat(marker).st_mtime < SPAWN_GRACE:  # one is starting
                 return
             os.utime(marker)
         except OSError:
@@ -260,6 +304,7 @@ def _start_server(directory: str, key: str) -> None:
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         os.chdir("/")
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # a caller's jobserver pipe, a flock'd fd
         if os.fork() == 0:
             os.execv(sys.executable, [sys.executable, "-c", BOOT, directory, key])
     finally:

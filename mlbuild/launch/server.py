@@ -51,6 +51,7 @@ REQUEST_TIMEOUT = 10.0  # seconds a client gets to send its request
 # modules that import a whole framework at the top, for one command each: the HTTP server
 # (FastAPI, pydantic) and the Kubeflow local run (kfp, protobuf, Google's auth)
 HEAVY = ("app.py", "kfplocal.py")
+TITLE = "mlbuild-server"  # the process title: `mlbuild-server KEY (...)`
 
 
 def ahead() -> list[str]:
@@ -61,7 +62,7 @@ def ahead() -> list[str]:
     own = [".".join(p.relative_to(package.parent).with_suffix("").parts)
            for p in sorted(package.rglob("[a-z]*.py")) if "hook" not in p.parts
            and p.name not in HEAVY]
-    return ["yaml", "hydra", "omegaconf", *own, "setproctitle"]
+    return ["yaml", "hydra", "omegaconf", *own, "setproctitle", "ctypes"]
 
 
 @dataclass
@@ -95,6 +96,10 @@ class _Server:
             return "an import read the whole environment"
         if len(list(Path("/proc/self/task").iterdir())) > 1:
             return "an import started a thread"
+        try:
+            os.close(os.pidfd_open(os.getpid()))  # how a monitor waits (Linux 5.3+)
+        except OSError as exc:
+            return f"no pidfd_open here: {exc}"
         return None
 
     def refusal(self, request: dict[str, Any]) -> str | None:
@@ -106,12 +111,8 @@ class _Server:
         changed = differing(self.read, (*SCANNED, "HOME"), self.env, request["env"])
         return f"environment: {', '.join(changed)}" if changed else None
 
-    def serve(self) -> Command:
-        """Listen until idle or stale; returns only in a forked command."""
-        gc.collect()
-        gc.freeze()  # what the imports made stays shared with every fork
-        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # monitors are reaped by the kernel
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    def listen(self) -> socket.socket:
+        """The listening socket, bound where clients look for it."""
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         temporary = Path(f"{self.base}.{os.getpid()}.sock")
         temporary.unlink(missing_ok=True)
@@ -119,15 +120,23 @@ class _Server:
         listener.listen(64)
         temporary.rename(f"{self.base}.sock")  # clients see a listening socket or none
         Path(f"{self.base}.pid").write_text(f"{os.getpid()}\n")
-        signal.signal(signal.SIGUSR1, self.recheck)
+        return listener
+
+    def serve(self, listener: socket.socket) -> Command:
+        """Answer until idle or stale; returns only in a forked command."""
+        gc.collect()
+        gc.freeze()  # what the imports made stays shared with every fork
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # monitors are reaped by the kernel
+        signal.signal(signal.SIGTERM, lambda *_: self.close(listener))
+        signal.signal(signal.SIGUSR1, lambda *_: self.recheck(listener))
         _nudge_others(self.base)
-        idle = float(os.environ.get("MLBUILD_SERVER_IDLE", IDLE))
+        idle = _idle()
         last = time.monotonic()
         while True:
             if not select.select([listener], [], [], min(CHECK, idle))[0]:
                 if time.monotonic() - last >= idle:
-                    self.close()
-                self.recheck()
+                    self.close(listener)
+                self.recheck(listener)
                 continue
             conn, _ = listener.accept()
             last = time.monotonic()
@@ -137,23 +146,32 @@ class _Server:
                 return self.watch(conn)
             conn.close()
 
-    def recheck(self, *_signal: object) -> None:
+    def recheck(self, listener: socket.socket) -> None:
         """Exit if mlbuild, a package or the interpreter changed since the imports (also on
         SIGUSR1: a new server started, maybe for the changed files)."""
         if client.fingerprint(self.path) != self.print_:
-            self.close()
+            self.close(listener)
 
-    def close(self) -> None:
-        """Stop listening and exit (the commands running go on; they are not children)."""
-        for suffix in (".sock", ".pid"):
-            with contextlib.suppress(OSError):
-                Path(self.base + suffix).unlink()
+    def close(self, listener: socket.socket) -> None:
+        """Stop listening and exit; a client already queued is told to run its command
+        itself. The commands running go on (they are not this process's children)."""
+        with contextlib.suppress(OSError):
+            Path(f"{self.base}.sock").unlink()
+        listener.setblocking(False)
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                with contextlib.suppress(OSError):
+                    conn.sendall(b"refused stopping\n")
+                conn.close()
+        with contextlib.suppress(OSError):
+            Path(f"{self.base}.pid").unlink()
         os._exit(0)
 
     def watch(self, conn: socket.socket) -> Command:
         """The monitor of one connection; returns only in the forked command."""
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        for signum in (signal.SIGCHLD, signal.SIGUSR1, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)
         try:
             request, fds = _receive(conn)
             reason = self.refusal(request)
@@ -174,12 +192,33 @@ class _Server:
             os._exit(0)
 
 
+def _idle() -> float:
+    try:
+        return max(1.0, float(os.environ.get("MLBUILD_SERVER_IDLE", IDLE)))
+    except ValueError:
+        return IDLE
+
+
+def running(directory: Path) -> dict[Path, int]:
+    """The servers of a runtime directory that are alive: pid file -> pid. A pid file a
+    killed server left behind names nothing, or a process that is not a server."""
+    found = {}
+    for pidfile in directory.glob("*.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(pidfile.read_text())
+            key = pidfile.name.removesuffix(".pid")
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(
+                    f"{TITLE} {key} ".encode()):
+                found[pidfile] = pid
+    return found
+
+
 def _nudge_others(mine: str) -> None:
     """Ask the other servers of this directory to look whether they went stale."""
-    for pidfile in Path(mine).parent.glob("*.pid"):
+    for pidfile, pid in running(Path(mine).parent).items():
         if str(pidfile) != f"{mine}.pid":
-            with contextlib.suppress(OSError, ValueError):
-                os.kill(int(pidfile.read_text()), signal.SIGUSR1)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGUSR1)
 
 
 def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
@@ -234,6 +273,7 @@ def become(command: Command) -> None:
     way the console script does."""
     request = command.request
     os.setsid()
+    _die_with_parent()
     import setproctitle  # first: it finds the title's room in the original environment block
 
     setproctitle.setproctitle(" ".join(["mlbuild", *request["argv"][1:]]))
@@ -241,15 +281,13 @@ def become(command: Command) -> None:
         os.dup2(fd, target)
         os.close(fd)
     os.chdir(request["cwd"])
-    os.umask(request["umask"])
     os.environ.clear()
     os.environ.update(request["env"])
     time.tzset()  # the C library's time zone, from TZ, as at an interpreter's start
-    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1):
-        signal.signal(signum, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN if request["sigint_ignored"]
-                  else signal.default_int_handler)
+    _signals(set(request["ignored"]))
     warnings.filters[:] = command.filters  # type: ignore[index]
+    warnings._filters_mutated()  # type: ignore[attr-defined]  # forget warnings already shown
+    importlib.invalidate_caches()  # files added to sys.path's folders since the imports
     sys.argv = list(request["argv"])
     sys.orig_argv = list(request["orig_argv"])
     sys.path[:] = request["path"]
@@ -257,9 +295,34 @@ def become(command: Command) -> None:
     rich = sys.modules.get("rich")
     if rich is not None:
         rich._console = None  # type: ignore[attr-defined]  # made for the server's streams
+    signal.pthread_sigmask(signal.SIG_SETMASK, request["mask"])  # the client's, last
     from mlbuild.cli import main as run
 
     run()
+
+
+def _signals(ignored: set[int]) -> None:
+    """Every signal's disposition as the client's interpreter had it: ignored where the
+    client ignored it (SIGPIPE and SIGXFSZ always: Python's own), SIGINT raising
+    KeyboardInterrupt, the default otherwise."""
+    for signum in range(1, signal.NSIG):
+        if signum in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        handler: Any = signal.SIG_IGN if signum in ignored else (
+            signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+        with contextlib.suppress(OSError, ValueError):  # the C library's own (32, 33)
+            signal.signal(signum, handler)
+
+
+def _die_with_parent() -> None:
+    """The command dies with its monitor (PR_SET_PDEATHSIG): never a command nobody watches,
+    whose client could no longer stop it."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the monitor died before that
+        os._exit(1)
 
 
 def _new_streams() -> None:
@@ -273,6 +336,7 @@ def _new_streams() -> None:
         buffer = open(fd, mode, 0 if unbuffered and fd else -1, closefd=False)  # noqa: SIM115
         raw = buffer if unbuffered and fd else buffer.raw  # type: ignore[attr-defined]
         line = not unbuffered and (fd == 2 or raw.isatty())
+        raw.name = ("<stdin>", "<stdout>", "<stderr>")[fd]  # type: ignore[misc]
         stream = io.TextIOWrapper(buffer, encoding=old.encoding, errors=old.errors,
                                   newline="\n", line_buffering=line, write_through=unbuffered)
         stream.mode = mode[0]  # type: ignore[misc]
@@ -289,18 +353,24 @@ def main() -> None:
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held for the server's lifetime
     except OSError:
+        Path(f"{base}.spawned").unlink(missing_ok=True)
         return  # another server of this fingerprint runs
     server = _Server(directory, key, lock)
-    try:
+    listener = None
+    try:  # whatever fails here is said in KEY.refused, and never retried for this key
         reason = server.prepare()
-    except Exception as exc:  # said in KEY.refused, never retried
+        if reason is None and client.key_of(server.print_) != key:  # the client's sys.path
+            reason = "this interpreter's sys.path or flags differ from the client's"
+        if reason is None:
+            import setproctitle
+
+            setproctitle.setproctitle(f"{TITLE} {key} (MLBUILD_SERVER=0: commands without it)")
+            listener = server.listen()
+    except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
     finally:
         Path(f"{base}.spawned").unlink(missing_ok=True)
-    if reason is not None:
+    if listener is None:
         Path(f"{base}.refused").write_text(f"{reason}\n")
         return
-    import setproctitle
-
-    setproctitle.setproctitle(f"mlbuild-server {key} (MLBUILD_SERVER=0: commands without it)")
-    become(server.serve())
+    become(server.serve(listener))

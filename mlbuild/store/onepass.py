@@ -31,6 +31,16 @@ _TAG = f"{os.getpid()}-{os.urandom(3).hex()}"
 _SERIAL = itertools.count()
 
 
+def _new_tag() -> None:
+    """A forked process names its temporary files by its own pid (mlbuild's resident server
+    forks every command after importing this module)."""
+    global _TAG, _SERIAL
+    _TAG, _SERIAL = f"{os.getpid()}-{os.urandom(3).hex()}", itertools.count()
+
+
+os.register_at_fork(after_in_child=_new_tag)
+
+
 def _umask() -> int | None:
     """The process umask read without changing it (os.umask would, racing other threads);
     None when the kernel does not say (then every object is chmod-ed as before)."""
