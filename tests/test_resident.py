@@ -359,3 +359,69 @@ def test_the_client_imports_only_what_the_interpreter_has_or_c_modules() -> None
     allowed = {"mlbuild", "mlbuild.launch", "mlbuild.launch.client", "marshal", "select",
                "zlib", "_socket", "_signal"}
     assert added <= allowed, sorted(added - allowed)
+
+
+# a shell's job control, as bash does it: the job in a process group of its own, in the
+# terminal's foreground; waitpid(WUNTRACED) sees it stop; `fg` continues it in the foreground
+SHELL = """\
+import os, signal, subprocess, sys, time
+signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+job = subprocess.Popen(sys.argv[2:], process_group=0)
+os.tcsetpgrp(0, job.pid)
+_, status = os.waitpid(job.pid, os.WUNTRACED)
+with open(sys.argv[1], "a") as log:
+    log.write("stopped\\n" if os.WIFSTOPPED(status) else "ended\\n")
+time.sleep(1.5)
+os.tcsetpgrp(0, job.pid)
+os.killpg(job.pid, signal.SIGCONT)
+with open(sys.argv[1], "a") as log:
+    log.write("continued\\n")
+_, status = os.waitpid(job.pid, 0)
+with open(sys.argv[1], "a") as log:
+    log.write(f"exit {os.waitstatus_to_exitcode(status)}\\n")
+"""
+
+
+def test_ctrl_z_stops_the_command_with_its_client_and_fg_continues_both(
+        resident: tuple[Project, dict[str, str]], tmp_path: Path) -> None:
+    proj, env = resident
+    mlbuild(proj, env, "status")
+    server_pid(env)
+    shell, log = tmp_path / "shell.py", tmp_path / "jobs.log"
+    shell.write_text(SHELL)
+    leader, follower = pty.openpty()
+    session = subprocess.Popen(["setsid", "-c", sys.executable, str(shell), str(log), SCRIPT,
+                                "run", "slow"], cwd=proj.path, env=env, stdin=follower,
+                               stdout=follower, stderr=follower)
+    os.close(follower)
+    os.set_blocking(leader, False)
+    try:
+        assert _wait(lambda: _drain(leader) and bool(_stage_processes())), "no slow stage"
+        command = _command_of(_stage_processes()[0])
+        os.write(leader, b"\x1a")  # Ctrl-Z: the terminal's SIGTSTP to the foreground job
+        assert _wait(lambda: _drain(leader) and log.exists() and "stopped" in log.read_text())
+        assert _state(command) == "T"  # the command stopped with its client
+        assert _wait(lambda: _drain(leader) and "continued" in log.read_text())
+        assert _wait(lambda: _drain(leader) and _state(command) in "RS"), _state(command)
+        os.write(leader, b"\x03")
+        assert _wait(lambda: _drain(leader) and "exit" in log.read_text())
+        assert log.read_text().split() == ["stopped", "continued", "exit", "130"]
+    finally:
+        session.kill()
+        session.wait()
+        os.close(leader)
+
+
+def _drain(leader: int) -> bool:
+    """Read what the terminal holds (a full terminal would block the live display)."""
+    with contextlib.suppress(BlockingIOError, OSError):
+        while os.read(leader, 65536):
+            pass
+    return True
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"

@@ -254,8 +254,13 @@ def _forward(pid: int, signum: int, code: int) -> None:
             os.kill(pid, send)
     except ProcessLookupError:
         pass
-    if signum == _signal.SIGTSTP:  # then stop here, as the terminal stops its job
-        os.kill(os.getpid(), _signal.SIGSTOP)
+    if signum == _signal.SIGTSTP:  # then stop here as the terminal stops a job ("Stopped")
+        _signal.signal(_signal.SIGTSTP, _signal.SIG_DFL)
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, [_signal.SIGTSTP])
+        os.kill(os.getpid(), _signal.SIGTSTP)  # stops here, until the shell's SIGCONT
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, [_signal.SIGTSTP])
+        if _signal.SIGCONT not in _signal.sigpending():  # not stopped: an orphaned group
+            _forward(pid, _signal.SIGCONT, 0)  # ignores it, and so does a fresh mlbuild
 
 
 def _exit_as(code: int) -> None:
