@@ -10,9 +10,11 @@ import json
 import os
 import pty
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,11 +58,10 @@ stages:
 
 
 @pytest.fixture
-def resident(project: Project, tmp_path: Path) -> Iterator[tuple[Project, dict[str, str]]]:
+def resident(project: Project) -> Iterator[tuple[Project, dict[str, str]]]:
     """A project and an environment with the server switched on, its sockets under a runtime
     directory of the test's own; every server started there is stopped at the end."""
-    run = tmp_path / "xdg"
-    run.mkdir(mode=0o700)
+    run = Path(tempfile.mkdtemp(prefix="xdg-", dir="/tmp"))  # a socket's path: < 108 bytes
     env = _env({"XDG_RUNTIME_DIR": str(run)})
     del env["MLBUILD_SERVER"]
     env.pop(WARM_SHARE, None)  # each build its own warm-start pool, in its own session
@@ -74,6 +75,7 @@ def resident(project: Project, tmp_path: Path) -> Iterator[tuple[Project, dict[s
         for pid in running(run / "mlbuild").values():
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGTERM)
+        shutil.rmtree(run, ignore_errors=True)
 
 
 def mlbuild(proj: Project, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -288,7 +290,7 @@ def test_what_the_server_cannot_reproduce_runs_in_the_client(
 
 
 def test_no_server_for_remotes_when_switched_off_or_in_an_open_directory(
-        resident: tuple[Project, dict[str, str]], tmp_path: Path) -> None:
+        resident: tuple[Project, dict[str, str]]) -> None:
     proj, env = resident
     folder = Path(env["XDG_RUNTIME_DIR"], "mlbuild")
     off = {**env, "MLBUILD_SERVER": "0"}
