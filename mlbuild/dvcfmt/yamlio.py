@@ -156,11 +156,12 @@ def sync_written() -> None:
 
 
 def write_atomic(path: Path, text: str | bytes, what: str | None = None,
-                 durable: bool = True) -> None:
+                 durable: bool | None = True) -> None:
     """Write a file atomically: temp file in the same directory, fsync, rename. A full disk
     raises DiskFullError naming *what* (default: the file) and its filesystem; the temp file
     (named with this pid, so a run after a crash can tell it is abandoned) never stays.
-    With durable=False the fsync is left to the next sync_written()."""
+    With durable=False the fsync is left to the next sync_written(); with None there is none
+    (a memo, which a reader checks and derives again when it is old, empty or torn)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_beside(path)
     try:
@@ -172,7 +173,7 @@ def write_atomic(path: Path, text: str | bytes, what: str | None = None,
                 os.fsync(fobj.fileno())
             os.fchmod(fobj.fileno(), _mode_for(path))  # not 0600: what a plain open() gives
         os.replace(tmp, path)
-        if not durable:
+        if durable is False:
             with _UNSYNCED_LOCK:
                 _UNSYNCED.add(str(path))
     except BaseException as exc:
@@ -186,8 +187,10 @@ def write_atomic(path: Path, text: str | bytes, what: str | None = None,
 
 def write_memo(path: Path, text: str) -> None:
     """Write a file that only saves time later (a memo): if it cannot be written (a full disk,
-    a read-only project), everything still works, just slower."""
+    a read-only project), everything still works, just slower. Not fsynced: every memo is
+    keyed on what it stands for and read with its parse errors caught, so after a power loss
+    an old, empty or torn memo is only derived again (an fsync costs a build 10-20 ms)."""
     from mlbuild.errors import DiskFullError
 
     with contextlib.suppress(OSError, DiskFullError):
-        write_atomic(path, text)
+        write_atomic(path, text, durable=None)
