@@ -70,7 +70,8 @@ def dockerfile(root: Path, image: str, shown: str) -> str:
         "RUN pip install --no-cache-dir \"$MLBUILD_SPEC\"" + (
             f" \\\n    {packages}" if packages else "")
         + (" \\\n    -r requirements.txt" if requirements else ""),
-        "ENV DVC_NO_ANALYTICS=1 HOME=/tmp",
+        "# one command per container: no resident server to fork later commands from",
+        "ENV DVC_NO_ANALYTICS=1 HOME=/tmp MLBUILD_SERVER=0",
         "# the remote's credentials come from the environment at run time (the pipeline maps",
         "# them from a Kubernetes secret by name); none is baked into the image",
         "RUN useradd --uid 10001 --no-create-home task",

@@ -69,6 +69,8 @@ def dockerfile(root: Path, model: Pinned, image: str, shown: str) -> str:
         "RUN apt-get update && apt-get install -y --no-install-recommends git \\",
         "    && rm -rf /var/lib/apt/lists/*",
         f"WORKDIR {WORKDIR}",
+        "# one long command per container: no resident server to fork later commands from",
+        "ENV MLBUILD_SERVER=0",
         "COPY . .",
         "# mlbuild from the build context; the packages the version was trained with, pinned",
         "# from its environment record, so that its pickle loads as it was written",
