@@ -21,8 +21,15 @@ import zlib
 
 SWITCH = "MLBUILD_SERVER"  # 0, off, no or false: every command in its own interpreter
 OFF = ("0", "off", "no", "false")
-# commands and options that reach remotes: git, ssh and remotes may prompt on /dev/tty
-LOCAL_ONLY = ("push", "pull", "fetch", "--pull", "--remote", "-r", "--repo")
+# The commands a server runs: those that work in the project and its cache. Everything else
+# (push, pull, fetch, `data status` and `model get` against the remote, `model promote`'s
+# remote check) runs in the client: git, ssh and remotes may prompt on /dev/tty, which a
+# forked command does not have. So do options that name a remote, anywhere.
+SERVED = ("run", "status", "dag", "compile", "verify", "log", "lineage", "impact", "audit",
+          "kpi", "ui", "serve", "predict", "monitor")
+SERVED_GROUPS = {"exp": ("show", "plot", "apply", "branch", "remove", "run"),
+                 "model": ("list", "history", "register")}
+REMOTE_OPTIONS = ("--pull", "--remote", "--repo")
 # the interpreter reads these at start-up (sys.path, flags, the streams' encoding): part of
 # the server's identity, as the interpreter, sys.path and mlbuild's own files are
 STARTUP = ("PYTHON", "LANG", "LC_", "LANGUAGE")
@@ -30,11 +37,17 @@ FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT,
              _signal.SIGTSTP, _signal.SIGCONT, _signal.SIGWINCH, _signal.SIGUSR1,
              _signal.SIGUSR2, _signal.SIGALRM)
 UNCATCHABLE = (_signal.SIGKILL, _signal.SIGSTOP)
+CREDENTIALS = (b"Uid:", b"Gid:", b"Groups:", b"Cap", b"NoNewPrivs:", b"Seccomp:")
+# the terminal's signals, sent to the foreground group: passed to the command's group
+TERMINAL = (_signal.SIGINT, _signal.SIGQUIT, _signal.SIGTSTP, _signal.SIGWINCH,
+            _signal.SIGHUP, _signal.SIGCONT)
 SI_KERNEL = 0x80  # si_code of a signal the terminal sent (Ctrl-C, Ctrl-\, Ctrl-Z)
 ANSWER_TIMEOUT = 30.0  # seconds a server gets to accept and start the command
 POLL = 0.05  # seconds between looks at pending signals while the command runs
 SPAWN_GRACE = 60.0  # seconds a started server gets to listen before another is started
-BOOT = "import sys; del sys.path[0]; from mlbuild.launch.server import main; main()"
+REFUSAL_KEPT = 3600.0  # seconds before a server that refused to serve is tried again
+BOOT = ("import sys\nif not sys.flags.safe_path:\n    del sys.path[0]\n"
+        "from mlbuild.launch.server import main\nmain()")
 EXIT_INTERNAL = 3  # mlbuild.errors.EXIT_INTERNAL, not imported: start-up
 
 
@@ -52,7 +65,14 @@ def main() -> None:
 def _wanted(args: list[str]) -> bool:
     if os.environ.get(SWITCH, "1").strip().lower() in OFF or sys.platform != "linux":
         return False
-    return not any(a.partition("=")[0] in LOCAL_ONLY for a in args)
+    if any(a.partition("=")[0] in REMOTE_OPTIONS or (a.startswith("-r") and a[1:2] != "-")
+           for a in args):
+        return False
+    words = [a for a in args if not a.startswith("-")]
+    if not words:  # --version, --help
+        return True
+    group = SERVED_GROUPS.get(words[0])
+    return words[0] in SERVED if group is None else len(words) > 1 and words[1] in group
 
 
 def runtime_dir() -> str | None:
@@ -99,7 +119,8 @@ def fingerprint(path_tail: list[str]) -> bytes:
 
 def _process() -> list[str]:
     """What a forked command would take from the server rather than from its client: resource
-    limits (`ulimit`), the control group (`systemd-run`, a container), the namespaces, the nice
+    limits (`ulimit`), the control group (`systemd-run`, a container), the namespaces, user,
+    groups, capabilities and security label (`newgrp`, `sg`, AppArmor, SELinux), the nice
     value and the CPU affinity (`nice`, `taskset`), the OOM score adjustment, the umask (read
     once at import by some modules), the interpreter's flags and -W/-X options."""
     umask = os.umask(0o022)
@@ -111,12 +132,18 @@ def _process() -> list[str]:
             facts.append(os.readlink(f"/proc/self/ns/{space}"))
         except OSError:
             facts.append("-")
-    for name in ("limits", "cgroup", "oom_score_adj"):
+    for name in ("limits", "cgroup", "oom_score_adj", "attr/current"):
         try:
             with open(f"/proc/self/{name}", "rb") as fobj:
                 facts.append(fobj.read().decode(errors="replace"))
         except OSError:
             facts.append("-")
+    try:  # user and groups (newgrp, sg), capabilities, no_new_privs, seccomp
+        with open("/proc/self/status", "rb") as fobj:
+            facts += [line.decode(errors="replace") for line in fobj
+                      if line.startswith(CREDENTIALS)]
+    except OSError:
+        facts.append("-")
     return facts
 
 
@@ -135,6 +162,11 @@ def _sources(folder: str, found: list[str] | None = None) -> list[str]:
     return found
 
 
+def path_tail() -> list[str]:
+    """sys.path without the script's own directory (none with -P / PYTHONSAFEPATH)."""
+    return sys.path if sys.flags.safe_path else sys.path[1:]
+
+
 def key_of(print_: bytes) -> str:
     """The socket's name for a fingerprint (the server compares the whole fingerprint)."""
     return f"{zlib.crc32(print_):08x}{zlib.adler32(print_):08x}"
@@ -147,9 +179,12 @@ def _through_server(args: list[str]) -> int | None:
     if where is None:
         return None
     directory, cwd = where
-    print_ = fingerprint(sys.path[1:])
+    print_ = fingerprint(path_tail())
     key = key_of(print_)
-    mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED)  # until the command has them
+    # until the command has them; one the client ignores stays ignored (a blocked signal
+    # would be queued, not dropped)
+    forwarded = [s for s in FORWARDED if _signal.getsignal(s) != _signal.SIG_IGN]
+    mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, forwarded)
     answers = _Answers()
     try:
         answers.conn.settimeout(ANSWER_TIMEOUT)
@@ -182,7 +217,7 @@ def _through_server(args: list[str]) -> int | None:
     if not answer.startswith(b"pid "):  # once asked, never run twice: whether it started is
         return _lost(b"before the command started")  # not known
     answers.conn.settimeout(None)
-    return _follow(answers, int(answer.split()[1]))
+    return _follow(answers, int(answer.split()[1]), forwarded)
 
 
 def _where() -> tuple[str, str] | None:
@@ -219,10 +254,10 @@ class _Answers:
         return b"\n" in self.buffer or bool(select.select([self.conn], [], [], POLL)[0])
 
 
-def _follow(answers: _Answers, pid: int) -> int:
+def _follow(answers: _Answers, pid: int, forwarded: list[int]) -> int:
     """Forward signals to the running command until its exit status arrives."""
     while not answers.ready():
-        while (info := _signal.sigtimedwait(FORWARDED, 0)) is not None:
+        while (info := _signal.sigtimedwait(forwarded, 0)) is not None:
             _forward(pid, info.si_signo, info.si_code)
     try:
         answer = answers.line()
@@ -242,7 +277,8 @@ def _lost(when: bytes) -> int:
 def _forward(pid: int, signum: int, code: int) -> None:
     """Pass a signal on: the terminal's to the command's process group (as the terminal
     would have sent it to the whole foreground group), anyone else's to the command."""
-    group = signum in (_signal.SIGTSTP, _signal.SIGCONT) or code == SI_KERNEL
+    group = signum in (_signal.SIGTSTP, _signal.SIGCONT) or (
+        code == SI_KERNEL and signum in TERMINAL)
     send = _signal.SIGSTOP if signum == _signal.SIGTSTP else signum  # Ctrl-Z: stop it all
     try:
         if group:
@@ -280,15 +316,18 @@ def _start_server(directory: str, key: str) -> None:
     """Start a server for the next command, detached (its own session, reparented to init):
     one at a time per fingerprint, never where one refused to serve."""
     base = f"{directory}/{key}"
-    if os.path.exists(f"{base}.refused"):
-        return
+    import time
+
+    try:  # a refusal is retried after an hour (it may have been a passing failure)
+        if time.time() - os.stat(f"{base}.refused").st_mtime < REFUSAL_KEPT:
+            return
+    except OSError:
+        pass
     marker = f"{base}.spawned"
     try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except FileExistsError:
         try:
-            import time
-
             if time.time() - os.stat(marker).st_mtime < SPAWN_GRACE:  # one is starting
                 return
             os.utime(marker)

@@ -52,6 +52,7 @@ REQUEST_TIMEOUT = 10.0  # seconds a client gets to send its request
 # (FastAPI, pydantic) and the Kubeflow local run (kfp, protobuf, Google's auth)
 HEAVY = ("app.py", "kfplocal.py")
 TITLE = "mlbuild-server"  # the process title: `mlbuild-server KEY (...)`
+STOPPING = (signal.SIGTERM, signal.SIGUSR1)  # the server's own: they may make it close()
 
 
 def ahead() -> list[str]:
@@ -72,6 +73,7 @@ class Command:
     request: dict[str, Any]
     fds: list[int]
     filters: list[Any]
+    monitor: int  # its parent: it dies with it
 
 
 class _Server:
@@ -98,8 +100,13 @@ class _Server:
             return "an import started a thread"
         try:
             os.close(os.pidfd_open(os.getpid()))  # how a monitor waits (Linux 5.3+)
-        except OSError as exc:
-            return f"no pidfd_open here: {exc}"
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl  # noqa: B018  # how a command dies with it
+        except (OSError, ImportError, AttributeError) as exc:
+            return f"no pidfd_open or prctl here: {exc}"
+        if client.fingerprint(self.path) != self.print_:
+            return "mlbuild or a package changed while the server imported them"
         return None
 
     def refusal(self, request: dict[str, Any]) -> str | None:
@@ -138,13 +145,24 @@ class _Server:
                     self.close(listener)
                 self.recheck(listener)
                 continue
-            conn, _ = listener.accept()
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING)  # no close() mid-hand-over
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING)
+                continue
             last = time.monotonic()
-            if os.fork() == 0:
+            try:
+                child = os.fork()
+            except OSError:
+                _refuse(conn, "the server could not fork")
+                child = -1
+            if child == 0:
                 listener.close()
                 os.close(self.lock)
                 return self.watch(conn)
             conn.close()
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING)
 
     def recheck(self, listener: socket.socket) -> None:
         """Exit if mlbuild, a package or the interpreter changed since the imports (also on
@@ -172,18 +190,24 @@ class _Server:
         """The monitor of one connection; returns only in the forked command."""
         for signum in (signal.SIGCHLD, signal.SIGUSR1, signal.SIGTERM):
             signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING)
+        import setproctitle
+
+        setproctitle.setproctitle(f"mlbuild-monitor {Path(self.base).name}")
+        monitor = os.getpid()
         try:
             request, fds = _receive(conn)
             reason = self.refusal(request)
             if reason is not None:
-                conn.sendall(f"refused {reason}\n".encode())
+                _refuse(conn, reason)
                 os._exit(0)
             pid = os.fork()
-        except BaseException:
+        except BaseException as exc:  # nothing started: the client may run it itself
+            _refuse(conn, f"{type(exc).__name__}: {exc}")
             os._exit(0)
         if pid == 0:
             conn.close()
-            return Command(request, fds, self.filters)
+            return Command(request, fds, self.filters, monitor)
         try:
             for fd in fds:
                 os.close(fd)
@@ -211,6 +235,11 @@ def running(directory: Path) -> dict[Path, int]:
                     f"{TITLE} {key} ".encode()):
                 found[pidfile] = pid
     return found
+
+
+def _refuse(conn: socket.socket, reason: str) -> None:
+    with contextlib.suppress(OSError):
+        conn.sendall(f"refused {' '.join(reason.split())}\n".encode())
 
 
 def _nudge_others(mine: str) -> None:
@@ -273,7 +302,7 @@ def become(command: Command) -> None:
     way the console script does."""
     request = command.request
     os.setsid()
-    _die_with_parent()
+    _die_with_parent(command.monitor)
     import setproctitle  # first: it finds the title's room in the original environment block
 
     setproctitle.setproctitle(" ".join(["mlbuild", *request["argv"][1:]]))
@@ -292,6 +321,9 @@ def become(command: Command) -> None:
     sys.orig_argv = list(request["orig_argv"])
     sys.path[:] = request["path"]
     _new_streams()
+    faulthandler = sys.modules.get("faulthandler")
+    if faulthandler is not None and faulthandler.is_enabled():  # PYTHONFAULTHANDLER, -X dev
+        faulthandler.enable()  # its handlers, which _signals reset, on the new stderr
     rich = sys.modules.get("rich")
     if rich is not None:
         rich._console = None  # type: ignore[attr-defined]  # made for the server's streams
@@ -314,14 +346,13 @@ def _signals(ignored: set[int]) -> None:
             signal.signal(signum, handler)
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(monitor: int) -> None:
     """The command dies with its monitor (PR_SET_PDEATHSIG): never a command nobody watches,
     whose client could no longer stop it."""
     import ctypes
 
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    if os.getppid() == 1:  # the monitor died before that
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != monitor:  # it died before that (the orphan went to a reaper)
         os._exit(1)
 
 
@@ -353,11 +384,10 @@ def main() -> None:
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held for the server's lifetime
     except OSError:
-        Path(f"{base}.spawned").unlink(missing_ok=True)
-        return  # another server of this fingerprint runs
-    server = _Server(directory, key, lock)
+        return  # another server of this fingerprint runs, or is starting
     listener = None
-    try:  # whatever fails here is said in KEY.refused, and never retried for this key
+    try:  # whatever fails here is said in KEY.refused (tried again after an hour)
+        server = _Server(directory, key, lock)
         reason = server.prepare()
         if reason is None and client.key_of(server.print_) != key:  # the client's sys.path
             reason = "this interpreter's sys.path or flags differ from the client's"
