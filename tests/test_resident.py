@@ -432,3 +432,19 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+def test_a_runtime_directory_too_long_for_a_socket_path_still_gets_a_server(
+        resident: tuple[Project, dict[str, str]]) -> None:
+    """sun_path holds 107 bytes: a longer directory is reached through /proc/self/fd."""
+    proj, env = resident
+    deep = Path(env["XDG_RUNTIME_DIR"], "d" * 60, "e" * 60)
+    deep.mkdir(parents=True, mode=0o700)
+    env = {**env, "XDG_RUNTIME_DIR": str(deep)}
+    assert len(str(deep / "mlbuild" / "0123456789abcdef.sock")) > 108
+    mlbuild(proj, env, "status")
+    server = server_pid(env)
+    assert mlbuild(proj, env, "run", "--force", "probe").returncode == 0
+    assert forked_by(proj, server), chain(proj)
+    os.kill(server, signal.SIGTERM)
+    assert _wait(lambda: not alive(server))

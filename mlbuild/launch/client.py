@@ -45,6 +45,7 @@ SI_KERNEL = 0x80  # si_code of a signal the terminal sent (Ctrl-C, Ctrl-\, Ctrl-
 ANSWER_TIMEOUT = 30.0  # seconds a server gets to accept and start the command
 POLL = 0.05  # seconds between looks at pending signals while the command runs
 SPAWN_GRACE = 60.0  # seconds a started server gets to listen before another is started
+SOCKET_PATH_MAX = 107  # sun_path's 108 bytes, the last one a NUL
 REFUSAL_KEPT = 3600.0  # seconds before a server that refused to serve is tried again
 BOOT = ("import sys\nif not sys.flags.safe_path:\n    del sys.path[0]\n"
         "from mlbuild.launch.server import main\nmain()")
@@ -162,6 +163,25 @@ def _sources(folder: str, found: list[str] | None = None) -> list[str]:
     return found
 
 
+class socket_path:  # noqa: N801  # a context manager; contextlib's import costs start-up
+    """A path to NAME in DIRECTORY that a Unix socket accepts (107 bytes at most): through
+    /proc/self/fd when the directory's own path is longer."""
+
+    def __init__(self, directory: str, name: str) -> None:
+        self.fd = -1
+        self.path = f"{directory}/{name}"
+        if len(self.path.encode()) > SOCKET_PATH_MAX:
+            self.fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            self.path = f"/proc/self/fd/{self.fd}/{name}"
+
+    def __enter__(self) -> str:
+        return self.path
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+
+
 def path_tail() -> list[str]:
     """sys.path without the script's own directory (none with -P / PYTHONSAFEPATH)."""
     return sys.path if sys.flags.safe_path else sys.path[1:]
@@ -188,7 +208,8 @@ def _through_server(args: list[str]) -> int | None:
     answers = _Answers()
     try:
         answers.conn.settimeout(ANSWER_TIMEOUT)
-        answers.conn.connect(f"{directory}/{key}.sock")
+        with socket_path(directory, f"{key}.sock") as path:
+            answers.conn.connect(path)
         creds = answers.conn.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
         if int.from_bytes(creds[4:8], sys.byteorder) != os.getuid():
             raise PermissionError("another user's server")

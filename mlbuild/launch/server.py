@@ -123,7 +123,8 @@ class _Server:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         temporary = Path(f"{self.base}.{os.getpid()}.sock")
         temporary.unlink(missing_ok=True)
-        listener.bind(str(temporary))
+        with client.socket_path(str(temporary.parent), temporary.name) as path:
+            listener.bind(path)
         listener.listen(64)
         temporary.rename(f"{self.base}.sock")  # clients see a listening socket or none
         Path(f"{self.base}.pid").write_text(f"{os.getpid()}\n")
