@@ -286,7 +286,15 @@ def test_what_the_server_cannot_reproduce_runs_in_the_client(
         assert not forked_by(proj, server) and any(SCRIPT in line for _, line in chain(proj))
         # it started the next server, for the changed source, and that one sent the old away
         assert _wait(lambda: not alive(server))
-        assert server_pid(env) != server
+        renewed = server_pid(env)
+        assert renewed != server
+        # the next server to start removes the files the old key left (its lock)
+        os.kill(renewed, signal.SIGTERM)
+        assert _wait(lambda: not alive(renewed))
+        mlbuild(proj, env, "status")
+        server_pid(env)
+        keys = {p.name.partition(".")[0] for p in Path(env["XDG_RUNTIME_DIR"], "mlbuild").iterdir()}
+        assert len(keys) == 1, keys
     finally:
         os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
 

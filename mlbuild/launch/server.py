@@ -244,11 +244,38 @@ def _refuse(conn: socket.socket, reason: str) -> None:
 
 
 def _nudge_others(mine: str) -> None:
-    """Ask the other servers of this directory to look whether they went stale."""
-    for pidfile, pid in running(Path(mine).parent).items():
+    """Ask the other servers of this directory to look whether they went stale, and remove
+    what servers gone long ago left (every edit of an editable checkout is a new key)."""
+    folder = Path(mine).parent
+    live = running(folder)
+    for pidfile, pid in live.items():
         if str(pidfile) != f"{mine}.pid":
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGUSR1)
+    _tidy(folder, {p.name.removesuffix(".pid") for p in live})
+
+
+def _tidy(folder: Path, live: set[str]) -> None:
+    """Remove the files of keys no server holds: a lock nobody has flock'd (taken while it is
+    removed), and a refusal or spawn marker older than the client still heeds."""
+    now = time.time()
+    for path in folder.iterdir():
+        key, _, suffix = path.name.partition(".")
+        if key in live:
+            continue
+        with contextlib.suppress(OSError):
+            if suffix == "lock":
+                fd = os.open(path, os.O_RDWR)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    for other in ("sock", "pid"):
+                        (folder / f"{key}.{other}").unlink(missing_ok=True)
+                    path.unlink()
+                finally:
+                    os.close(fd)
+            elif suffix in ("refused", "spawned") and now - path.stat().st_mtime > (
+                    client.REFUSAL_KEPT if suffix == "refused" else client.SPAWN_GRACE):
+                path.unlink()
 
 
 def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
