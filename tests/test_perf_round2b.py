@@ -141,18 +141,26 @@ def _rewrite_writable(stop: threading.Event, top: Path) -> None:
 def test_files_changing_while_linked_never_corrupt_the_cache(tmp_path: Path) -> None:
     proj = _hardlink_project(tmp_path, cmd="python make.py many")
     stop = threading.Event()
-    writer = threading.Thread(target=_rewrite_writable, args=(proj.path / "many", stop))
+    writer = threading.Thread(target=_rewrite_writable, args=(stop, proj.path / "many"))
     writer.start()
     try:
         built = proj.run("run")
     finally:
         stop.set()
         writer.join()
-    assert built.returncode == 0, built.stderr + built.stdout
-    _intact(proj)
+    # the downstream stage may see its input change under it: then it records nothing
+    assert built.returncode == 0 or "changed while the stage ran" in built.stderr, \
+        built.stderr + built.stdout
+    _intact(proj)  # either way, every object holds the content its name says
     shutil.rmtree(proj.path / "many")
     restored = proj.dvc("checkout", "many")
     assert restored.returncode == 0, restored.stderr
+    if built.returncode != 0:  # once the input is settled, a rerun records the stage
+        stale = [s["stage"] for s in proj.run_json("status")["stages"] if s["stale"]]
+        assert stale == ["tool"], stale
+        rerun = proj.run("run")
+        assert rerun.returncode == 0, rerun.stderr + rerun.stdout
+        _intact(proj)
     assert proj.dvc("status").stdout.strip().startswith(UP_TO_DATE)
     assert proj.run_json("status")["up_to_date"] is True
 

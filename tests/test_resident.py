@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from mlbuild.dvcfmt.repolock import describe
-from mlbuild.launch import envreads
 from mlbuild.launch.server import running
 from tests.conftest import WARM_SHARE, Project, _env
 
@@ -270,33 +269,35 @@ def test_a_command_killed_by_a_signal_kills_its_client_alike(
 def test_what_the_server_cannot_reproduce_runs_in_the_client(
         resident: tuple[Project, dict[str, str]]) -> None:
     proj, env = resident
+    # a site-packages folder of the test's own on the path: installing a package changes
+    # its mtime, which the fingerprint holds (as mlbuild's source files' mtimes)
+    packages = proj.path.parent / "extra" / "site-packages"
+    packages.mkdir(parents=True)
+    env = {**env, "PYTHONPATH": f"{env['PYTHONPATH']}{os.pathsep}{packages}"}
     mlbuild(proj, env, "status")
     server = server_pid(env)
-    source = Path(envreads.__file__)  # a file of the mlbuild the console script imports
     # HOME with another value (libraries find their settings there): run here
     home = proj.path.parent / "home"
     home.mkdir()
     assert mlbuild(proj, {**env, "HOME": str(home)}, "run", "--force", "probe").returncode == 0
     assert not forked_by(proj, server) and any(SCRIPT in line for _, line in chain(proj))
-    # mlbuild's source changed under the server: run here, and the stale server goes
-    before = source.stat()
-    try:
-        os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
-        assert mlbuild(proj, env, "run", "--force", "probe").returncode == 0
-        assert not forked_by(proj, server) and any(SCRIPT in line for _, line in chain(proj))
-        # it started the next server, for the changed source, and that one sent the old away
-        assert _wait(lambda: not alive(server))
-        renewed = server_pid(env)
-        assert renewed != server
-        # the next server to start removes the files the old key left (its lock)
-        os.kill(renewed, signal.SIGTERM)
-        assert _wait(lambda: not alive(renewed))
-        mlbuild(proj, env, "status")
-        server_pid(env)
-        keys = {p.name.partition(".")[0] for p in Path(env["XDG_RUNTIME_DIR"], "mlbuild").iterdir()}
-        assert len(keys) == 1, keys
-    finally:
-        os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+    # a package installed under the server: run here, and the stale server goes
+    time.sleep(0.01)  # a new mtime, whatever the filesystem's clock tick
+    (packages / "newly_installed.pth").write_text("")
+    assert mlbuild(proj, env, "run", "--force", "probe").returncode == 0
+    assert not forked_by(proj, server) and any(SCRIPT in line for _, line in chain(proj))
+    # it started the next server, for the new fingerprint, and that one sent the old away
+    assert _wait(lambda: not alive(server))
+    renewed = server_pid(env)
+    assert renewed != server
+    # the next server to start removes the files the old key left (its lock)
+    os.kill(renewed, signal.SIGTERM)
+    assert _wait(lambda: not alive(renewed))
+    mlbuild(proj, env, "status")
+    server_pid(env)
+    folder = Path(env["XDG_RUNTIME_DIR"], "mlbuild")
+    assert _wait(lambda: len({p.name.partition(".")[0] for p in folder.iterdir()}) == 1), \
+        sorted(p.name for p in folder.iterdir())
 
 
 def test_no_server_for_remotes_when_switched_off_or_in_an_open_directory(

@@ -105,8 +105,11 @@ class _Server:
             ctypes.CDLL(None, use_errno=True).prctl  # noqa: B018  # how a command dies with it
         except (OSError, ImportError, AttributeError) as exc:
             return f"no pidfd_open or prctl here: {exc}"
-        if client.fingerprint(self.path) != self.print_:
-            return "mlbuild or a package changed while the server imported them"
+        now = client.fingerprint(self.path)
+        if now != self.print_:
+            changed = sorted(set(now.split(b"\0")) ^ set(self.print_.split(b"\0")))
+            return ("mlbuild, a package or the process changed while the server imported "
+                    f"them: {b' | '.join(changed)[:300].decode(errors='replace')}")
         return None
 
     def refusal(self, request: dict[str, Any]) -> str | None:
