@@ -228,15 +228,21 @@ def _command_of(stage: int) -> int:
     raise AssertionError(f"no forked command above stage {stage}")
 
 
-def test_kill_9_of_the_client_stops_the_command_and_its_stages(
-        resident: tuple[Project, dict[str, str]]) -> None:
-    proj, env = resident
+def _slow_build_served(proj: Project, env: dict[str, str]
+                       ) -> tuple[subprocess.Popen[bytes], int]:
+    """`mlbuild run slow` through a server, once its stage runs: the client, the command."""
     mlbuild(proj, env, "status")
     server_pid(env)
     client = subprocess.Popen([SCRIPT, "run", "slow"], cwd=proj.path, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert _wait(_stage_processes), "the slow stage never started"
-    command = _command_of(_stage_processes()[0])
+    return client, _command_of(_stage_processes()[0])
+
+
+def test_kill_9_of_the_client_stops_the_command_and_its_stages(
+        resident: tuple[Project, dict[str, str]]) -> None:
+    proj, env = resident
+    client, command = _slow_build_served(proj, env)
     # the project lock names the forked command as mlbuild's, not as the server's python
     assert describe(command) == ("mlbuild", "mlbuild run slow")
     client.kill()
@@ -250,12 +256,8 @@ def test_kill_9_of_the_client_stops_the_command_and_its_stages(
 def test_a_command_killed_by_a_signal_kills_its_client_alike(
         resident: tuple[Project, dict[str, str]]) -> None:
     proj, env = resident
-    mlbuild(proj, env, "status")
-    server_pid(env)
-    client = subprocess.Popen([SCRIPT, "run", "slow"], cwd=proj.path, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert _wait(_stage_processes), "the slow stage never started"
-    os.kill(_command_of(_stage_processes()[0]), signal.SIGKILL)
+    client, command = _slow_build_served(proj, env)
+    os.kill(command, signal.SIGKILL)
     assert client.wait(timeout=30) == -signal.SIGKILL
     assert _wait(lambda: not _stage_processes())  # the watcher took the stage down
     terminated = subprocess.Popen([SCRIPT, "run", "slow"], cwd=proj.path, env=env,

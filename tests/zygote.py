@@ -41,9 +41,11 @@ import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+# the recording of environment reads is the resident server's (mlbuild/launch/envreads.py)
+from mlbuild.launch.envreads import SCANNED, recording
 
 # settings the interpreter fixes at start-up (sys.path, sys.flags, the streams' encoding)
 STARTUP_VARIABLES: tuple[str, ...] = ("PYTHON", "LANG", "LC_", "LANGUAGE")
@@ -134,55 +136,17 @@ def _answer(conn: socket.socket, tool: str, request: dict[str, Any], fds: list[i
         os._exit(0)
 
 
-# Modules that scan the whole environment when imported, and what they look for there:
-# tqdm its TQDM_* settings, fsspec its FSSPEC_* ones; wsgiref copies it for CGI handlers,
-# which nothing here uses. Another module's scan makes the zygote unusable.
-# (fsspec's config also finds ~ with HOME, as dulwich's does: read either way.)
-SCANS = {"tqdm/utils.py": "TQDM_", "fsspec/config.py": "FSSPEC_", "wsgiref/handlers.py": ""}
-STARTUP_VARIABLES += (*(prefix for prefix in SCANS.values() if prefix), "HOME")
+STARTUP_VARIABLES += (*SCANNED, "HOME")  # fsspec's config and dulwich find ~ with HOME
 # the terminal and colour settings Typer's and rich's output follow: a new interpreter too
 STARTUP_VARIABLES += ("FORCE_COLOR", "NO_COLOR", "PY_COLORS", "TTY_", "GITHUB_ACTIONS",
                       "TERMINAL_WIDTH", "_TYPER_", "COLUMNS", "LINES", "TERM", "COLORTERM")
-
-
-def _scanner(depth: int) -> str | None:
-    """The file of the code looking the environment up: a known scan's, or None."""
-    frame = sys._getframe(depth)
-    while frame.f_back is not None and frame.f_code.co_filename.startswith("<frozen "):
-        frame = frame.f_back  # os, posixpath, _collections_abc
-    name = frame.f_code.co_filename
-    return next((known for known in SCANS if name.endswith(known)), None)
-
-
-@contextlib.contextmanager
-def _recording(read: set[str]) -> Iterator[None]:
-    """Note every environment variable looked up meanwhile ("*": the whole environment
-    scanned by a module not in SCANS)."""
-    cls: Any = type(os.environ)
-    get, walk = cls.__getitem__, cls.__iter__
-
-    def getitem(self: Any, key: str) -> str:
-        if _scanner(2) is None:
-            read.add(key)
-        return str(get(self, key))
-
-    def iterate(self: Any) -> Iterator[str]:
-        if _scanner(2) is None:
-            read.add("*")
-        return iter(walk(self))
-
-    cls.__getitem__, cls.__iter__ = getitem, iterate
-    try:
-        yield
-    finally:
-        cls.__getitem__, cls.__iter__ = get, walk
 
 
 def serve(path: str, tool: str, modules: list[str]) -> None:
     """Import the modules, then fork a monitor per request until the caller goes."""
     filters = list(warnings.filters)
     read: set[str] = set()
-    with _recording(read):
+    with recording(read):
         for name in modules:
             with contextlib.suppress(ImportError):
                 importlib.import_module(name)
