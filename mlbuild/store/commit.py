@@ -1,5 +1,6 @@
 """Committing a workspace file or directory to the cache: hash it and store it, each new
-file read once (see onepass), a directory's files on a few threads, its .dir manifest last."""
+file read once (see onepass), a big directory's small files in two processes (see sidecommit)
+and its big files on a few threads, its .dir manifest last."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlbuild.dvcfmt.hashinfo import HashInfo
+from mlbuild.store import sidecommit
 from mlbuild.store.dirmemo import NEVER, Memo
 from mlbuild.store.hashing import Hasher, tree_manifest
 from mlbuild.store.linkcommit import Linked, commit_linked, recheck
@@ -21,7 +23,8 @@ if TYPE_CHECKING:
 # ones are not: measured on ext4, threads creating objects side by side were slower than one
 # (the kernel's directory locks and the GIL), so they go one after another. Measured again
 # in issue 17 round two c: two threads committing 10,000 files doubled the CPU time (ext4's
-# inode allocation spins on shared bitmaps) without a shorter wall clock in `bench` W4.
+# inode allocation spins on shared bitmaps) without a shorter wall clock in `bench` W4. A
+# second process does scale: sidecommit.
 THREADS = min(4, os.cpu_count() or 1)
 RELINKS = 3  # commits by link tried before copying (files kept being written meanwhile)
 Item = tuple[str, str, str]  # (manifest relpath, full path, stat-cache key)
@@ -121,12 +124,42 @@ def store_tree(cache: Cache, top: Path, hasher: Hasher) -> HashInfo:
     return _copied(cache, top, hasher)
 
 
+def _commit_items(hasher: Hasher, writer: ObjectWriter, items: list[Item], shown: str,
+                  linked: list[Linked] | None) -> list[Read | None]:
+    """commit_one() over a directory's files; with many of them, a helper process commits
+    the second half meanwhile (see sidecommit), and what it could not is committed here."""
+    cut = len(items) // 2 if sidecommit.worth_it(len(items), writer.link) else len(items)
+    helper = None
+    if cut < len(items):
+        table = hasher.cache.table()
+        known = {full: entry for _, full, key in items[cut:]
+                 if (entry := table.get(key)) is not None}
+        helper = sidecommit.Helper(writer.files, [full for _, full, _ in items[cut:]], known)
+    try:
+        reads = [commit_one(hasher, writer, full, key, f"{shown}/{rel}", linked)
+                 for rel, full, key in items[:cut]]
+    except BaseException:
+        if helper is not None:
+            helper.stop()
+        raise
+    if helper is None:
+        return reads
+    for (rel, full, key), answer in zip(items[cut:], helper.answers(), strict=True):
+        if answer is False:  # failed there (or no helper): here, with the error it raises
+            reads.append(commit_one(hasher, writer, full, key, f"{shown}/{rel}", linked))
+            continue
+        read = sidecommit.as_read(answer)
+        if read is not None and read.key is not None:
+            hasher.cache.put(key, read.key, read.md5)
+        reads.append(read)
+    return reads
+
+
 def _store_tree(cache: Cache, top: Path, hasher: Hasher, writer: ObjectWriter,
                 linked: list[Linked] | None) -> HashInfo | None:
     items = walk(top, hasher)
     shown = hasher.key(top)
-    reads = [commit_one(hasher, writer, full, key, f"{shown}/{rel}", linked)
-             for rel, full, key in items]
+    reads = _commit_items(hasher, writer, items, shown, linked)
     big = [i for i, read in enumerate(reads) if read is None]
     done = _in_threads([items[i] for i in big],
                        lambda item: commit_big(cache, hasher, item[1], item[2]))
