@@ -14,7 +14,14 @@ from types import FrameType
 from bench import machine
 from bench.context import Ctx, Sizes
 from bench.measure import BenchError, Runner
-from bench.projects import Tools, bench_env, remove_tree, snapshot_mlbuild, stop_servers
+from bench.projects import (
+    Tools,
+    bench_env,
+    defer_removals,
+    remove_tree,
+    snapshot_mlbuild,
+    stop_servers,
+)
 from bench.report import Report, fmt, from_json, markdown, table, write
 from bench.workloads import WORKLOADS
 
@@ -92,6 +99,7 @@ def run_workloads(args: argparse.Namespace, scratch: Path) -> Report:
     if not args.live:
         tools, snapshot, digest = snapshot_mlbuild(tools, scratch)
     env = bench_env(scratch, snapshot)
+    defer_removals(scratch / "trash")
     served = env.get("MLBUILD_SERVER", "1").strip().lower() not in ("0", "off", "no", "false")
     runner = Runner(env, timeout=args.timeout, verbose=args.verbose,
                     machine_wide=(tools.mlbuild,) if served else ())
@@ -158,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         stop_servers(scratch)
+        defer_removals(None)
         if args.keep:
             print(f"bench: scratch kept in {scratch}")
         else:

@@ -52,6 +52,16 @@ def load() -> str:
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
 
 
+def _journal(path: Path) -> str:
+    """', an ext4 without a journal' when the filesystem holding *path* is one (Linux)."""
+    device = _out(["findmnt", "-n", "-o", "SOURCE", "-T", str(path)])
+    task = Path("/sys/fs/ext4") / Path(device).name / "journal_task"
+    try:
+        return ", ext4 without a journal" if task.read_text().strip() == "<none>" else ""
+    except OSError:
+        return ""
+
+
 def facts(tools: Tools, scratch: Path, env: dict[str, str]) -> dict[str, str]:
     """Machine and version facts, collected at the start of a run."""
     dirty = _out(["git", "status", "--porcelain", "--untracked-files=no"], REPO)
@@ -66,6 +76,8 @@ def facts(tools: Tools, scratch: Path, env: dict[str, str]) -> dict[str, str]:
         "dvc": _out([tools.dvc, "--version"], env=env),
         "mlbuild": _out([tools.mlbuild, "--version"], env=env) + f" (git {commit}"
                    + (", with uncommitted changes)" if dirty and dirty != "?" else ")"),
-        "scratch filesystem": f"{_out(['stat', '-f', '-c', '%T', str(scratch)])} ({scratch})",
+        "scratch filesystem": f"{_out(['stat', '-f', '-c', '%T', str(scratch)])}{_journal(scratch)}"
+                              f" ({scratch}); trees removed during the run are deleted at its "
+                              "end (bench/projects.py, defer_removals)",
         "load average at start (1/5/15 min)": load(),
     }
