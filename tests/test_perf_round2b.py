@@ -14,6 +14,7 @@ import shutil
 import threading
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from mlbuild.cli.report import LiveReporter
@@ -21,6 +22,7 @@ from mlbuild.events import RAN, Event, Kind
 from tests.conftest import Project
 from tests.scenario import UP_TO_DATE, assert_dvc_up_to_date, load_yaml, new_project
 from tests.test_perf_paths import (
+    MAKE_TREE,
     _data_project,
     _dvc_dir_hash,
     _files,
@@ -33,8 +35,11 @@ from tests.test_perf_paths import (
 SETTLED = "python make.py many && sleep 0.2"
 
 
-def _hardlink_project(tmp_path: Path, cmd: str = SETTLED, name: str = "p") -> Project:
+def _hardlink_project(tmp_path: Path, cmd: str = SETTLED, name: str = "p",
+                      files: int = 300) -> Project:
     proj = _tree_project(tmp_path, name)
+    if files != 300:  # 2,000 or more: a helper process commits half (store/sidecommit.py)
+        proj.write("make.py", MAKE_TREE.replace("range(300)", f"range({files})"))
     proj.write("dvc.yaml", f"stages:\n  many:\n    cmd: {cmd}\n    deps: [make.py]\n"
                "    outs: [many]\n"
                "  tool:\n    cmd: echo echo >tool.sh && chmod +x tool.sh && sleep 0.2\n"
@@ -69,8 +74,10 @@ def _md5(proj: Project, out: str) -> str:
     return str(load_yaml(proj.path / "dvc.lock")["stages"]["tool"]["outs"][0]["md5"])
 
 
-def test_hardlink_cache_type_commits_outputs_by_link_as_dvc_does(tmp_path: Path) -> None:
-    proj = _hardlink_project(tmp_path)
+@pytest.mark.parametrize("files", [300, 2100])
+def test_hardlink_cache_type_commits_outputs_by_link_as_dvc_does(tmp_path: Path,
+                                                                  files: int) -> None:
+    proj = _hardlink_project(tmp_path, files=files)
     built = proj.run("run")
     assert built.returncode == 0, built.stderr + built.stdout
     many = proj.path / "many"
@@ -138,8 +145,9 @@ def _rewrite_writable(stop: threading.Event, top: Path) -> None:
                 os.close(fd)
 
 
-def test_files_changing_while_linked_never_corrupt_the_cache(tmp_path: Path) -> None:
-    proj = _hardlink_project(tmp_path, cmd="python make.py many")
+@pytest.mark.parametrize("files", [300, 2100])
+def test_files_changing_while_linked_never_corrupt_the_cache(tmp_path: Path, files: int) -> None:
+    proj = _hardlink_project(tmp_path, cmd="python make.py many", files=files)
     stop = threading.Event()
     writer = threading.Thread(target=_rewrite_writable, args=(stop, proj.path / "many"))
     writer.start()

@@ -10,13 +10,15 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
 
 from mlbuild.files.layout import stat_key
 from mlbuild.store import sidecommit
-from mlbuild.store.onepass import SMALL
+from mlbuild.store.linkcommit import FRESH_NS, Linked, recheck
+from mlbuild.store.onepass import SMALL, ObjectWriter
 from tests.scenario import assert_dvc_up_to_date, lock, new_project
 
 
@@ -54,21 +56,21 @@ def test_the_helper_commits_as_one_process_would(tmp_path: Path) -> None:
     known = {str(known_path): [*stat_key(known_path.stat()), remembered],
              str(stale_path): [1, 2, 3, 4, remembered]}
     share = [*paths, big, tool, pipe]
-    helper = sidecommit.Helper(files, [str(p) for p in share], known)
+    helper = sidecommit.Helper(ObjectWriter(files), [str(p) for p in share], known)
     answers = helper.answers()
     assert len(answers) == len(share)
     assert answers[0] == (remembered, known_path.stat().st_size, stat_key(known_path.stat()),
-                          False)
+                          False, None)
     for path, answer in zip(share[1:-3], answers[1:-3], strict=True):
         data = path.read_bytes()
         md5 = hashlib.md5(data).hexdigest()
-        assert answer == (md5, len(data), stat_key(path.stat()), False)
+        assert answer == (md5, len(data), stat_key(path.stat()), False, None)
         obj = files / md5[:2] / md5[2:]
         assert obj.read_bytes() == data
         assert not obj.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
     assert answers[-3] is None  # too big for one read: streamed by mlbuild itself
     tool_md5 = hashlib.md5(b"#!/bin/sh\n").hexdigest()
-    assert answers[-2] == (tool_md5, 10, stat_key(tool.stat()), True)
+    assert answers[-2] == (tool_md5, 10, stat_key(tool.stat()), True, None)
     assert answers[-1] is False  # refused there: committed again (and refused) by mlbuild
     assert not list(files.rglob("*.tmp"))
 
@@ -78,7 +80,7 @@ def test_a_helper_that_cannot_start_or_dies_leaves_every_file_to_mlbuild(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interpreter: str) -> None:
     paths = _tree(tmp_path / "d", 50)
     monkeypatch.setattr(sidecommit.sys, "executable", interpreter)
-    helper = sidecommit.Helper(_cache(tmp_path), [str(p) for p in paths], {})
+    helper = sidecommit.Helper(ObjectWriter(_cache(tmp_path)), [str(p) for p in paths], {})
     assert helper.answers() == [False] * len(paths)
 
 
@@ -106,3 +108,25 @@ def test_a_file_the_helper_refuses_is_refused_by_mlbuild_with_its_name(tmp_path:
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert lock(proj)["make"]["outs"][0]["nfiles"] == 2500
     assert_dvc_up_to_date(proj)
+
+
+def test_under_cache_type_hardlink_the_helper_links_and_reports_each_link(
+        tmp_path: Path) -> None:
+    paths = _tree(tmp_path / "d", 40)
+    time.sleep(2 * FRESH_NS / 1e9)  # older than a clock tick: linked, not copied
+    files = _cache(tmp_path)
+    helper = sidecommit.Helper(ObjectWriter(files, link=True), [str(p) for p in paths], {})
+    linked: list[Linked] = []
+    reads = [sidecommit.as_read(answer, linked) for answer in helper.answers()]
+    assert len(linked) == 40  # every file was linked, and the parent knows of every link
+    for path, read, link in zip(paths, reads, linked, strict=True):
+        assert read is not None
+        assert read.md5 == hashlib.md5(path.read_bytes()).hexdigest()
+        obj = files / read.md5[:2] / read.md5[2:]
+        assert link.obj == str(obj) and obj.samefile(path)
+        assert path.stat().st_mode & 0o777 == 0o444  # protected, as DVC leaves it
+    assert not recheck(linked)  # nothing written since: every link stands
+    paths[3].chmod(0o644)
+    paths[3].write_text("written after the commit\n")
+    assert recheck(linked)  # the parent's recheck sees what the helper linked
+    assert not (files / reads[3].md5[:2] / reads[3].md5[2:]).exists()
