@@ -153,7 +153,7 @@ def _make_writable(_func: object, name: str, _exc: object) -> None:
 # came next, and W4's commit measured the benchmark's own deletions.
 _TRASH: list[Path] = []
 _TRASHED = iter(range(1_000_000_000))
-TRASH_FREE = 0.25  # a tree is deleted at once when less than this share of the disk is free
+TRASH_FREE = 0.10  # a tree is deleted at once when less than this share of the disk is free
 
 
 def defer_removals(trash: Path | None) -> None:
