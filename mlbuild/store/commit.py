@@ -128,27 +128,23 @@ def _commit_items(hasher: Hasher, writer: ObjectWriter, items: list[Item], shown
                   linked: list[Linked] | None) -> list[Read | None]:
     """commit_one() over a directory's files; with many of them, a helper process commits
     the second half meanwhile (see sidecommit), and what it could not is committed here."""
-    cut = len(items) // 2 if sidecommit.worth_it(len(items)) else len(items)
-    helper = None
-    if cut < len(items):
-        table = hasher.cache.table()
-        known = {full: entry for _, full, key in items[cut:]
-                 if (entry := table.get(key)) is not None}
-        helper = sidecommit.Helper(writer, [full for _, full, _ in items[cut:]], known)
-    try:
+    cut = len(items)
+    if sidecommit.worth_it(len(items), writer.link):
+        cut = len(items) // 2
+    if cut == len(items):
+        return [commit_one(hasher, writer, full, key, f"{shown}/{rel}", linked)
+                for rel, full, key in items]
+    table = hasher.cache.table()
+    known = {full: entry for _, full, key in items[cut:] if (entry := table.get(key)) is not None}
+    with sidecommit.Helper(writer, [full for _, full, _ in items[cut:]], known) as helper:
         reads = [commit_one(hasher, writer, full, key, f"{shown}/{rel}", linked)
                  for rel, full, key in items[:cut]]
-    except BaseException:
-        if helper is not None:
-            helper.stop()
-        raise
-    if helper is None:
-        return reads
-    for (rel, full, key), answer in zip(items[cut:], helper.answers(), strict=True):
+        answers = helper.answers()
+    for (rel, full, key), answer in zip(items[cut:], answers, strict=True):
         if answer is False:  # failed there (or no helper): here, with the error it raises
             reads.append(commit_one(hasher, writer, full, key, f"{shown}/{rel}", linked))
             continue
-        read = sidecommit.as_read(answer, linked)
+        read = sidecommit.as_read(answer)
         if read is not None and read.key is not None:
             hasher.cache.put(key, read.key, read.md5)
         reads.append(read)
