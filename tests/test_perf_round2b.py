@@ -19,6 +19,8 @@ from rich.console import Console
 
 from mlbuild.cli.report import LiveReporter
 from mlbuild.events import RAN, Event, Kind
+from mlbuild.store import linkcommit
+from mlbuild.store.linkcommit import Linked, recheck
 from tests.conftest import Project
 from tests.scenario import UP_TO_DATE, assert_dvc_up_to_date, load_yaml, new_project
 from tests.test_perf_paths import (
@@ -266,3 +268,23 @@ def test_data_add_with_cache_type_hardlink_links_as_dvc_add_does(tmp_path: Path)
     shutil.rmtree(data)
     assert ours.dvc("checkout").returncode == 0
     assert _files(data) == expected
+
+
+def test_a_link_whose_mode_cannot_be_given_back_still_leaves_the_cache(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """recheck after a linked file was written: its object goes even when chmod is refused
+    (a file of another user's), or the cache would keep other bytes under the old hash."""
+    path = tmp_path / "f.txt"
+    path.write_text("first\n")
+    obj = tmp_path / "obj"
+    os.link(path, obj)
+    st = path.stat()
+    linked = [Linked(str(obj), st.st_ino, st.st_mtime_ns, st.st_size, st.st_mode)]
+    path.write_text("second, longer\n")
+
+    def refused(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(linkcommit.os, "chmod", refused)
+    assert recheck(linked) == [str(obj)]
+    assert not obj.exists() and path.read_text() == "second, longer\n"

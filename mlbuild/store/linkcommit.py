@@ -146,13 +146,18 @@ def protect(fd: int, mode: int) -> None:
 
 def unlink_if(obj: str, ino: int, mode: int) -> None:
     """Remove the object at *obj* if it is still the inode *ino* (a workspace file of ours),
-    giving that file back its *mode*: it is no cache object any more."""
+    giving that file back its *mode*: it is no cache object any more. The object goes even
+    when its mode cannot be given back (a file of another user's): it may no longer hold the
+    content its name says."""
     try:
-        if os.stat(obj).st_ino == ino:  # noqa: PTH116 - strings on the hot path
-            os.chmod(obj, stat.S_IMODE(mode))  # noqa: PTH101
-            os.unlink(obj)  # noqa: PTH108
+        if os.stat(obj).st_ino != ino:  # noqa: PTH116 - strings on the hot path
+            return
     except OSError:
-        pass
+        return
+    with contextlib.suppress(OSError):
+        os.chmod(obj, stat.S_IMODE(mode))  # noqa: PTH101
+    with contextlib.suppress(OSError):
+        os.unlink(obj)  # noqa: PTH108
 
 
 def recheck(linked: list[Linked]) -> list[str]:
