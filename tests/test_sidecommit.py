@@ -168,4 +168,3 @@ def test_a_big_directory_is_half_committed_by_the_helper(
         assert read.key == stat_key(Path(full).stat())
         assert hasher.cache.get(key, read.key) == read.md5  # the stat cache learnt each
         assert (writer.files / read.md5[:2] / read.md5[2:]).read_bytes() == data
-
