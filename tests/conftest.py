@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.zygote import UnavailableError, Zygote
+from tests.zygote import Started, UnavailableError, Zygote
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_FILES = ("configs", "stages", "data.dvc", "dvc-storage", "params.yaml", "dvc.yaml",
@@ -84,24 +84,49 @@ _DVC_START = ("dvc.cli", "dvc.cli.parser", "dvc.repo", "dvc.scm", "dvc.repo.plot
               "dvc.daemon", "dvc.data_cloud", "dvc.cachemgr", "dvc_data.hashfile.db.local")
 
 
+# the libraries that mlbuild's commands which score, test drift or serve always import
+# (pandas, scikit-learn, LightGBM, SciPy, GTO, matplotlib, FastAPI: about 1-2 CPU-seconds a
+# command) are imported ahead by a second mlbuild zygote, which forks only those commands:
+# forking from it costs every other command 20-130 ms more than from the lighter one
+_LIBRARIES = ("numpy", "pandas", "pandera.pandas", "scipy.stats", "scipy.spatial",
+              "sklearn.base", "sklearn.pipeline", "sklearn.linear_model", "sklearn.metrics",
+              "sklearn.model_selection", "lightgbm", "gto.api", "matplotlib",
+              "matplotlib.pyplot", "fastapi", "uvicorn", "lleaves")
+LIBRARY_COMMANDS = ("monitor", "serve", "predict", "ct", "ui")
+WITH_LIBRARIES = "mlbuild+libraries"
+
+
 @functools.cache
-def _zygote(tool: str) -> Zygote:
+def _zygote(kind: str) -> Zygote:
     """mlbuild's zygote imports all of mlbuild (but the stages' sandbox hook), and DVC, Hydra
-    and PyYAML, which its commands import; DVC's, what `dvc status` imports."""
-    if tool == "dvc":
-        return Zygote(tool, _DVC_START, _env())
+    and PyYAML, which its commands import (WITH_LIBRARIES: and _LIBRARIES); DVC's, what
+    `dvc status` imports."""
+    if kind == "dvc":
+        return Zygote(kind, _DVC_START, _env())
     own = (".".join(p.relative_to(REPO).with_suffix("").parts)
            for p in sorted((REPO / "mlbuild").rglob("[a-z]*.py")) if "hook" not in p.parts)
-    modules = ("yaml", "hydra", "omegaconf", *_DVC_START, *own)
-    return Zygote(tool, modules, _env())
+    if kind != WITH_LIBRARIES:
+        return Zygote("mlbuild", ("yaml", "hydra", "omegaconf", *_DVC_START, *own), _env())
+    # OpenBLAS would start a thread per core when numpy is imported (and a zygote with
+    # threads forks nothing): one, for the imports ahead; a command's own environment is
+    # still its own (mlbuild's commands do no linear algebra big enough to thread)
+    return Zygote("mlbuild", ("yaml", "hydra", "omegaconf", *_DVC_START, *_LIBRARIES, *own),
+                  _env(), pinned={"OPENBLAS_NUM_THREADS": "1"})
+
+
+def _kind(tool: str, args: tuple[str, ...]) -> str:
+    """The zygote for `TOOL ARGS` (see _LIBRARIES)."""
+    command = next((a for a in args if not a.startswith("-")), "")
+    return WITH_LIBRARIES if tool == "mlbuild" and command in LIBRARY_COMMANDS else tool
 
 
 def _cli(tool: str, args: tuple[str, ...], cwd: Path, env: dict[str, str],
          timeout: float) -> subprocess.CompletedProcess[str]:
     """`python -m TOOL ARGS` in *cwd*, output captured as text."""
-    if _FORK and _zygote(tool).usable(env, cwd):
+    zygote = _zygote(_kind(tool, args)) if _FORK else None
+    if zygote is not None and zygote.usable(env, cwd):
         with contextlib.suppress(UnavailableError):
-            return _zygote(tool).run(list(args), cwd, env, timeout)
+            return zygote.run(list(args), cwd, env, timeout)
     return subprocess.run([sys.executable, "-m", tool, *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -122,6 +147,16 @@ class Project:
         return subprocess.Popen([sys.executable, "-m", "mlbuild", *args], cwd=self.path,
                                 env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
+
+    def start(self, *args: str) -> subprocess.Popen[str] | Started:
+        """popen(), forked from the zygote when it can be (a server that loads a model
+        imports scikit-learn, LightGBM and pandas: about 2 CPU-seconds in a new
+        interpreter); its stdin is /dev/null."""
+        zygote = _zygote(_kind("mlbuild", args)) if _FORK else None
+        if zygote is not None and zygote.usable(_env(), self.path):
+            with contextlib.suppress(UnavailableError):
+                return zygote.start(list(args), self.path, _env())
+        return self.popen(*args)
 
     def run_json(self, *args: str) -> dict[str, object]:
         """`mlbuild ARGS --json`, parsed; asserts success."""

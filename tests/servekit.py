@@ -59,7 +59,7 @@ class Server:
     def __init__(self, proj: Project, *args: str) -> None:
         self.port = free_port()
         self.proj = proj
-        self.proc = proj.popen("serve", *args, "--port", str(self.port))
+        self.proc = proj.start("serve", *args, "--port", str(self.port))
 
     def url(self, path: str) -> str:
         """The full URL of *path* on this server."""

@@ -33,7 +33,7 @@ class Dashboard(Server):
     def __init__(self, proj: Project) -> None:
         self.port = free_port()
         self.proj = proj
-        self.proc = proj.popen("ui", "--port", str(self.port))
+        self.proc = proj.start("ui", "--port", str(self.port))
 
 
 def _ok(proc: Any) -> str:

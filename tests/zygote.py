@@ -40,15 +40,17 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import IO, Any
 
 # the recording of environment reads is the resident server's (mlbuild/launch/envreads.py)
-from mlbuild.launch.envreads import SCANNED, recording
+from mlbuild.launch.envreads import SCANNED, SCANS, recording
 
 # settings the interpreter fixes at start-up (sys.path, sys.flags, the streams' encoding)
 STARTUP_VARIABLES: tuple[str, ...] = ("PYTHON", "LANG", "LC_", "LANGUAGE")
+PREFIX = "prefix:"  # a recorded read of every variable starting with what follows
 REQUEST_TIMEOUT = 60.0  # seconds a client gets to send its request, the zygote to answer
 
 
@@ -137,6 +139,26 @@ def _answer(conn: socket.socket, tool: str, request: dict[str, Any], fds: list[i
 
 
 STARTUP_VARIABLES += (*SCANNED, "HOME")  # fsspec's config and dulwich find ~ with HOME
+# Modules whose import scans the whole environment for settings with a prefix, and the file
+# that scans: GTO's CONFIG, with pydantic-settings (case-insensitive). Only the variables
+# with that prefix matter.
+PREFIX_SCANS = {"gto": ("pydantic_settings/sources/utils.py", "gto_")}
+# Files a module reads from the working directory when imported (as mlbuild's warm
+# interpreter knows them): a command in a directory holding one would not see it.
+READ_AT_IMPORT = {"matplotlib": ("matplotlibrc",)}
+# Threads an import may start that a fork re-creates: jemalloc's background thread (pyarrow's
+# allocator, started when pandas is imported), as mlbuild's own warm interpreter allows
+# (mlbuild/sandbox/hook/_mlbuild_warm.py FORK_SAFE_THREADS).
+FORK_SAFE_THREADS = ("jemalloc_bg_thd",)
+
+
+def _threads() -> int:
+    """This process's threads, less those a fork re-creates."""
+    names = []
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):
+            names.append((task / "comm").read_text().strip())
+    return sum(name not in FORK_SAFE_THREADS for name in names)
 # the terminal and colour settings Typer's and rich's output follow: a new interpreter too
 STARTUP_VARIABLES += ("FORCE_COLOR", "NO_COLOR", "PY_COLORS", "TTY_", "GITHUB_ACTIONS",
                       "TERMINAL_WIDTH", "_TYPER_", "COLUMNS", "LINES", "TERM", "COLORTERM")
@@ -145,12 +167,16 @@ STARTUP_VARIABLES += ("FORCE_COLOR", "NO_COLOR", "PY_COLORS", "TTY_", "GITHUB_AC
 def serve(path: str, tool: str, modules: list[str]) -> None:
     """Import the modules, then fork a monitor per request until the caller goes."""
     filters = list(warnings.filters)
+    before = dict(os.environ)
     read: set[str] = set()
-    with recording(read):
-        for name in modules:
-            with contextlib.suppress(ImportError):
-                importlib.import_module(name)
-    if len(list(Path("/proc/self/task").iterdir())) > 1:  # an import started a thread
+    for name in modules:
+        scanner, prefix = PREFIX_SCANS.get(name.partition(".")[0], ("", ""))
+        scans = {**SCANS, scanner: prefix} if scanner else SCANS
+        with recording(read, scans), contextlib.suppress(ImportError):
+            importlib.import_module(name)
+        if scanner:
+            read.add(PREFIX + prefix)
+    if _threads() > 1:  # an import started a thread
         print(json.dumps({"refused": "an import started a thread"}), flush=True)
         os._exit(0)
     gc.collect()
@@ -160,7 +186,11 @@ def serve(path: str, tool: str, modules: list[str]) -> None:
     listener.bind(path)
     listener.listen(64)
     names = sorted({name.partition(".")[0] for name in sys.modules})
-    print(json.dumps({"read": sorted(read), "modules": names}), flush=True)
+    # what the imports set themselves (scikit-learn's os.environ.setdefault of KMP_*): a
+    # command whose environment already has those values (its caller imported them too)
+    # would have seen the same
+    set_here = {k: v for k, v in os.environ.items() if before.get(k) != v}
+    print(json.dumps({"read": sorted(read), "modules": names, "set": set_here}), flush=True)
     while True:
         # the caller's end of stdin closes when it exits, however it ends: so does this
         readable, _, _ = select.select([listener, sys.stdin], [], [])
@@ -185,13 +215,18 @@ def serve(path: str, tool: str, modules: list[str]) -> None:
 class Zygote:
     """The client: one server per tool and test process, started on first use."""
 
-    def __init__(self, tool: str, modules: tuple[str, ...], env: dict[str, str]) -> None:
+    def __init__(self, tool: str, modules: tuple[str, ...], env: dict[str, str],
+                 pinned: dict[str, str] | None = None) -> None:
+        """*pinned*: variables set for the zygote's imports only, whatever a command's
+        environment says (a command still sees its own value in os.environ)."""
         self.tool, self.modules, self.env = tool, modules, env
+        self.pinned = dict(pinned or {})
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
         self._dir = ""
         self._read: set[str] = set()
         self._names: set[str] = set()
+        self._set: dict[str, str] = {}
         self._ready = False
 
     def _socket(self) -> str:
@@ -203,7 +238,7 @@ class Zygote:
                 path = str(Path(self._dir, "s"))
                 self._proc = subprocess.Popen(
                     [sys.executable, __file__, path, self.tool, *self.modules],
-                    env=self.env, cwd=self._dir, stdin=subprocess.PIPE,
+                    env={**self.env, **self.pinned}, cwd=self._dir, stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE, text=True)
                 import atexit
 
@@ -212,6 +247,7 @@ class Zygote:
                 with contextlib.suppress(ValueError, KeyError, TypeError):  # refused, or died
                     said = json.loads(self._proc.stdout.readline() or "{}")
                     self._read, self._names = set(said["read"]), set(said["modules"])
+                    self._set = dict(said["set"])
                     self._ready = True
             if not self._ready or self._proc.poll() is not None:
                 return ""
@@ -232,11 +268,45 @@ class Zygote:
         interpreter (see the module's docstring)."""
         if not self._socket() or "*" in self._read:
             return False
-        keys = set(env) | set(self.env)
-        if any((k.startswith(STARTUP_VARIABLES) or k in self._read) and
-               env.get(k) != self.env.get(k) for k in keys):
+        keys = (set(env) | set(self.env)) - set(self.pinned)
+        prefixes = tuple(r.removeprefix(PREFIX) for r in self._read if r.startswith(PREFIX))
+        if any((k.startswith(STARTUP_VARIABLES) or k in self._read
+                or k.lower().startswith(prefixes))
+               and env.get(k) not in (self.env.get(k), self._set.get(k, self.env.get(k)))
+               for k in keys):
             return False
-        return cwd is None or not (_shadows(cwd) & self._names)
+        return cwd is None or not (_shadows(cwd) & self._names or any(
+            (cwd / name).exists() for module, files in READ_AT_IMPORT.items()
+            if module in self._names for name in files))
+
+    def start(self, argv: list[str], cwd: Path, env: dict[str, str]) -> Started:
+        """Like subprocess.Popen(python -m TOOL ARGV, stdout=PIPE, stderr=PIPE, text=True);
+        UnavailableError when the zygote cannot be reached (nothing was started)."""
+        body = json.dumps({"argv": argv, "cwd": str(cwd), "env": env}).encode()
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            conn.settimeout(REQUEST_TIMEOUT)
+            try:
+                conn.connect(self._socket())
+            except OSError as exc:
+                raise UnavailableError(str(exc)) from exc
+            with open(os.devnull, "rb") as stdin:
+                socket.send_fds(conn, [struct.pack("!I", len(body))],
+                                [stdin.fileno(), out_w, err_w])
+            conn.sendall(body)
+            started = Started([sys.executable, "-m", self.tool, *argv], conn, out_r, err_r)
+        except BaseException:
+            conn.close()
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        conn.settimeout(None)
+        return started
 
     def run(self, argv: list[str], cwd: Path, env: dict[str, str],
             timeout: float) -> subprocess.CompletedProcess[str]:
@@ -266,6 +336,72 @@ class Zygote:
                 _line(conn)
                 raise subprocess.TimeoutExpired(cmd, timeout, _read(out), _read(err)) from None
             return subprocess.CompletedProcess(cmd, int(line), _read(out), _read(err))
+
+
+class Started:
+    """A command forked by a zygote and left running, used as a subprocess.Popen started
+    with stdout and stderr piped, text=True: args, pid, stdout, stderr, poll, wait,
+    communicate, send_signal, terminate, kill, returncode. Its exit status comes from its
+    monitor, which kills it when this end goes away."""
+
+    def __init__(self, args: list[str], conn: socket.socket, out: int, err: int) -> None:
+        self.args, self._conn = args, conn
+        self.pid = int(_line(conn))
+        self.stdout: IO[str] = open(out, encoding="utf-8")  # noqa: SIM115 (closed at the end)
+        self.stderr: IO[str] = open(err, encoding="utf-8")  # noqa: SIM115
+        self.returncode: int | None = None
+        self._readers: list[threading.Thread] = []
+        self._output: dict[int, str] = {}
+
+    def poll(self) -> int | None:
+        """The exit status, or None while it runs."""
+        if self.returncode is None and select.select([self._conn], [], [], 0)[0]:
+            self._ended()
+        return self.returncode
+
+    def _ended(self) -> None:
+        self.returncode = int(_line(self._conn))
+        self._conn.close()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the end; subprocess.TimeoutExpired past *timeout* seconds."""
+        if self.returncode is None:
+            if not select.select([self._conn], [], [], timeout)[0]:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+            self._ended()
+        assert self.returncode is not None
+        return self.returncode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        """Everything it writes to stdout and stderr until it ends, and the end."""
+        if not self._readers:
+            for index, stream in enumerate((self.stdout, self.stderr)):
+                def read(index: int = index, stream: IO[str] = stream) -> None:
+                    self._output[index] = stream.read()
+                self._readers.append(threading.Thread(target=read, daemon=True))
+                self._readers[-1].start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for reader in self._readers:
+            reader.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if reader.is_alive():
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        self.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self.stdout.close()
+        self.stderr.close()
+        return self._output[0], self._output[1]
+
+    def send_signal(self, signum: int) -> None:
+        """Signal it, unless it has ended."""
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        """SIGTERM."""
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL."""
+        self.send_signal(signal.SIGKILL)
 
 
 def _shadows(cwd: Path) -> set[str]:

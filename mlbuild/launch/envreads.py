@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 # Modules that scan the whole environment when imported, and what they look for there:
@@ -18,29 +18,29 @@ SCANS = {"tqdm/utils.py": "TQDM_", "fsspec/config.py": "FSSPEC_", "wsgiref/handl
 SCANNED = tuple(prefix for prefix in SCANS.values() if prefix)
 
 
-def _scanner(depth: int) -> str | None:
+def _scanner(depth: int, scans: Mapping[str, str]) -> str | None:
     """The file of the code looking the environment up: a known scan's, or None."""
     frame = sys._getframe(depth)
     while frame.f_back is not None and frame.f_code.co_filename.startswith("<frozen "):
         frame = frame.f_back  # os, posixpath, _collections_abc
     name = frame.f_code.co_filename
-    return next((known for known in SCANS if name.endswith(known)), None)
+    return next((known for known in scans if name.endswith(known)), None)
 
 
 @contextlib.contextmanager
-def recording(read: set[str]) -> Iterator[None]:
+def recording(read: set[str], scans: Mapping[str, str] = SCANS) -> Iterator[None]:
     """Note every environment variable looked up meanwhile ("*": the whole environment
-    scanned by a module not in SCANS)."""
+    scanned by a module not in *scans*, file -> the prefix its scan looks for)."""
     cls: Any = type(os.environ)
     get, walk = cls.__getitem__, cls.__iter__
 
     def getitem(self: Any, key: str) -> str:
-        if _scanner(2) is None:
+        if _scanner(2, scans) is None:
             read.add(key)
         return str(get(self, key))
 
     def iterate(self: Any) -> Iterator[str]:
-        if _scanner(2) is None:
+        if _scanner(2, scans) is None:
             read.add("*")
         return iter(walk(self))
 
