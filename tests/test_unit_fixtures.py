@@ -168,3 +168,49 @@ def test_a_zygote_whose_imports_start_a_thread_refuses_and_commands_run_fresh(
         assert zygote._proc.wait(timeout=10) == 0  # it left at once
     finally:
         zygote.close()
+
+
+def test_a_started_command_is_signalled_and_ends_as_a_popen_would(tmp_path: Path) -> None:
+    """Zygote.start, which the serving tests start servers with: a real pid to signal, the
+    output piped, the exit status a Popen would give."""
+    (tmp_path / "probe.py").write_text(PROBE)
+    env = _env({"PROBE": "given"})
+    zygote = Zygote("probe", ("json", "threading"), _env())
+    fresh = subprocess.Popen([sys.executable, "-m", "probe", "sleep"], cwd=tmp_path, env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        started = zygote.start(["sleep"], tmp_path, env)
+        for proc in (started, fresh):
+            assert proc.stdout is not None
+            assert json.loads(proc.stdout.readline())["argv"] == ["sleep"]
+            assert proc.poll() is None
+            with pytest.raises(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.2)
+        assert Path(f"/proc/{started.pid}/cwd").resolve() == tmp_path.resolve()
+        ends = []
+        for proc in (started, fresh):
+            proc.terminate()
+            _out, err = proc.communicate(timeout=30)  # the rest of stdout: timing
+            ends.append((proc.returncode, err))
+    finally:
+        fresh.kill()
+        zygote.close()
+    assert ends[0] == ends[1] == (-signal.SIGTERM, "")
+
+
+def test_what_an_import_sets_itself_may_already_be_set(tmp_path: Path) -> None:
+    """A variable an import sets with setdefault (scikit-learn's KMP_* do) is the same for a
+    command whose caller has it at that value: the zygote stays usable for it, not for
+    another value."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "sets.py").write_text("import os\nos.environ.setdefault('PROBE_SET', 'yes')\n")
+    base = {"PYTHONPATH": str(lib)}
+    zygote = Zygote("probe", ("sets",), _env(base))
+    try:
+        assert zygote.usable(_env(base), tmp_path)
+        assert zygote.usable(_env({**base, "PROBE_SET": "yes"}), tmp_path)
+        assert not zygote.usable(_env({**base, "PROBE_SET": "no"}), tmp_path)
+    finally:
+        zygote.close()
