@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -253,8 +255,9 @@ def test_builds_sharing_a_pool_each_get_their_own_packages_imported_ahead(
         tmp_path: Path) -> None:
     """Two builds on one pool, as two variants of a sweep whose group choice picks another
     package: each is forked from an interpreter that imported its own stage's package."""
-    pool = tmp_path / "pool"
-    pool.mkdir()
+    # in /tmp, as mlbuild makes its own pools' directories: a socket's path has at most 107
+    # bytes, and tmp_path's may leave too few of them
+    pool = Path(tempfile.mkdtemp(prefix="mlbuild-warm-", dir="/tmp"))
     share = {WARM_SHARE: f"{pool}:{os.getpid()}"}
     seen = {}
     try:
@@ -268,5 +271,6 @@ def test_builds_sharing_a_pool_each_get_their_own_packages_imported_ahead(
     finally:
         for pidfile in pool.glob("*.pid"):
             os.kill(int(pidfile.read_text()), signal.SIGTERM)
+        shutil.rmtree(pool, ignore_errors=True)
     assert seen == {"numpy": {"numpy": True, "yaml": False},
                     "yaml": {"numpy": False, "yaml": True}}
