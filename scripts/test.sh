@@ -59,16 +59,30 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 "$VENV/bin/ruff" check mlbuild tests stages scripts bench
 # The tests' temporary files (about 1 GB of projects, caches and scratch workspaces, made and
-# removed by the hundred thousand) go to a tmpfs when /dev/shm is one with 4 GB free and
-# TMPDIR is not set: on an ext4 file system without a journal (this machine's root, for one),
-# making files soon after many were removed is 3-5 times slower (bench/README.md, "Deleted
-# files"). They are removed at the end when the tests pass, kept for a look when not.
+# removed by the hundred thousand) go to a tmpfs when /dev/shm is one with 4 GB free, lets
+# programs run from it (Docker mounts it noexec) and TMPDIR is not set: on an ext4 file system
+# without a journal (this machine's root, for one), making files soon after many were removed
+# is 3-5 times slower (bench/README.md, "Deleted files"). They are removed at the end when the
+# tests pass, kept for a look when not, until the next run of this script (which removes
+# those of runs that are over: their memory is the machine's).
 SCRATCH=""
+for old in /dev/shm/mlbuild-tests-*; do
+    pid=${old#/dev/shm/mlbuild-tests-}
+    pid=${pid%%-*}
+    [ -d "$old" ] && ! kill -0 "$pid" 2>/dev/null && rm -rf "$old"
+done
 if [ -z "${TMPDIR:-}" ] && [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] &&
         [ "$(df -Pk /dev/shm | awk 'NR == 2 {print $4}')" -gt 4194304 ]; then
-    SCRATCH=$(mktemp -d /dev/shm/mlbuild-tests-XXXXXX)
-    TMPDIR=$SCRATCH
-    export TMPDIR
+    SCRATCH=$(mktemp -d "/dev/shm/mlbuild-tests-$$-XXXXXX")
+    printf '#!/bin/sh\nexit 0\n' > "$SCRATCH/probe" && chmod +x "$SCRATCH/probe"
+    if "$SCRATCH/probe" 2>/dev/null; then
+        rm -f "$SCRATCH/probe"
+        TMPDIR=$SCRATCH
+        export TMPDIR
+    else
+        rm -rf "$SCRATCH"
+        SCRATCH=""
+    fi
 fi
 # loadgroup: a module marked xdist_group (an expensive module fixture) runs on one worker only;
 # with plain load scheduling both workers built the lineage history, for instance.
@@ -77,7 +91,7 @@ PATH="$PWD/$VENV/bin:$PATH" "$VENV/bin/python" -m pytest -n 2 --dist loadgroup -
     || TESTS_OK=$?
 if [ -n "$SCRATCH" ]; then
     if [ "$TESTS_OK" = 0 ]; then
-        rm -rf "$SCRATCH"
+        rm -rf "$SCRATCH" || true
     else
         echo "== the tests' temporary files are in $SCRATCH (memory: rm -rf it when done)" >&2
     fi

@@ -207,10 +207,16 @@ def test_what_an_import_sets_itself_may_already_be_set(tmp_path: Path) -> None:
     lib.mkdir()
     (lib / "sets.py").write_text("import os\nos.environ.setdefault('PROBE_SET', 'yes')\n")
     base = {"PYTHONPATH": str(lib)}
-    zygote = Zygote("probe", ("sets",), _env(base))
+    (tmp_path / "seer.py").write_text("import os, sets\nprint(os.environ.get('PROBE_SET'))\n")
+    zygote = Zygote("seer", ("sets",), _env(base))
     try:
         assert zygote.usable(_env(base), tmp_path)
         assert zygote.usable(_env({**base, "PROBE_SET": "yes"}), tmp_path)
         assert not zygote.usable(_env({**base, "PROBE_SET": "no"}), tmp_path)
+        # and the command sees it set, as one that imports `sets` in a new interpreter does
+        forked = zygote.run([], tmp_path, _env(base), timeout=30)
     finally:
         zygote.close()
+    fresh = subprocess.run([sys.executable, "-m", "seer"], cwd=tmp_path, env=_env(base),
+                           capture_output=True, text=True, timeout=30)
+    assert forked.stdout == fresh.stdout == "yes\n"

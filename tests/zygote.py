@@ -16,9 +16,12 @@ client falls back to it by itself): an environment that differs from the zygote'
 variable the interpreter or an import read (PYTHON*, the locale, and every variable a module
 looked up while the zygote imported it: FORCE_COLOR for Typer, for instance); a working
 directory holding a module named like one imported ahead (`typer.py` beside the project);
-a zygote that is gone. What stays different: every command forked from one zygote shares its
-string-hash seed, `/proc/PID/cmdline` is the zygote's, objects imported ahead are frozen for
-the garbage collector, and a submodule imported ahead is already an attribute of its package.
+a zygote that is gone. What its imports set in the environment (scikit-learn's KMP_*) is set
+in every command's, as in a new interpreter that imports the same. What stays different:
+every command forked from one zygote shares its string-hash seed, `/proc/PID/cmdline` is the
+zygote's, objects imported ahead are frozen for the garbage collector, a submodule imported
+ahead is already an attribute of its package, and a command that does not import what the
+zygote imported still has the variables those imports set.
 The tests that check start-up itself (imports with -X importtime, signals, the console
 script) start their own interpreters.
 
@@ -81,6 +84,10 @@ def _recv_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
     return request, fds
 
 
+# what the imports set in the environment: {variable: (its value before, after)}
+_SET_AT_IMPORT: dict[str, tuple[str | None, str]] = {}
+
+
 def _become(tool: str, request: dict[str, Any], fds: list[int],
             filters: list[Any]) -> None:
     """In the forked child: take the caller's streams, directory, environment and argv, and
@@ -93,6 +100,16 @@ def _become(tool: str, request: dict[str, Any], fds: list[int],
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(request["env"])
+    for key, (before, after) in _SET_AT_IMPORT.items():
+        if os.environ.get(key) == before:  # the imports would have set it here too
+            os.environ[key] = after
+    importlib.invalidate_caches()  # a new interpreter has no directory listings cached
+    time.tzset()  # TZ: the caller's
+    if "tempfile" in sys.modules:
+        sys.modules["tempfile"].tempdir = None  # TMPDIR: the caller's
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:  # a new interpreter seeds it from the OS (random re-seeds)
+        numpy_random.seed()
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -160,6 +177,11 @@ def _threads() -> int:
             names.append((task / "comm").read_text().strip())
     return sum(name not in FORK_SAFE_THREADS for name in names)
 # the terminal and colour settings Typer's and rich's output follow: a new interpreter too
+# what C libraries read with getenv when they load (OpenBLAS, GNU OpenMP, Arrow, glibc's
+# malloc); not KMP_ (Intel's OpenMP, which nothing here loads): scikit-learn sets two of
+# those in the test process itself when a test imports it
+STARTUP_VARIABLES += ("OMP_", "GOMP_", "OPENBLAS_", "GOTO_", "MKL_", "NUMEXPR_", "BLIS_",
+                      "VECLIB_", "ARROW_", "MALLOC_")
 STARTUP_VARIABLES += ("FORCE_COLOR", "NO_COLOR", "PY_COLORS", "TTY_", "GITHUB_ACTIONS",
                       "TERMINAL_WIDTH", "_TYPER_", "COLUMNS", "LINES", "TERM", "COLORTERM")
 
@@ -190,6 +212,7 @@ def serve(path: str, tool: str, modules: list[str]) -> None:
     # command whose environment already has those values (its caller imported them too)
     # would have seen the same
     set_here = {k: v for k, v in os.environ.items() if before.get(k) != v}
+    _SET_AT_IMPORT.update({k: (before.get(k), v) for k, v in set_here.items()})
     print(json.dumps({"read": sorted(read), "modules": names, "set": set_here}), flush=True)
     while True:
         # the caller's end of stdin closes when it exits, however it ends: so does this
@@ -391,9 +414,10 @@ class Started:
         return self._output[0], self._output[1]
 
     def send_signal(self, signum: int) -> None:
-        """Signal it, unless it has ended."""
+        """Signal it, unless it has ended (reaped, its status not yet told: as Popen)."""
         if self.poll() is None:
-            os.kill(self.pid, signum)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
 
     def terminate(self) -> None:
         """SIGTERM."""
