@@ -28,6 +28,8 @@ def _child(settings: Settings, sock: socket.socket, serve: Serve, k: int, report
     try:
         mine = replace(settings, log_dir=settings.log_dir / f"worker-{k}", load_first=True)
         stopped = serve(mine, sock)
+        for signum in STOP_SIGNALS:  # stopped: another signal must not lose the report
+            signal.signal(signum, signal.SIG_IGN)
         outcome = {"logged": stopped.logged, "signal": stopped.signal}
     except MlbuildError as exc:
         outcome = {"error": str(exc), "code": exc.exit_code}
@@ -52,18 +54,25 @@ def prefork(settings: Settings, sock: socket.socket, workers: int, serve: Serve)
         reads.append(read)
         pids.append(pid)
     caught: list[int] = []
+    signalled: set[int] = set()
+
+    def stop_all() -> None:
+        """SIGTERM to each worker, once: a worker signalled again after it had stopped
+        serving died of the signal before it reported what it logged."""
+        for pid in pids:
+            if pid not in signalled:
+                signalled.add(pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
 
     def forward(signum: int, _frame: object) -> None:
         caught.append(signum)
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+        stop_all()
 
     before = {s: signal.signal(s, forward) for s in STOP_SIGNALS}
     try:
         os.wait()  # the first worker to end (a stop signal or a load error) ends them all
-        forward(signal.SIGTERM, None)
-        caught.pop()
+        stop_all()
         for pid in pids:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
