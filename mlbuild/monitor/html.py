@@ -18,7 +18,10 @@ STYLE = ("body{font-family:sans-serif;margin:2em;color:#222}table{border-collaps
 
 
 def _histogram(column: str, reference: Any, current: Any) -> str:
-    """A PNG (base64) of the two samples' distributions on common bins."""
+    """A PNG (base64) of the two samples' distributions on common bins: numeric columns as
+    two translucent step histograms over each other, categorical ones as paired bars. The
+    margins are fixed rather than fitted (tight_layout drew every figure twice: 5.6 s
+    against 2.9 for 40 features)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,10 +31,14 @@ def _histogram(column: str, reference: Any, current: Any) -> str:
 
     figure, axes = plt.subplots(figsize=(4.5, 3))
     ref, cur = reference.dropna(), current.dropna()
+    bottom = 0.12
     if pd.api.types.is_numeric_dtype(ref) and pd.api.types.is_numeric_dtype(cur):
-        both = np.concatenate([ref.to_numpy(dtype=float), cur.to_numpy(dtype=float)])
-        edges = np.histogram_bin_edges(both, bins="sturges")
-        axes.hist([ref, cur], bins=list(edges), density=True, label=["reference", "current"])
+        samples = (ref.to_numpy(dtype=float), cur.to_numpy(dtype=float))
+        edges = np.histogram_bin_edges(np.concatenate(samples), bins="sturges")
+        for sample, label in zip(samples, ("reference", "current"), strict=True):
+            density = np.histogram(sample, bins=edges, density=True)[0] if len(sample) else (
+                np.zeros(len(edges) - 1))
+            axes.stairs(density, edges, fill=True, alpha=0.5, label=label)
     else:
         keys = sorted(set(ref.unique()) | set(cur.unique()), key=str)
         ref_share = ref.value_counts(normalize=True).reindex(keys, fill_value=0)
@@ -39,10 +46,11 @@ def _histogram(column: str, reference: Any, current: Any) -> str:
         spots = np.arange(len(keys))
         axes.bar(spots - 0.2, ref_share, 0.4, label="reference")
         axes.bar(spots + 0.2, cur_share, 0.4, label="current")
-        axes.set_xticks(spots, [str(k) for k in keys], rotation=45)
+        axes.set_xticks(spots, [str(k)[:12] for k in keys], rotation=45, ha="right")
+        bottom = 0.3
     axes.set_title(column)
     axes.legend()
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.13, right=0.97, top=0.9, bottom=bottom)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=80)
     plt.close(figure)
