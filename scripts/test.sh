@@ -8,8 +8,27 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-$(python3 scripts/oldest_python.py)}"
 [ -n "$PY" ] || { echo "no Python 3.11 or newer on PATH" >&2; exit 2; }
 VENV=.venv-test
+# One pytest worker per usable core (the CPUs this process may run on; GNU nproc would
+# follow OMP_NUM_THREADS), at least 2 (a test waiting on a signal or a server leaves its core
+# to the other) and at most 8 (each worker has its zygotes and warm-start pool, about 1 GB);
+# MLBUILD_TEST_WORKERS=N chooses any N. The suite is CPU-bound: on 2 cores, more workers
+# than cores bought nothing (3: 282 s and 538 CPU-seconds, 4: 263 s and 518, against
+# 266-268 s and 448-450 for 2). loadgroup: a module marked xdist_group (an expensive module
+# fixture) runs on one worker only; with plain load scheduling every worker built the
+# lineage history, for instance.
+if [ -n "${MLBUILD_TEST_WORKERS:-}" ]; then
+    case $MLBUILD_TEST_WORKERS in
+        *[!0-9]* | 0*) echo "MLBUILD_TEST_WORKERS: expected a number of workers (1 or more)," \
+                            "got '$MLBUILD_TEST_WORKERS'" >&2
+                       exit 2 ;;
+    esac
+    WORKERS=$MLBUILD_TEST_WORKERS
+else
+    WORKERS=$("$PY" -c 'import os; print(min(8, max(2, len(os.sched_getaffinity(0)))))')
+fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-echo "== tests under $("$VENV/bin/python" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+echo "== tests under $("$VENV/bin/python" -c \
+    'import sys; print(sys.executable, sys.version.split()[0])')"
 # uv (from PyPI, into the venv) installs the ~130 packages with parallel downloads: on a fresh
 # machine pip took 377 s against uv's 87 s, installing uv included, side by side. pip
 # installs them instead when uv cannot (the venv's own pip installs editable pyproject
@@ -84,16 +103,6 @@ if [ -z "${TMPDIR:-}" ] && [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] &
         SCRATCH=""
     fi
 fi
-# One pytest worker per usable core (nproc: the CPUs this process may run on), at least 2
-# (a test waiting on a signal or a server leaves its core to the other) and at most 8 (each
-# worker has its zygotes and warm-start pool, about 1 GB); MLBUILD_TEST_WORKERS=N to choose.
-# The suite is CPU-bound: on 2 cores, more workers than cores bought nothing (3: 282 s and
-# 538 CPU-seconds, 4: 263 s and 518, against 266-268 s and 448-450 for 2). loadgroup: a module marked xdist_group (an expensive
-# module fixture) runs on one worker only; with plain load scheduling every worker built the
-# lineage history, for instance.
-WORKERS=${MLBUILD_TEST_WORKERS:-$(nproc 2>/dev/null || echo 2)}
-[ "$WORKERS" -ge 2 ] 2>/dev/null || WORKERS=2
-[ "$WORKERS" -le 8 ] || WORKERS=8
 echo "== pytest with $WORKERS workers"
 TESTS_OK=0
 PATH="$PWD/$VENV/bin:$PATH" "$VENV/bin/python" -m pytest -n "$WORKERS" --dist loadgroup -q \

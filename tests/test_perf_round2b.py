@@ -165,17 +165,17 @@ def test_files_changing_while_linked_never_corrupt_the_cache(tmp_path: Path, fil
     shutil.rmtree(proj.path / "many")
     restored = proj.dvc("checkout", "many")
     assert restored.returncode == 0, restored.stderr
-    stale = [s["stage"] for s in proj.run_json("status")["stages"] if s["stale"]]
-    # tool failed as its input changed under it; or it ran on files the writer changed
-    # after 'many' was committed (files too fresh to link are copied, and stay writable) and
-    # recorded what it read, which restoring 'many' makes stale (seen once, on a loaded
-    # machine): once the input is settled, a rerun records the stage
-    assert stale == ["tool"] if built.returncode != 0 else stale in ([], ["tool"]), stale
-    if stale:
+    if built.returncode != 0:  # once the input is settled, a rerun records the stage
+        stale = [s["stage"] for s in proj.run_json("status")["stages"] if s["stale"]]
+        assert stale == ["tool"], stale
         rerun = proj.run("run")
         assert rerun.returncode == 0, rerun.stderr + rerun.stdout
         _intact(proj)
-    assert proj.dvc("status").stdout.strip().startswith(UP_TO_DATE)
+    # failed once under -n 3 on 2 cores (dvc status: tool's dep 'many' modified), not seen
+    # again: say which way the build went and what was recorded, should it fail again
+    dvc_status = proj.dvc("status").stdout.strip()
+    assert dvc_status.startswith(UP_TO_DATE), (dvc_status, built.returncode,
+                                               built.stderr[-1500:], proj.read("dvc.lock"))
     assert proj.run_json("status")["up_to_date"] is True
 
 

@@ -322,7 +322,7 @@ def test_no_server_for_remotes_when_switched_off_or_in_an_open_directory(
 def test_an_idle_server_exits_and_removes_its_socket(
         resident: tuple[Project, dict[str, str]]) -> None:
     proj, env = resident
-    mlbuild(proj, {**env, "MLBUILD_SERVER_IDLE": "2"}, "status")
+    mlbuild(proj, {**env, "MLBUILD_SERVER_IDLE": "3"}, "status")
     server = server_pid(env)
     assert _wait(lambda: not alive(server), timeout=60)
     assert not list(Path(env["XDG_RUNTIME_DIR"], "mlbuild").glob("*.sock"))
